@@ -72,8 +72,9 @@ def denormalize(boxes: Tensor, width: float | Tensor, height: float | Tensor) ->
     return boxes * _scale(width, height, boxes)
 
 
-def clip_boxes(boxes: Tensor, width: float = 1.0, height: float = 1.0) -> Tensor:
-    """Truncate xyxy boxes to [0, width] x [0, height] (§4.1: "mapped and truncated to the image")."""
+def clip_boxes(boxes: Tensor, width: float | Tensor = 1.0, height: float | Tensor = 1.0) -> Tensor:
+    """Truncate xyxy boxes Tensor[..., 4] to [0, width] x [0, height] (§4.1: "mapped and truncated to
+    the image"). width/height may be tensors broadcastable to boxes[..., 0] (e.g. [B, 1] per image)."""
     upper = _scale(width, height, boxes)
     return torch.minimum(boxes.clamp(min=0), upper)
 

@@ -7,3 +7,7 @@ name, a bad number). The CLI prints its message on one line and exits with code 
 
 class UserError(Exception):
     """A mistake in the user's input; the message names the file/object and what is wrong."""
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss term became NaN or infinite; the message names the step and the term."""

@@ -1,0 +1,56 @@
+"""Checkpoints: one self-contained file with weights, priors, optimizer, config and step.
+
+Writes are atomic (a temporary file in the same directory, then ``os.replace``), so an interrupted
+save never leaves a truncated checkpoint behind and the previous one stays usable.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from multibox.config import Config
+from multibox.errors import UserError
+from multibox.model import MultiBox, build_model
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """torch.save ``state`` to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict at ``path``; a missing or unreadable file is a one-line UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--model {path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise UserError(f"--model {path}: not a multibox checkpoint ({type(exc).__name__})") from None
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise UserError(f"--model {path}: not a multibox checkpoint (no model/config entries)")
+    return state
+
+
+def model_from_checkpoint(state: dict[str, Any]) -> tuple[MultiBox, Config]:
+    """Rebuild the localizer of a checkpoint dict (the backbone's random init is overwritten)."""
+    cfg = Config.from_dict(state["config"], "checkpoint config")
+    m = cfg.model
+    weights = "none" if m.backbone == "efficientnet_lite0" else None  # skip loading packaged weights twice
+    model = build_model(m.backbone, state["model"]["priors"], weights, m.hidden_dim, m.grid)
+    model.load_state_dict(state["model"])
+    return model, cfg

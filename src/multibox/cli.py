@@ -1,0 +1,164 @@
+"""The `multibox` command line: parses arguments and dispatches to :mod:`multibox.engine`.
+
+User mistakes (:class:`multibox.errors.UserError`, bad flags) print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from multibox.config import Config
+from multibox.errors import TrainingDiverged, UserError
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and exit code 2 (argparse's own usage dump is noise here)."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+# flag -> (config section, field): CLI values override the YAML, which overrides the defaults.
+TRAIN_FLAGS = {
+    "data": ("data", "data"), "split": ("data", "split"), "backbone": ("model", "backbone"),
+    "weights": ("model", "weights"), "num_boxes": ("model", "num_boxes"), "image_size": ("model", "image_size"),
+    "batch_size": ("train", "batch_size"), "lr": ("train", "lr"), "optimizer": ("train", "optimizer"),
+    "device": ("train", "device"), "seed": ("train", "seed"), "steps": ("train", "steps"),
+    "epochs": ("train", "epochs"), "time": ("train", "time_minutes"), "workers": ("data", "num_workers"),
+    "alpha": ("train", "alpha"), "checkpoint_every": ("train", "checkpoint_every"),
+}
+
+
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a localizer")
+    p.add_argument("--data", help="dataset: synthetic (default) or a dataset path / YAML")
+    p.add_argument("--split", help="training split (default train)")
+    p.add_argument("--out", required=True, help="run directory; the checkpoint is OUT/model.pt")
+    p.add_argument("--config", help="YAML config (sections model, data, train)")
+    stop = p.add_mutually_exclusive_group()
+    stop.add_argument("--steps", type=positive_int, help="optimizer steps")
+    stop.add_argument("--epochs", type=positive_float, help="passes over the training split")
+    stop.add_argument("--time", type=positive_float, metavar="MINUTES", help="wall-clock budget in minutes")
+    p.add_argument("--backbone", help="alexnet, resnet18, mobilenet_v3_small, mobilenet_v3_large, efficientnet_lite0, tiny")
+    p.add_argument("--weights", help="backbone weights: imagenet (download) or a local .pth file")
+    p.add_argument("--num-boxes", type=positive_int, help="K, boxes per image (default 100)")
+    p.add_argument("--image-size", type=positive_int, help="S, network input side (default 220)")
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--lr", type=positive_float)
+    p.add_argument("--optimizer", choices=["adagrad", "sgd", "adam"])
+    p.add_argument("--alpha", type=positive_float, help="weight of the location term (default 0.3)")
+    p.add_argument("--device", help="cpu, cuda or auto")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--workers", type=int, help="DataLoader workers")
+    p.add_argument("--checkpoint-every", type=positive_int)
+    p.add_argument("--no-prior-matching", action="store_true", help="match predictions, not priors (§3 ablation)")
+    p.add_argument("--resume", action="store_true", help="continue OUT/model.pt where it stopped")
+
+
+def add_commands(sub) -> None:
+    add_train(sub)
+    p = sub.add_parser("demo", help="train and evaluate on the embedded synthetic data (runs/demo)")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--time", type=positive_float, default=7.0, metavar="MINUTES", help="training budget")
+    p.add_argument("--device", default="auto")
+    p = sub.add_parser("evaluate", help="detection rate vs number of boxes on a split")
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", help="dataset (default: the one the model was trained on)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default="auto")
+    p = sub.add_parser("detect", help="boxes for images: OUT/detections.json and drawn images")
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--top-k", type=positive_int, default=10)
+    p.add_argument("--device", default="auto")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    p = sub.add_parser("priors", help="k-means priors of a dataset's training boxes")
+    p.add_argument("--data", default="synthetic")
+    p.add_argument("--split", default="train")
+    p.add_argument("--num-boxes", type=positive_int, default=100)
+    p.add_argument("--image-size", type=positive_int, help="network input side, for the training crops")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="multibox", description="DeepMultiBox: scalable class-agnostic object detection.")
+    add_commands(parser.add_subparsers(dest="command", required=True, parser_class=Parser))
+    return parser
+
+
+def train_config(args: argparse.Namespace) -> Config:
+    cfg = Config.from_yaml(args.config) if args.config else Config()
+    for flag, (section, name) in TRAIN_FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            setattr(getattr(cfg, section), name, value)
+    if args.no_prior_matching:
+        cfg.train.prior_matching = False
+    return cfg
+
+
+def dispatch(args: argparse.Namespace) -> None:
+    from multibox import engine
+
+    if args.command == "train":
+        print(f"checkpoint: {engine.train(train_config(args), args.out, args.resume)}")
+    elif args.command == "demo":
+        from multibox.report import print_summary
+
+        print_summary(engine.demo(args.out, args.time, args.device), args.out)
+    elif args.command == "evaluate":
+        from multibox.report import print_summary
+
+        print_summary(engine.evaluate(args.model, args.out, args.data, args.split, args.device), args.out)
+    elif args.command == "detect":
+        print(f"detections: {engine.detect(args.model, args.inputs, args.out, args.top_k, args.device)}")
+    elif args.command == "priors":
+        cfg = Config()
+        cfg.data.data, cfg.data.split, cfg.model.num_boxes, cfg.train.seed = args.data, args.split, args.num_boxes, args.seed
+        if args.image_size:
+            cfg.model.image_size = args.image_size
+        print(f"priors: {engine.priors_job(cfg, args.out)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        dispatch(args)
+    except UserError as exc:
+        print(f"multibox {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as exc:
+        print(f"multibox {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"multibox {args.command}: interrupted (a checkpoint was saved where training had started)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

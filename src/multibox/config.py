@@ -1,0 +1,104 @@
+"""Typed run configuration: dataclasses loadable from YAML, overridable from the CLI, saved with every run.
+
+Precedence: defaults < ``--config YAML`` < command-line flags. The resolved config is written to
+``RUN_DIR/config.yaml`` and stored in every checkpoint, so a checkpoint alone can rebuild its model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from multibox.errors import UserError
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "alexnet"  # feature extractor (§4.1 uses Krizhevsky et al.'s network); see backbones.BACKBONES
+    weights: str | None = None  # backbone init: None (random; packaged ImageNet for efficientnet_lite0), "imagenet", or a .pth path
+    num_boxes: int = 100  # K, predicted boxes per image (§3: 100 or 200)
+    image_size: int = 220  # S, the square network input (§4.2.2: 220 x 220)
+    hidden_dim: int = 1024  # width of the last hidden layer feeding the two outputs (0: use backbone features directly)
+    grid: int = 4  # spatial grid the backbone's feature map is pooled to before the fully connected head
+
+
+@dataclass
+class DataConfig:
+    data: str = "synthetic"  # dataset: "synthetic" or a dataset path / YAML
+    split: str = "train"  # training split
+    val_split: str = "val"  # split used for the end-of-training evaluation
+    synthetic_sizes: dict[str, int] = field(default_factory=lambda: {"train": 4000, "val": 300, "test": 300})  # images per synthetic split
+    synthetic_image_size: int = 160  # side of the generated square images, pixels
+    synthetic_seed: int = 0  # seed of the generated dataset (fixed splits)
+    crop: str = "max_square"  # training crop: "max_square" (random maximal square) or "coverage" (§4.1 buckets)
+    flip: bool = True  # random horizontal flip
+    num_workers: int = 2  # DataLoader worker processes (0: load in the training process)
+
+
+@dataclass
+class TrainConfig:
+    optimizer: str = "adagrad"  # "adagrad" (§4.1), "sgd" or "adam"
+    lr: float = 0.01  # learning rate
+    weight_decay: float = 0.0  # L2 penalty
+    batch_size: int = 32  # images per step (§4.1: 128)
+    steps: int | None = None  # stop after this many steps
+    epochs: float | None = None  # or after this many passes over the training split
+    time_minutes: float | None = None  # or when this wall-clock budget is spent (checkpoint saved)
+    seed: int = 0  # seeds init, data order and augmentation
+    device: str = "auto"  # "cpu", "cuda", or "auto" (cuda when available)
+    alpha: float = 0.3  # Eq. 3 weight of the location term (§4.1: 0.3)
+    prior_matching: bool = True  # match ground truth to priors, not predictions (§3; found essential)
+    log_every: int = 10  # steps between log lines in RUN_DIR/log.jsonl
+    checkpoint_every: int = 500  # steps between checkpoints (one is always written at the end)
+    grad_clip: float | None = 10.0  # max gradient norm, None to disable
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> Config:
+        """Build from nested dicts; unknown sections or keys are an error naming them."""
+        cfg = cls()
+        for section, values in (raw or {}).items():
+            if section not in {"model", "data", "train"}:
+                raise UserError(f"{source}: unknown section {section!r} (expected model, data, train)")
+            if not isinstance(values, dict):
+                raise UserError(f"{source}: section {section!r} must be a mapping")
+            set_fields(getattr(cfg, section), values, f"{source}: {section}")
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Config:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"--config {path}: no such file")
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise UserError(f"{path}:{where} malformed YAML ({getattr(exc, 'problem', exc)})") from None
+        return cls.from_dict(raw or {}, str(path))
+
+    def save_yaml(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def set_fields(obj: Any, values: dict[str, Any], where: str) -> None:
+    """Set dataclass fields from a dict, rejecting unknown names."""
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in values.items():
+        if key not in names:
+            raise UserError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(names))})")
+        setattr(obj, key, value)

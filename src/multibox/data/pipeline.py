@@ -1,0 +1,162 @@
+"""Training samples: crop, resize, flip, targets in the crop's frame, prior matching in the workers.
+
+A sample is addressed by a key (image index, epoch, position) and its randomness comes from a
+generator seeded by (seed, epoch, position), never from global state, so that a run resumed at step
+t draws exactly the batches an uninterrupted run would have drawn, in any number of workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, Sampler
+
+from multibox.boxes import center_square_crop, clip_boxes, image_to_crop
+from multibox.data.dataset import DetectionDataset, ImageRecord
+from multibox.matcher import match_priors
+from multibox.preprocess import crop_resize
+
+MIN_VISIBLE = 0.5  # a ground-truth box keeping less of its area inside the crop is no positive there
+
+
+class CropSampler(Protocol):
+    """Chooses a square training crop: (rng, record, sample_index) -> float[4] pixel xyxy in the image."""
+
+    def __call__(self, rng: np.random.Generator, record: ImageRecord, sample_index: int) -> np.ndarray: ...
+
+
+class MaxSquareCrop:
+    """The maximal square of the image at a random offset along its long side (the whole of a square image)."""
+
+    def __call__(self, rng: np.random.Generator, record: ImageRecord, sample_index: int) -> np.ndarray:
+        side = min(record.width, record.height)
+        x0 = rng.uniform(0, record.width - side)
+        y0 = rng.uniform(0, record.height - side)
+        return np.array([x0, y0, x0 + side, y0 + side], dtype=np.float32)
+
+
+def targets_in_crop(record: ImageRecord, crop: np.ndarray, flip: bool) -> Tensor:
+    """Positive ground truth of ``record`` in the crop's frame: Tensor[M', 4], xyxy in [0, 1].
+
+    Ignored objects are no positives (§ readers: difficult / crowd). A box is clipped to the crop and
+    kept only if at least MIN_VISIBLE of its area lies inside: a sliver at the border is not an object
+    the network could be asked to find.
+    """
+    boxes = torch.from_numpy(record.boxes[~record.ignore])  # [M, 4] pixels
+    crop_t = torch.from_numpy(np.asarray(crop, dtype=np.float32))
+    inside = clip_boxes(image_to_crop(boxes, crop_t), 1.0, 1.0)  # [M, 4] in [0, 1]
+    full = image_to_crop(boxes, crop_t)
+    area = lambda b: (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)  # noqa: E731
+    keep = area(inside) >= MIN_VISIBLE * area(full).clamp(min=1e-12)
+    kept = inside[keep & (area(inside) > 0)]
+    if flip:
+        kept = torch.stack([1 - kept[:, 2], kept[:, 1], 1 - kept[:, 0], kept[:, 3]], dim=1)
+    return kept
+
+
+class TrainSamples(Dataset):
+    """Map-style dataset of training samples keyed by (index, epoch, position).
+
+    Each item: {"image": Tensor[3, S, S] uint8, "boxes": Tensor[M, 4] xyxy in [0, 1],
+    "prior_match": Tensor[M] int64 (when priors are given)}.
+    """
+
+    def __init__(self, dataset: DetectionDataset, image_size: int, priors: Tensor | None = None,
+                 crop_sampler: CropSampler | None = None, flip: bool = True, seed: int = 0) -> None:
+        self.dataset, self.image_size, self.priors = dataset, image_size, priors
+        self.crop_sampler = crop_sampler or MaxSquareCrop()
+        self.flip, self.seed = flip, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def draw(self, index: int, epoch: int, position: int) -> tuple[np.ndarray, bool, Tensor]:
+        """The crop, flip and targets of one sample, from its record alone (no pixels decoded)."""
+        rng = np.random.default_rng([self.seed, epoch, position])
+        record = self.dataset.records[index]
+        crop = self.crop_sampler(rng, record, epoch + index)  # cycles the §4.1 buckets per image
+        flip = bool(self.flip and rng.random() < 0.5)
+        return crop, flip, targets_in_crop(record, crop, flip)
+
+    def __getitem__(self, key: tuple[int, int, int]) -> dict[str, Tensor]:
+        index, epoch, position = key
+        crop, flip, boxes = self.draw(index, epoch, position)
+        image = crop_resize(self.dataset.load_image(index), crop, self.image_size, flip)
+        item = {"image": image, "boxes": boxes}
+        if self.priors is not None:
+            item["prior_match"] = match_priors(self.priors, boxes)
+        return item
+
+
+def collate(items: list[dict[str, Tensor]]) -> tuple[Tensor, dict[str, Tensor]]:
+    """Stack images, pad ground truth at the end to the batch's largest M.
+
+    Returns images Tensor[B, 3, S, S] uint8 and targets {"boxes": Tensor[B, M, 4], "count": Tensor[B],
+    "prior_match": Tensor[B, M] (-1 for padding)}.
+    """
+    images = torch.stack([it["image"] for it in items])
+    count = torch.tensor([len(it["boxes"]) for it in items], dtype=torch.int64)
+    m = int(count.max()) if len(items) else 0
+    boxes = torch.zeros(len(items), m, 4)
+    for b, it in enumerate(items):  # a loop over images, not boxes
+        boxes[b, : len(it["boxes"])] = it["boxes"]
+    targets = {"boxes": boxes, "count": count}
+    if "prior_match" in items[0]:
+        match = torch.full((len(items), m), -1, dtype=torch.int64)
+        for b, it in enumerate(items):
+            match[b, : len(it["prior_match"])] = it["prior_match"]
+        targets["prior_match"] = match
+    return images, targets
+
+
+class EpochBatchSampler(Sampler):
+    """Endless batches of sample keys, a fresh permutation per epoch seeded by (seed, epoch).
+
+    With world_size > 1 each rank takes every world_size-th item of the epoch's permutation
+    (the DistributedSampler split). ``start_step`` skips batches already trained on (resume).
+    """
+
+    def __init__(self, num_items: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 start_step: int = 0) -> None:
+        self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
+        self.rank, self.world_size, self.start_step = rank, world_size, start_step
+        self.steps_per_epoch = max(1, (num_items // world_size) // batch_size)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+        step = self.start_step
+        while True:
+            epoch, offset = divmod(step, self.steps_per_epoch)
+            perm = np.random.default_rng([self.seed, epoch]).permutation(self.num_items)
+            mine = perm[self.rank :: self.world_size]
+            if len(mine) < self.batch_size:  # tiny datasets: repeat the permutation to fill a batch
+                mine = np.resize(mine, self.batch_size)
+            for b in range(offset, self.steps_per_epoch):
+                positions = range(b * self.batch_size, (b + 1) * self.batch_size)
+                yield [(int(mine[p]), epoch, p * self.world_size + self.rank) for p in positions]
+            step = (epoch + 1) * self.steps_per_epoch
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+
+class CenterCropSamples(Dataset):
+    """Inference inputs for a dataset: the maximal center square (§4.2.2) of each image, resized.
+
+    Item i: (image Tensor[3, S, S] uint8, crop Tensor[4] pixel xyxy, size Tensor[2] (width, height)).
+    """
+
+    def __init__(self, dataset: DetectionDataset, image_size: int) -> None:
+        self.dataset, self.image_size = dataset, image_size
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
+        image = self.dataset.load_image(index)
+        size = torch.tensor(image.size, dtype=torch.float32)
+        crop = center_square_crop(size[0], size[1])
+        return crop_resize(image, crop, self.image_size), crop, size

@@ -1,0 +1,66 @@
+"""The DeepMultiBox training objective, Eqs. 1-3: F = alpha * F_match + F_conf.
+
+For one image with assignment x (x_ij = 1 iff prediction i takes ground truth j):
+
+    F_match = 1/2 * sum_ij x_ij ||l_i - g_j||^2                              (Eq. 1)
+    F_conf  = -sum_i [ x_i log c_i + (1 - x_i) log(1 - c_i) ],  x_i = sum_j x_ij   (Eq. 2)
+
+Normalisation: each term is summed over the image's predictions (Eqs. 1-2 as written) and averaged
+over the images of the batch, so the gradient of one image equals Eqs. 6-7 divided by B. The loss
+returns the unweighted terms; :func:`weighted_total` applies the weights in one place.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from multibox.matcher import match_predictions
+
+__all__ = ["MultiBoxLoss", "weighted_total"]
+
+
+def weighted_total(terms: dict[str, Tensor], weights: dict[str, float]) -> Tensor:
+    """sum_t weights[t] * terms[t] (Eq. 3 with weights {"loc": alpha, "conf": 1})."""
+    return sum(weights[name] * value for name, value in terms.items())
+
+
+class MultiBoxLoss(nn.Module):
+    """Matches predictions to ground truth and returns {"loc": F_match, "conf": F_conf}.
+
+    alpha: Eq. 3's balance (§4.1 uses 0.3); it enters the matching cost, while the returned terms
+    stay unweighted. prior_matching: use the assignment to priors that the data pipeline computed
+    (targets["prior_match"]) instead of matching the current predictions (§3).
+    """
+
+    def __init__(self, alpha: float = 0.3, prior_matching: bool = True) -> None:
+        super().__init__()
+        self.alpha = alpha
+        self.prior_matching = prior_matching
+
+    def weights(self) -> dict[str, float]:
+        return {"loc": self.alpha, "conf": 1.0}
+
+    def match(self, outputs: dict[str, Tensor], targets: dict[str, Tensor]) -> Tensor:
+        """Tensor[B, M] int64: the prediction slot of each ground truth, -1 for padding."""
+        if self.prior_matching:
+            return targets["prior_match"]
+        return match_predictions(outputs["pred_boxes"].detach(), outputs["pred_logits"].detach(),
+                                 targets["boxes"], targets["count"], self.alpha)
+
+    def forward(self, outputs: dict[str, Tensor], targets: dict[str, Tensor]) -> dict[str, Tensor]:
+        """outputs: pred_boxes Tensor[B, K, 4], pred_logits Tensor[B, K].
+        targets: boxes Tensor[B, M, 4] (xyxy in [0, 1], padded), count Tensor[B],
+        prior_match Tensor[B, M] (with prior matching)."""
+        pred_boxes, logits = outputs["pred_boxes"], outputs["pred_logits"]
+        batch = pred_boxes.shape[0]
+        match = self.match(outputs, targets)  # [B, M]
+        valid = match >= 0  # [B, M]
+        slot = match.clamp(min=0)
+        matched = pred_boxes.gather(1, slot[..., None].expand(-1, -1, 4))  # [B, M, 4]
+        sq_err = (matched - targets["boxes"].to(matched)).square().sum(-1)  # [B, M]
+        loc = 0.5 * (sq_err * valid).sum() / batch
+        assigned = torch.zeros_like(logits).scatter_add_(1, slot, valid.to(logits.dtype))  # x_i, [B, K]
+        conf = F.binary_cross_entropy_with_logits(logits, assigned, reduction="sum") / batch
+        return {"loc": loc, "conf": conf}

@@ -1,0 +1,50 @@
+"""Turning images into network input: the square crop, resized to S x S, as uint8 RGB.
+
+The same code serves training samples and inference, so that what the network sees at test time is
+produced exactly as in training. Crops are pixel xyxy in the image; the network's output is mapped
+back with :func:`multibox.boxes.crop_to_image`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch import Tensor
+
+from multibox.errors import UserError
+
+
+def to_pil(image: Image.Image | str | Path | Tensor | np.ndarray) -> Image.Image:
+    """A PIL RGB image from a PIL image, a file path (EXIF orientation applied), a Tensor[3, H, W]
+    (uint8, or float in [0, 1]) or a uint8 array [H, W, 3]."""
+    if isinstance(image, (str, Path)):
+        path = Path(image)
+        if not path.is_file():
+            raise UserError(f"{path}: no such image file")
+        try:
+            with Image.open(path) as im:
+                return ImageOps.exif_transpose(im).convert("RGB")
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read image ({exc})") from None
+    if isinstance(image, Tensor):
+        if image.is_floating_point():
+            image = (image.clamp(0, 1) * 255).round().to(torch.uint8)
+        image = image.permute(1, 2, 0).cpu().numpy()  # [3, H, W] -> [H, W, 3]
+    if isinstance(image, np.ndarray):
+        return Image.fromarray(np.ascontiguousarray(image))
+    return image.convert("RGB")
+
+
+def crop_resize(image: Image.Image, crop: np.ndarray | Tensor | list[float], size: int, flip: bool = False) -> Tensor:
+    """The pixel xyxy ``crop`` of ``image`` resized to size x size: Tensor[3, S, S] uint8.
+
+    PIL's resize with a source box resamples the crop in one pass (antialiased bilinear).
+    """
+    box = tuple(float(v) for v in (crop.tolist() if hasattr(crop, "tolist") else crop))
+    out = image.resize((size, size), Image.BILINEAR, box=box)
+    if flip:
+        out = out.transpose(Image.FLIP_LEFT_RIGHT)
+    return torch.from_numpy(np.asarray(out, dtype=np.uint8).copy()).permute(2, 0, 1)  # [S, S, 3] -> [3, S, S]

@@ -1,0 +1,84 @@
+"""Box priors: k-means over the training set's ground-truth boxes (§3 "Training Details").
+
+Each box is a 4-D vector of normalized corner coordinates (xyxy in [0, 1] of the training crop) and
+clusters use the L2 distance, as the paper describes. The K centroids become the priors the network
+learns residuals to, and the slots that prior matching assigns ground truth to.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from torch import Tensor
+
+CHUNK = 65536  # rows of the [N, K] distance matrix computed at once, to bound memory for large N
+
+
+def _sq_dist_to_nearest(points: Tensor, centroids: Tensor) -> tuple[Tensor, Tensor]:
+    """For points Tensor[N, 4] and centroids Tensor[K, 4]: (min squared distance [N], argmin [N])."""
+    dists, idx = [], []
+    for chunk in points.split(CHUNK):
+        d = torch.cdist(chunk, centroids).square()  # [n, K]
+        m = d.min(dim=1)
+        dists.append(m.values)
+        idx.append(m.indices)
+    return torch.cat(dists), torch.cat(idx)
+
+
+def _kmeans_pp_init(points: Tensor, k: int, rng: np.random.Generator) -> Tensor:
+    """k-means++ seeding (Arthur & Vassilvitskii 2007): each next centre drawn with prob. ~ D(x)^2."""
+    centroids = points[rng.integers(len(points))][None]  # [1, 4]
+    nearest = torch.cdist(points, centroids).square()[:, 0]  # [N]
+    for _ in range(1, k):
+        cumulative = np.cumsum(nearest.double().numpy())
+        if cumulative[-1] <= 0:  # every point already coincides with a centre
+            pick = int(rng.integers(len(points)))
+        else:  # inverse-CDF draw; searchsorted avoids rng.choice's exact-sum-to-1 check
+            pick = min(int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right")), len(points) - 1)
+        centroids = torch.cat([centroids, points[pick][None]])
+        nearest = torch.minimum(nearest, (points - points[pick]).square().sum(dim=1))
+    return centroids
+
+
+def _random_boxes(n: int, rng: np.random.Generator) -> Tensor:
+    """n valid random xyxy boxes in [0, 1], used when there are fewer distinct boxes than priors."""
+    centre = rng.uniform(0.1, 0.9, (n, 2))
+    size = rng.uniform(0.1, 0.8, (n, 2))
+    boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1).clip(0, 1)
+    return torch.from_numpy(boxes).float()
+
+
+def kmeans_priors(boxes: Tensor | np.ndarray, k: int, seed: int = 0, iters: int = 100, tol: float = 1e-7) -> Tensor:
+    """K prior boxes from k-means (k-means++ init, Lloyd iterations), deterministic for a seed.
+
+    boxes: Tensor[N, 4], xyxy in [0, 1]. Returns Tensor[K, 4], xyxy in [0, 1], sorted by area so that
+    the order is reproducible. With fewer distinct boxes than K, every distinct box becomes a prior and
+    the rest are random boxes (a warning says so): k-means cannot make more centres than points.
+    """
+    rng = np.random.default_rng(seed)
+    points = torch.as_tensor(np.asarray(boxes), dtype=torch.float32).reshape(-1, 4)
+    distinct = torch.unique(points, dim=0)
+    if len(distinct) <= k:
+        warnings.warn(f"only {len(distinct)} distinct boxes for {k} priors: using all of them and "
+                      f"{k - len(distinct)} random boxes", stacklevel=2)
+        return _sort_by_area(torch.cat([distinct, _random_boxes(k - len(distinct), rng)]))
+    centroids = _kmeans_pp_init(points, k, rng)
+    for _ in range(iters):
+        _, assign = _sq_dist_to_nearest(points, centroids)
+        sums = torch.zeros_like(centroids).index_add_(0, assign, points)
+        counts = torch.bincount(assign, minlength=k).float()[:, None]
+        # An emptied cluster keeps its old centre rather than collapsing to the origin.
+        updated = torch.where(counts > 0, sums / counts.clamp(min=1), centroids)
+        shift = float((updated - centroids).square().sum(dim=1).max())
+        centroids = updated
+        if shift < tol:
+            break
+    return _sort_by_area(centroids)
+
+
+def _sort_by_area(priors: Tensor) -> Tensor:
+    area = (priors[:, 2] - priors[:, 0]) * (priors[:, 3] - priors[:, 1])
+    order = torch.argsort(area * 4096 + priors[:, 0] + priors[:, 1] / 64, stable=True)
+    return priors[order].contiguous()
