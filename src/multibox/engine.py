@@ -109,6 +109,7 @@ class StopRule:
 
 
 def stop_rule(cfg: Config, steps_per_epoch: int) -> StopRule:
+    """The stop rule of cfg.train; with several limits, the first reached ends training."""
     t = cfg.train
     if t.steps is None and t.epochs is None and t.time_minutes is None:
         raise UserError("say how long to train: --steps N, --epochs N or --time MINUTES")
@@ -117,16 +118,15 @@ def stop_rule(cfg: Config, steps_per_epoch: int) -> StopRule:
     return StopRule(min(limits) if limits else None, deadline)
 
 
+OPTIMIZERS = {
+    "adagrad": lambda params, t: torch.optim.Adagrad(params, lr=t.lr, weight_decay=t.weight_decay),  # §4.1
+    "sgd": lambda params, t: torch.optim.SGD(params, lr=t.lr, momentum=0.9, weight_decay=t.weight_decay),
+    "adam": lambda params, t: torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay),
+}
+
+
 def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
-    t = cfg.train
-    params = [p for p in model.parameters() if p.requires_grad]
-    if t.optimizer == "adagrad":
-        return torch.optim.Adagrad(params, lr=t.lr, weight_decay=t.weight_decay)
-    if t.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=t.lr, momentum=0.9, weight_decay=t.weight_decay)
-    if t.optimizer == "adam":
-        return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
-    raise UserError(f"--optimizer {t.optimizer!r}: expected adagrad, sgd or adam")
+    return OPTIMIZERS[cfg.train.optimizer]([p for p in model.parameters() if p.requires_grad], cfg.train)
 
 
 RESUME_OVERRIDES = ("steps", "epochs", "time_minutes", "device", "log_every", "checkpoint_every")
@@ -165,8 +165,21 @@ class Run:
         return path
 
 
+def check_config(cfg: Config) -> None:
+    """Fail fast, before any data is read, on names the run would only trip over later."""
+    from multibox.backbones import BACKBONES
+
+    if cfg.model.backbone not in BACKBONES:
+        raise UserError(f"--backbone {cfg.model.backbone!r}: unknown backbone (choose from {', '.join(BACKBONES)})")
+    if cfg.train.optimizer not in OPTIMIZERS:
+        raise UserError(f"--optimizer {cfg.train.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
+    resolve_device(cfg.train.device)
+    crop_sampler(cfg)
+
+
 def setup_run(cfg: Config, out_dir: str | Path, resume: bool) -> tuple[Run, DetectionDataset]:
     """Build (or restore) model, optimizer and data for ``train``."""
+    check_config(cfg)
     out = Path(out_dir)
     state = None
     if resume:

@@ -1,0 +1,7 @@
+"""`python -m multibox` runs the command line."""
+
+import sys
+
+from multibox.cli import main
+
+sys.exit(main())
