@@ -30,7 +30,7 @@ from multibox.data.problems import ProblemLog
 from multibox.data.validate import clean_boxes, probe_or_report, reconcile_size
 from multibox.errors import UserError
 
-__all__ = ["COCODataset", "find_image_dir"]
+__all__ = ["COCODataset", "find_image_dir", "image_dir_candidates"]
 
 
 class _Malformed:
@@ -81,15 +81,20 @@ def _load_json(path: Path) -> tuple[dict, _AnnotationPacker]:
     return data, packer
 
 
-def find_image_dir(json_path: Path, file_names: list[str]) -> Path | None:
-    """The first usual folder next to ``json_path`` that holds the first few listed images, or None."""
+def image_dir_candidates(json_path: Path) -> list[Path]:
+    """Where a COCO JSON's images usually are, most specific first."""
     here = json_path.parent
     candidates = [here, here / "images", here.parent / "images", here.parent]
     if json_path.stem.startswith("instances_"):
         split = json_path.stem[len("instances_") :]
         candidates[1:1] = [here.parent / split, here.parent / "images" / split]
+    return candidates
+
+
+def find_image_dir(json_path: Path, file_names: list[str]) -> Path | None:
+    """The first usual folder next to ``json_path`` that holds the first few listed images, or None."""
     probes = file_names[:3]
-    return next((c for c in candidates if probes and all((c / n).is_file() for n in probes)), None)
+    return next((c for c in image_dir_candidates(json_path) if probes and all((c / n).is_file() for n in probes)), None)
 
 
 def _category_map(data: dict, names: list[str] | None, path: Path) -> tuple[dict, list[str]]:
@@ -129,7 +134,8 @@ class COCODataset(FileDataset):
         return self.annotations
 
     def _index_files(self) -> list[Path]:
-        return [self.annotations] + ([self.images] if self.images else [])
+        # Without an image folder given, the folders it may be found in: moving images there rebuilds.
+        return [self.annotations, *([self.images] if self.images else image_dir_candidates(self.annotations))]
 
     def _options_key(self) -> str:
         return f"{super()._options_key()}|{self.images}"
