@@ -185,7 +185,11 @@ def test_our_dataset_yaml_for_each_format(tmp_path):
     write_yolo(tmp_path / "yolo", spec)
     files = {
         "voc": {"format": "voc", "root": "voc", "splits": {"train": "trainval"}},
-        "coco": {"format": "coco", "root": "coco", "splits": {"val": {"annotations": "annotations/instances_val.json", "images": "val"}}},
+        "coco": {
+            "format": "coco",
+            "root": "coco",
+            "splits": {"val": {"annotations": "annotations/instances_val.json", "images": "val"}},
+        },
         "yolo": {"format": "yolo", "root": "yolo", "splits": {"train": "images/train"}, "names": CLASSES},
     }
     split = {"voc": "train", "coco": "val", "yolo": "train"}
@@ -249,7 +253,15 @@ def test_quokka_photo_as_coco_and_yolo(tmp_path):
     shutil.copy(FIXTURES / "imgaug" / "quokka.jpg", tmp_path / "quokka.jpg")
     data = {
         "images": [{"id": 1, "file_name": "quokka.jpg", "width": 960, "height": 643}],
-        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]]}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 1,
+                "iscrowd": 0,
+                "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]],
+            }
+        ],
         "categories": [{"id": 1, "name": "animal"}],
     }
     (tmp_path / "q.json").write_text(json.dumps(data))
@@ -257,7 +269,12 @@ def test_quokka_photo_as_coco_and_yolo(tmp_path):
     (tmp_path / "y" / "images").mkdir(parents=True)
     shutil.copy(tmp_path / "quokka.jpg", tmp_path / "y" / "images" / "quokka.jpg")
     (tmp_path / "y" / "labels").mkdir()
-    cx, cy, w, h = (box[0] + box[2]) / 2 / 960, (box[1] + box[3]) / 2 / 643, (box[2] - box[0]) / 960, (box[3] - box[1]) / 643
+    cx, cy, w, h = (
+        (box[0] + box[2]) / 2 / 960,
+        (box[1] + box[3]) / 2 / 643,
+        (box[2] - box[0]) / 960,
+        (box[3] - box[1]) / 643,
+    )
     (tmp_path / "y" / "labels" / "quokka.txt").write_text(f"0 {cx} {cy} {w} {h}\n")
     (tmp_path / "y" / "data.yaml").write_text(yaml.safe_dump({"train": "images", "names": ["animal"]}))
     yolo = build_dataset(str(tmp_path / "y"), "train", problems=_quiet())

@@ -60,7 +60,9 @@ def _ratio(v: float) -> str:
     return f"1/{round(1 / v)}" if v < 1 else f"{v:g}"
 
 
-def coverage_counts(dataset: DetectionDataset, crops_per_image: int, seed: int) -> tuple[np.ndarray, CoverageCropSampler]:
+def coverage_counts(
+    dataset: DetectionDataset, crops_per_image: int, seed: int
+) -> tuple[np.ndarray, CoverageCropSampler]:
     """int64 [4]: how many of ``crops_per_image`` sampled crops per image fall in each coverage bucket."""
     sampler, counts = CoverageCropSampler(), np.zeros(len(BUCKETS), np.int64)
     rng = np.random.default_rng(seed)
@@ -95,7 +97,10 @@ def _class_lines(dataset: DetectionDataset) -> list[str]:
     total = np.bincount(labels, minlength=k)
     ignored = np.bincount(labels[ignore], minlength=k)
     width = max([len(n) for n in dataset.class_names] + [5])
-    return [f"  {n:<{width}} {int(t):>8}" + (f"  (ignored {int(g)})" if g else "") for n, t, g in zip(dataset.class_names, total, ignored)]
+    return [
+        f"  {n:<{width}} {int(t):>8}" + (f"  (ignored {int(g)})" if g else "")
+        for n, t, g in zip(dataset.class_names, total, ignored)
+    ]
 
 
 def _box_lines(dataset: DetectionDataset) -> list[str]:
@@ -120,7 +125,13 @@ def _report(dataset: DetectionDataset, crops_per_image: int, seed: int, negative
         f"{dataset.num_objects(include_ignored=True)} objects ({dataset.num_objects(include_ignored=True) - dataset.num_objects()} ignored), "
         f"{len(dataset.class_names)} classes"
     )
-    return [head, "objects per class:", *_class_lines(dataset), *_box_lines(dataset), *_coverage_lines(dataset, crops_per_image, seed)]
+    return [
+        head,
+        "objects per class:",
+        *_class_lines(dataset),
+        *_box_lines(dataset),
+        *_coverage_lines(dataset, crops_per_image, seed),
+    ]
 
 
 def check_main(
@@ -176,7 +187,11 @@ def show_main(data: str, split: str, out: str | Path, n: int = 16, **options) ->
     dataset = _open(data, split, log, **options)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    picks = np.unique(np.linspace(0, len(dataset) - 1, num=min(n, len(dataset))).round().astype(int)) if len(dataset) else []
+    picks = (
+        np.unique(np.linspace(0, len(dataset) - 1, num=min(n, len(dataset))).round().astype(int))
+        if len(dataset)
+        else []
+    )
     written = 0
     for i in picks:
         record = dataset.records[i]

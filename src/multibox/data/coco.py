@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 from array import array
-from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -92,9 +91,12 @@ def image_dir_candidates(json_path: Path) -> list[Path]:
 
 
 def find_image_dir(json_path: Path, file_names: list[str]) -> Path | None:
-    """The first usual folder next to ``json_path`` that holds the first few listed images, or None."""
-    probes = file_names[:3]
-    return next((c for c in image_dir_candidates(json_path) if probes and all((c / n).is_file() for n in probes)), None)
+    """The first usual folder next to ``json_path`` holding any of the first few listed images, or None.
+
+    "Any", not "all": a missing image must be reported as such, not make the whole folder unfindable.
+    """
+    probes = file_names[:10]
+    return next((c for c in image_dir_candidates(json_path) if any((c / n).is_file() for n in probes)), None)
 
 
 def _category_map(data: dict, names: list[str] | None, path: Path) -> tuple[dict, list[str]]:
@@ -148,10 +150,22 @@ class COCODataset(FileDataset):
                 entry = (image["id"], str(image["file_name"]), image.get("width"), image.get("height"))
                 hash(entry[0])
             except (KeyError, TypeError, AttributeError):
-                log.add("malformed-image-entry", str(self.annotations), f"images[{k}]", "needs 'id' and 'file_name'", "entry skipped")
+                log.add(
+                    "malformed-image-entry",
+                    str(self.annotations),
+                    f"images[{k}]",
+                    "needs 'id' and 'file_name'",
+                    "entry skipped",
+                )
                 continue
             if entry[0] in seen:
-                log.add("duplicate-image-id", str(self.annotations), f"images[{k}] id {entry[0]!r}", "image id listed twice", "later entry skipped")
+                log.add(
+                    "duplicate-image-id",
+                    str(self.annotations),
+                    f"images[{k}] id {entry[0]!r}",
+                    "image id listed twice",
+                    "later entry skipped",
+                )
                 continue
             seen.add(entry[0])
             table.append(entry)

@@ -35,7 +35,7 @@ _FORMATS = ("voc", "coco", "yolo")
 
 
 def detect_format(path: str | Path) -> str:
-    """"voc", "coco", "yolo" or "yaml" (our dataset YAML) for ``path``; UserError if unrecognised."""
+    """ "voc", "coco", "yolo" or "yaml" (our dataset YAML) for ``path``; UserError if unrecognised."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"--data {path}: no such file or folder")
@@ -75,7 +75,9 @@ def _coco_in_folder(folder: Path, split: str) -> Path:
     found = sorted((folder / "annotations").glob(f"instances_{split}*.json"))
     if len(found) == 1:
         return found[0]
-    available = ", ".join(p.stem[len("instances_") :] for p in sorted((folder / "annotations").glob("instances_*.json")))
+    available = ", ".join(
+        p.stem[len("instances_") :] for p in sorted((folder / "annotations").glob("instances_*.json"))
+    )
     raise UserError(f"{folder}: no COCO split '{split}' (annotations/instances_<split>.json; found: {available})")
 
 

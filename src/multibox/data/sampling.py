@@ -205,4 +205,8 @@ class CoverageCropSampler:
         """One line: crops requested / produced per bucket and how many were redistributed."""
         names = [f"{int(lo * 100)}-{int(hi * 100)}%" for lo, hi in BUCKETS]
         cells = [f"{n}: {p}/{r}" for n, p, r in zip(names, self.produced, self.requested)]
-        return "crops produced/requested per coverage bucket: " + ", ".join(cells) + f"; redistributed {int(self.redistributed.sum())}"
+        return (
+            "crops produced/requested per coverage bucket: "
+            + ", ".join(cells)
+            + f"; redistributed {int(self.redistributed.sum())}"
+        )

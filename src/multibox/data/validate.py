@@ -60,7 +60,9 @@ def clean_boxes(
     clipped = clip_boxes(t, torch.from_numpy(w.copy()), torch.from_numpy(h.copy()))
     outside = ((t - clipped).abs() > CLIP_TOLERANCE).any(dim=1) & ordered
     inside = valid_boxes(clipped) & ordered
-    _report(log, file, where, raw, clipped.numpy(), w, h, finite.numpy(), ordered.numpy(), outside.numpy(), inside.numpy())
+    _report(
+        log, file, where, raw, clipped.numpy(), w, h, finite.numpy(), ordered.numpy(), outside.numpy(), inside.numpy()
+    )
     return inside.numpy(), clipped.numpy().astype(np.float32)
 
 

@@ -161,7 +161,9 @@ class VOCDataset(FileDataset):
         labels = np.array([class_index.get(n, -1) for n in parsed.names], np.int64)
         for m in np.flatnonzero(labels < 0):
             where = f"object {parsed.object_numbers[m]} '{parsed.names[m]}'"
-            log.add("unknown-class", str(parsed.xml), where, f"class '{parsed.names[m]}' is not in names", "object dropped")
+            log.add(
+                "unknown-class", str(parsed.xml), where, f"class '{parsed.names[m]}' is not in names", "object dropped"
+            )
         return labels
 
     def _add_image(self, parsed: _Parsed, class_index: dict[str, int], out: IndexBuilder, log: ProblemLog) -> None:

@@ -130,7 +130,14 @@ class YOLODataset(FileDataset):
 
     format = "yolo"
 
-    def __init__(self, config: dict, split: str = "train", base_dir: str | Path = ".", source: str | Path | None = None, **options):
+    def __init__(
+        self,
+        config: dict,
+        split: str = "train",
+        base_dir: str | Path = ".",
+        source: str | Path | None = None,
+        **options,
+    ):
         self._source = Path(source) if source is not None else Path(base_dir)
         self.root = (Path(base_dir) / str(config.get("path") or ".")).resolve()
         if not self.root.is_dir():
@@ -201,7 +208,15 @@ class YOLODataset(FileDataset):
         if not keep.any():
             log.note("negative-image (no objects)")
         classes = np.array([r[1] for r in rows], np.int64)
-        out.add(self._image_id(image), str(image), info.width, info.height, boxes[keep], classes[keep], np.zeros(int(keep.sum()), bool))
+        out.add(
+            self._image_id(image),
+            str(image),
+            info.width,
+            info.height,
+            boxes[keep],
+            classes[keep],
+            np.zeros(int(keep.sum()), bool),
+        )
 
     def _image_id(self, image: Path) -> str:
         """The image's path under the root without suffix: unique even where file stems repeat."""
