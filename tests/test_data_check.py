@@ -33,7 +33,9 @@ def test_check_usable_dataset_reports_counts_and_exits_0(tmp_path):
         ["pear", "1"],
     ]
     assert "box size, sqrt(area) in pixels:" in text and "box aspect ratio, width/height:" in text
-    bucket_lines = [line.split() for line in text.splitlines() if line.strip().endswith(tuple("0123456789")) and "%" in line]
+    bucket_lines = [
+        line.split() for line in text.splitlines() if line.strip().endswith(tuple("0123456789")) and "%" in line
+    ]
     assert [b[0] for b in bucket_lines] == ["0-5%", "5-15%", "15-50%", "50-100%"]
     assert sum(int(b[1]) for b in bucket_lines) == 12  # 4 crops x 3 images
     assert "0 problem(s)" in text and text.rstrip().endswith("result: usable")

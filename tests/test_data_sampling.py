@@ -22,7 +22,9 @@ from multibox.data.sampling import (
 def _records() -> list[ImageRecord]:
     """Images where every bucket is reachable: a few objects of varied size, not filling the image."""
     return [
-        ImageRecord("a", None, 640, 480, [[100, 100, 200, 220], [300, 50, 600, 400], [150, 150, 180, 170]], [0, 1, 2], [0, 0, 0]),
+        ImageRecord(
+            "a", None, 640, 480, [[100, 100, 200, 220], [300, 50, 600, 400], [150, 150, 180, 170]], [0, 1, 2], [0, 0, 0]
+        ),
         ImageRecord("b", None, 500, 375, [[20, 30, 120, 300]], [0], [0]),
         ImageRecord("c", None, 300, 600, [[10, 10, 60, 60], [200, 400, 290, 590]], [1, 1], [0, 1]),
     ]
@@ -100,7 +102,10 @@ def test_impossible_buckets_go_to_the_nearest_feasible_one_and_are_counted():
     sampler, rng = CoverageCropSampler(), np.random.default_rng(0)
     full = ImageRecord("full", None, 300, 200, [[0, 0, 300, 200]], [0], [0])  # only 100 % crops exist
     negative = ImageRecord("neg", None, 300, 200)  # only 0 % crops exist
-    full_buckets = [int(bucket_of(crop_coverage(coverage_grid(full.boxes, 300, 200), sampler(rng, full, i)[None])[0])) for i in range(8)]
+    full_buckets = [
+        int(bucket_of(crop_coverage(coverage_grid(full.boxes, 300, 200), sampler(rng, full, i)[None])[0]))
+        for i in range(8)
+    ]
     assert full_buckets == [3] * 8 and sampler.redistributed.tolist() == [2, 2, 2, 0]
     for i in range(8):
         sampler(rng, negative, i)

@@ -69,7 +69,8 @@ def _load_json(path: Path) -> tuple[dict, _AnnotationPacker]:
         raise UserError(f"COCO annotation file {path} not found")
     packer = _AnnotationPacker()
     try:
-        with open(path, "rb") as f:
+        # Text mode: only the decoded str is alive during parsing, not the file's bytes as well.
+        with open(path, encoding="utf-8-sig") as f:
             data = json.loads(f.read(), object_hook=packer)
     except json.JSONDecodeError as error:
         raise UserError(f"{path}: line {error.lineno}: malformed JSON ({error.msg})") from None
