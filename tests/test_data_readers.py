@@ -282,3 +282,18 @@ def test_quokka_photo_as_coco_and_yolo(tmp_path):
         assert (dataset.records[0].width, dataset.records[0].height) == (960, 643)
         np.testing.assert_allclose(dataset.records[0].boxes[0], box, atol=1e-3)
         assert dataset.load_image(0).size == (960, 643) and not dataset.problems
+
+
+def test_coco_reader_agrees_with_pycocotools(tmp_path):
+    coco_api = pytest.importorskip("pycocotools.coco", reason="pycocotools not installed").COCO
+    spec = basic_spec() + [SpecImage("img_d", 80, 60, [[0, 0, 10, 10], [5, 5, 70, 50]], [2, 2], [True, False])]
+    json_path = write_coco(tmp_path / "coco", spec)
+    reference = coco_api(str(json_path))
+    dataset = COCODataset(json_path, problems=_quiet())
+    category_ids = sorted(reference.getCatIds())
+    for record in dataset.records:
+        anns = reference.loadAnns(reference.getAnnIds(imgIds=[int(record.image_id)]))
+        xyxy = [[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]] for a in anns]
+        np.testing.assert_allclose(record.boxes, np.asarray(xyxy, np.float32).reshape(-1, 4))
+        assert record.labels.tolist() == [category_ids.index(a["category_id"]) for a in anns]
+        assert record.ignore.tolist() == [bool(a["iscrowd"]) for a in anns]

@@ -15,6 +15,7 @@ from multibox.data.sampling import (
     clip_boxes_to_crop,
     coverage_grid,
     crop_coverage,
+    decode_size_for_crop,
     samples_per_image,
 )
 
@@ -143,3 +144,17 @@ def test_samples_per_image_meets_the_target_in_whole_bucket_rounds():
     assert samples_per_image(11_540, 10_000_000) == 868  # ceil(866.6) -> 867 -> next multiple of 4
     assert samples_per_image(11_540, 10_000_000) * 11_540 >= 10_000_000
     assert samples_per_image(10, 3) == 4 and samples_per_image(0, 100) == 0
+
+
+def test_decode_size_for_crop_keeps_the_crop_at_input_resolution(tmp_path):
+    from fixtures.datasets import write_image
+
+    from multibox.data.images import load_rgb
+
+    crop = np.array([400.0, 300.0, 800.0, 700.0])  # a 400 px square of a 1600x1200 image, network input 100
+    size = decode_size_for_crop(1600, 1200, crop, 100)
+    assert size == (400, 300)
+    image = load_rgb(write_image(tmp_path / "big.jpg", 1600, 1200), target_size=size)
+    scale = image.width / 1600
+    assert image.size == (400, 300) and (crop[2] - crop[0]) * scale >= 100
+    assert decode_size_for_crop(1600, 1200, crop, 500) == (1600, 1200)  # never asks for more than the file

@@ -184,15 +184,16 @@ class COCODataset(FileDataset):
         return found or self.annotations.parent
 
     def _image_size(self, entry: tuple, path: Path, log: ProblemLog) -> tuple[int, int] | None:
-        annotated = None
+        """(width, height) of an image entry: the JSON's, checked against the header when probing."""
         try:
             annotated = (int(entry[2]), int(entry[3]))
         except (TypeError, ValueError):
-            pass
-        info = probe_or_report(path, log, self.max_pixels) if self.probe_images or annotated is None else None
-        if (self.probe_images or annotated is None) and info is None:
-            return None
-        return reconcile_size(f"{self.annotations}", annotated, info, log) if info else annotated
+            annotated = None  # absent: only the header can tell
+        if not self.probe_images and annotated is not None:
+            return annotated
+        info = probe_or_report(path, log, self.max_pixels)
+        where = f"image id {entry[0]!r}"
+        return reconcile_size(str(self.annotations), annotated, info, log, where) if info else None
 
     def _images(self, data: dict, log: ProblemLog) -> tuple[list, list, np.ndarray, dict]:
         """Usable images: (ids, paths, sizes int64 [N, 2], raw id -> image index)."""

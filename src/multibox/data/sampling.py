@@ -39,6 +39,7 @@ __all__ = [
     "clip_boxes_to_crop",
     "coverage_grid",
     "crop_coverage",
+    "decode_size_for_crop",
     "samples_per_image",
 ]
 
@@ -58,6 +59,15 @@ def samples_per_image(num_images: int, target_total: int = 10_000_000) -> int:
         return 0
     per_image = math.ceil(target_total / num_images)
     return max(len(BUCKETS), -(-per_image // len(BUCKETS)) * len(BUCKETS))
+
+
+def decode_size_for_crop(width: int, height: int, crop: np.ndarray, input_size: int) -> tuple[int, int]:
+    """Smallest (width, height) to decode a width x height image at so ``crop`` keeps >= input_size pixels
+    a side: pass it as ``load_image(i, target_size=...)`` to let large JPEGs decode at 1/2, 1/4 or 1/8.
+    """
+    side = float(min(crop[2] - crop[0], crop[3] - crop[1]))
+    scale = min(1.0, input_size / max(side, 1e-9))
+    return min(int(width), math.ceil(width * scale)), min(int(height), math.ceil(height * scale))
 
 
 def coverage_grid(boxes: np.ndarray, width: float, height: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -91,7 +91,7 @@ def probe_or_report(path: Path, log: ProblemLog, max_pixels: int = DEFAULT_MAX_P
 
 
 def reconcile_size(
-    file: str, annotated: tuple[int, int] | None, info: ImageInfo | None, log: ProblemLog
+    file: str, annotated: tuple[int, int] | None, info: ImageInfo | None, log: ProblemLog, where: str = "size"
 ) -> tuple[int, int] | None:
     """The (width, height) boxes refer to: the oriented image's when probed, else the annotation's.
 
@@ -107,5 +107,5 @@ def reconcile_size(
         log.note("annotation size is pre-EXIF (swapped); used the oriented size")
         return real
     what = f"annotation says {annotated[0]}x{annotated[1]} but the image is {real[0]}x{real[1]}"
-    log.add("size-mismatch", file, "size", what, "used the image's size")
+    log.add("size-mismatch", file, where, what, "used the image's size")
     return real
