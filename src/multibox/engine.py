@@ -364,7 +364,7 @@ def detect(model_path: str | Path, inputs: list[str], out_dir: str | Path, top_k
 # ------------------------------------------------------------------------------------------------- demo
 
 
-def demo_config(minutes: float) -> Config:
+def demo_config(minutes: float | None) -> Config:
     """The CPU demo: a small CNN at 128 x 128 on the embedded data, trained for a wall-clock budget.
 
     The paper's setting (AlexNet, 220 x 220, batch 128) needs a GPU; this keeps its K = 100, alpha,
