@@ -102,6 +102,22 @@ def add_commands(sub) -> None:
     p.add_argument("--image-size", type=positive_int, help="network input side, for the training crops")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
+    add_data(sub)
+
+
+def add_data(sub) -> None:
+    data = sub.add_parser("data", help="inspect a dataset: check (counts, histograms, problems), show (draw boxes)")
+    actions = data.add_subparsers(dest="action", required=True, parser_class=Parser)
+    p = actions.add_parser("check", help="counts, histograms, coverage buckets and every problem; exit 0/1/2")
+    p.add_argument("data", metavar="DATA")
+    p.add_argument("--split", default="train")
+    p.add_argument("--crops-per-image", type=positive_int, default=4, help="sampled crops per image for the bucket counts")
+    p.add_argument("--no-images", action="store_true", help="skip decoding every image (faster)")
+    p = actions.add_parser("show", help="draw the ground truth on N images")
+    p.add_argument("data", metavar="DATA")
+    p.add_argument("--split", default="train")
+    p.add_argument("--out", required=True)
+    p.add_argument("-n", type=positive_int, default=16)
 
 
 def build_parser() -> Parser:
@@ -121,33 +137,64 @@ def train_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def dispatch(args: argparse.Namespace) -> None:
+def cmd_train(args: argparse.Namespace) -> int:
     from multibox import engine
 
-    if args.command == "train":
-        print(f"checkpoint: {engine.train(train_config(args), args.out, args.resume)}")
-    elif args.command == "demo":
-        from multibox.report import print_summary
+    print(f"checkpoint: {engine.train(train_config(args), args.out, args.resume)}")
+    return 0
 
-        print_summary(engine.demo(args.out, args.time, args.device), args.out)
-    elif args.command == "evaluate":
-        from multibox.report import print_summary
 
-        print_summary(engine.evaluate(args.model, args.out, args.data, args.split, args.device), args.out)
-    elif args.command == "detect":
-        print(f"detections: {engine.detect(args.model, args.inputs, args.out, args.top_k, args.device)}")
-    elif args.command == "priors":
-        cfg = Config()
-        cfg.data.data, cfg.data.split, cfg.model.num_boxes, cfg.train.seed = args.data, args.split, args.num_boxes, args.seed
-        if args.image_size:
-            cfg.model.image_size = args.image_size
-        print(f"priors: {engine.priors_job(cfg, args.out)}")
+def cmd_demo(args: argparse.Namespace) -> int:
+    from multibox import engine
+    from multibox.report import print_summary
+
+    print_summary(engine.demo(args.out, args.time, args.device), args.out)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from multibox import engine
+    from multibox.report import print_summary
+
+    print_summary(engine.evaluate(args.model, args.out, args.data, args.split, args.device), args.out)
+    return 0
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from multibox import engine
+
+    print(f"detections: {engine.detect(args.model, args.inputs, args.out, args.top_k, args.device)}")
+    return 0
+
+
+def cmd_priors(args: argparse.Namespace) -> int:
+    from multibox import engine
+
+    cfg = Config()
+    cfg.data.data, cfg.data.split, cfg.model.num_boxes, cfg.train.seed = args.data, args.split, args.num_boxes, args.seed
+    if args.image_size:
+        cfg.model.image_size = args.image_size
+    print(f"priors: {engine.priors_job(cfg, args.out)}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from multibox.data.check import check_main, show_main
+
+    if args.action == "check":
+        return check_main(args.data, args.split, args.crops_per_image, load_images=not args.no_images)
+    show_main(args.data, args.split, args.out, args.n)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "demo": cmd_demo, "evaluate": cmd_evaluate, "detect": cmd_detect,
+            "priors": cmd_priors, "data": cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        dispatch(args)
+        return COMMANDS[args.command](args)
     except UserError as exc:
         print(f"multibox {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -157,7 +204,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"multibox {args.command}: interrupted (a checkpoint was saved where training had started)", file=sys.stderr)
         return 130
-    return 0
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -21,13 +22,15 @@ from tqdm import tqdm
 from multibox.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from multibox.config import Config
 from multibox.data import DetectionDataset, build_dataset
-from multibox.data.pipeline import EpochBatchSampler, MaxSquareCrop, TrainSamples, collate
+from multibox.data.pipeline import CropSampler, EpochBatchSampler, MaxSquareCrop, TrainSamples, collate
+from multibox.data.sampling import CoverageCropSampler
 from multibox.errors import TrainingDiverged, UserError
 from multibox.loss import MultiBoxLoss, weighted_total
 from multibox.matcher import match_priors
 from multibox.model import MultiBox, build_model
 from multibox.priors import kmeans_priors
-from multibox.evaluation.runner import dataset_targets, detection_rate, predict_dataset, prior_detections, write_report
+from multibox.evaluation.runner import (dataset_targets, detection_rate, drop_unreadable, predict_dataset,
+                                         prior_detections, write_report)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -51,11 +54,17 @@ def load_split(cfg: Config, split: str, data: str | None = None) -> DetectionDat
     return build_dataset(spec, split, **options)
 
 
-def crop_sampler(cfg: Config):
-    """The training-crop strategy named by cfg.data.crop."""
-    if cfg.data.crop == "max_square":
+def crop_sampler(cfg: Config) -> CropSampler:
+    """The training-crop strategy of cfg.data.crop. "auto" follows §4.1 (coverage buckets) on real
+    data and takes the whole (square) scene on the synthetic data, whose evaluation sees whole scenes."""
+    crop = cfg.data.crop
+    if crop == "auto":
+        crop = "max_square" if cfg.data.data == "synthetic" else "coverage"
+    if crop == "max_square":
         return MaxSquareCrop()
-    raise UserError(f"data.crop {cfg.data.crop!r}: unknown crop strategy (expected max_square)")
+    if crop == "coverage":
+        return CoverageCropSampler()
+    raise UserError(f"data.crop {crop!r}: unknown crop strategy (expected auto, coverage or max_square)")
 
 
 def training_samples(cfg: Config, dataset: DetectionDataset, priors: torch.Tensor | None) -> TrainSamples:
@@ -267,6 +276,15 @@ class StepLog:
         self.file.close()
 
 
+def report_problems(dataset: DetectionDataset, problems: list) -> None:
+    """Images the workers skipped: into the dataset's problem log (one line each, once per file)."""
+    for problem in problems:
+        if dataset.problems is not None:
+            dataset.problems.report(problem)
+        else:
+            print(problem, file=sys.stderr)
+
+
 def train(cfg: Config, out_dir: str | Path, resume: bool = False) -> Path:
     """Train a localizer; the checkpoint is OUT_DIR/model.pt (also written every checkpoint_every steps).
 
@@ -278,9 +296,10 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False) -> Path:
     log = StepLog(run, stop.max_steps)
     run.model.train()
     try:
-        for images, targets in loader:
+        for images, targets, problems in loader:
             if stop.done(run.step):
                 break
+            report_problems(dataset, problems)
             values = train_step(run, images, targets)
             run.step += 1
             log(values, len(images))
@@ -291,6 +310,8 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False) -> Path:
         raise
     finally:
         log.close()
+        if dataset.problems:
+            print(f"{dataset.name}: {dataset.problems.summary()}", file=sys.stderr)
     return run.save()
 
 
@@ -310,10 +331,13 @@ def evaluate(model_path: str | Path, out_dir: str | Path, data: str | None = Non
     targets = dataset_targets(dataset)
     detections = predict_dataset(model, dataset, cfg.model.image_size, dev, batch_size, cfg.data.num_workers)
     k = model.num_boxes
-    metrics = {"dataset": dataset.name, "model": str(model_path)} | detection_rate(detections, targets, k)
     counts = state.get("prior_match_counts", torch.zeros(k, dtype=torch.int64))
-    baseline = detection_rate(prior_detections(model.priors.cpu(), counts, dataset), targets, k)
-    metrics["baselines"] = {"priors": {key: baseline[key] for key in ("detection_rate", "curve")}}
+    baseline = prior_detections(model.priors.cpu(), counts, dataset)
+    skipped, detections, targets, baseline = drop_unreadable(dataset, detections, targets, baseline)
+    metrics = {"dataset": dataset.name, "model": str(model_path), "skipped_images": skipped}
+    metrics |= detection_rate(detections, targets, k)
+    baseline_rate = detection_rate(baseline, targets, k)
+    metrics["baselines"] = {"priors": {key: baseline_rate[key] for key in ("detection_rate", "curve")}}
     write_report(metrics, out_dir)
     return metrics
 

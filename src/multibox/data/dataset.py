@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from multibox.data.problems import ProblemLog
+
 
 @dataclass
 class ImageRecord:
@@ -49,13 +51,20 @@ class DetectionDataset(ABC):
     records: list[ImageRecord]
     #: Short description for logs and reports, e.g. "synthetic:train" or "voc:/data/VOC2012:trainval".
     name: str
+    #: Where problems with the input are reported (readers of files have one; generated data needs none).
+    problems: ProblemLog | None = None
 
     def __len__(self) -> int:
         return len(self.records)
 
     @abstractmethod
-    def load_image(self, index: int) -> Image.Image:
-        """The RGB image of ``records[index]``, oriented as its boxes are."""
+    def load_image(self, index: int, target_size: tuple[int, int] | None = None) -> Image.Image:
+        """The RGB image of ``records[index]``, oriented as its boxes are.
+
+        target_size: (width, height) the caller needs at least; a source may then decode a smaller
+        image than ``records[index].width/height`` (scale boxes by ``image.width / record.width``).
+        Raises :class:`multibox.data.problems.BadImage` for an unusable image.
+        """
 
     def num_objects(self, include_ignored: bool = False) -> int:
         """How many objects the split holds (ignored objects excluded unless asked)."""

@@ -12,15 +12,19 @@ from typing import Protocol
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
-from multibox.boxes import center_square_crop, clip_boxes, image_to_crop
+from multibox.boxes import center_square_crop
 from multibox.data.dataset import DetectionDataset, ImageRecord
+from multibox.data.problems import BadImage, Problem
+from multibox.data.sampling import clip_boxes_to_crop, decode_size_for_crop
+from multibox.errors import UserError
 from multibox.matcher import match_priors
 from multibox.preprocess import crop_resize
 
-MIN_VISIBLE = 0.5  # a ground-truth box keeping less of its area inside the crop is no positive there
+MAX_REPLACEMENTS = 100  # unusable images skipped in a row before giving up on the dataset
 
 
 class CropSampler(Protocol):
@@ -42,20 +46,22 @@ class MaxSquareCrop:
 def targets_in_crop(record: ImageRecord, crop: np.ndarray, flip: bool) -> Tensor:
     """Positive ground truth of ``record`` in the crop's frame: Tensor[M', 4], xyxy in [0, 1].
 
-    Ignored objects are no positives (§ readers: difficult / crowd). A box is clipped to the crop and
-    kept only if at least MIN_VISIBLE of its area lies inside: a sliver at the border is not an object
-    the network could be asked to find.
+    Ignored objects (difficult, crowd) and boxes keeping less than half their area inside the crop
+    are no positives (:func:`multibox.data.sampling.clip_boxes_to_crop` states the rule).
     """
-    boxes = torch.from_numpy(record.boxes[~record.ignore])  # [M, 4] pixels
-    crop_t = torch.from_numpy(np.asarray(crop, dtype=np.float32))
-    inside = clip_boxes(image_to_crop(boxes, crop_t), 1.0, 1.0)  # [M, 4] in [0, 1]
-    full = image_to_crop(boxes, crop_t)
-    area = lambda b: (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)  # noqa: E731
-    keep = area(inside) >= MIN_VISIBLE * area(full).clamp(min=1e-12)
-    kept = inside[keep & (area(inside) > 0)]
+    boxes, _, ignore = clip_boxes_to_crop(record.boxes, crop, record.ignore)
+    kept = torch.from_numpy(boxes[~ignore])  # [M', 4]
     if flip:
         kept = torch.stack([1 - kept[:, 2], kept[:, 1], 1 - kept[:, 0], kept[:, 3]], dim=1)
     return kept
+
+
+def load_for_crop(dataset: DetectionDataset, index: int, crop: np.ndarray, size: int) -> tuple[Image.Image, np.ndarray]:
+    """Decode image ``index`` only as large as the crop needs (JPEG draft mode), and the crop rescaled
+    to the decoded image's pixels."""
+    record = dataset.records[index]
+    image = dataset.load_image(index, decode_size_for_crop(record.width, record.height, crop, size))
+    return image, np.asarray(crop, np.float64) * (image.width / record.width)
 
 
 class TrainSamples(Dataset):
@@ -83,20 +89,32 @@ class TrainSamples(Dataset):
         return crop, flip, targets_in_crop(record, crop, flip)
 
     def __getitem__(self, key: tuple[int, int, int]) -> dict[str, Tensor]:
+        """The sample of ``key``; an unusable image is reported and replaced by the next image, so a
+        bad file never stops an epoch (the replaced problems travel with the item for the summary)."""
         index, epoch, position = key
-        crop, flip, boxes = self.draw(index, epoch, position)
-        image = crop_resize(self.dataset.load_image(index), crop, self.image_size, flip)
-        item = {"image": image, "boxes": boxes}
+        skipped = []
+        for attempt in range(min(MAX_REPLACEMENTS, len(self.dataset))):
+            i = (index + attempt) % len(self.dataset)
+            crop, flip, boxes = self.draw(i, epoch, position)
+            try:
+                image, crop = load_for_crop(self.dataset, i, crop, self.image_size)
+                break
+            except BadImage as exc:
+                skipped.append(exc.problem)
+        else:
+            raise UserError(f"{self.dataset.name}: {len(skipped)} images in a row could not be read "
+                            f"(last: {skipped[-1]})")
+        item = {"image": crop_resize(image, crop, self.image_size, flip), "boxes": boxes, "problems": skipped}
         if self.priors is not None:
             item["prior_match"] = match_priors(self.priors, boxes)
         return item
 
 
-def collate(items: list[dict[str, Tensor]]) -> tuple[Tensor, dict[str, Tensor]]:
+def collate(items: list[dict]) -> tuple[Tensor, dict[str, Tensor], list[Problem]]:
     """Stack images, pad ground truth at the end to the batch's largest M.
 
-    Returns images Tensor[B, 3, S, S] uint8 and targets {"boxes": Tensor[B, M, 4], "count": Tensor[B],
-    "prior_match": Tensor[B, M] (-1 for padding)}.
+    Returns images Tensor[B, 3, S, S] uint8, targets {"boxes": Tensor[B, M, 4], "count": Tensor[B],
+    "prior_match": Tensor[B, M] (-1 for padding)}, and the problems of images skipped on the way.
     """
     images = torch.stack([it["image"] for it in items])
     count = torch.tensor([len(it["boxes"]) for it in items], dtype=torch.int64)
@@ -110,7 +128,7 @@ def collate(items: list[dict[str, Tensor]]) -> tuple[Tensor, dict[str, Tensor]]:
         for b, it in enumerate(items):
             match[b, : len(it["prior_match"])] = it["prior_match"]
         targets["prior_match"] = match
-    return images, targets
+    return images, targets, [p for it in items for p in it["problems"]]
 
 
 class EpochBatchSampler(Sampler):
@@ -146,7 +164,7 @@ class EpochBatchSampler(Sampler):
 class CenterCropSamples(Dataset):
     """Inference inputs for a dataset: the maximal center square (§4.2.2) of each image, resized.
 
-    Item i: (image Tensor[3, S, S] uint8, crop Tensor[4] pixel xyxy, size Tensor[2] (width, height)).
+    Item i: (image Tensor[3, S, S] uint8, crop Tensor[4] pixel xyxy, size Tensor[2] (width, height), ok).
     """
 
     def __init__(self, dataset: DetectionDataset, image_size: int) -> None:
@@ -155,8 +173,14 @@ class CenterCropSamples(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
-        image = self.dataset.load_image(index)
-        size = torch.tensor(image.size, dtype=torch.float32)
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor, Tensor, bool]:
+        """(input, crop, size, ok): an unusable image is reported and comes back blank with ok=False,
+        so the evaluation can leave it out and say so."""
+        record = self.dataset.records[index]
+        size = torch.tensor([record.width, record.height], dtype=torch.float32)
         crop = center_square_crop(size[0], size[1])
-        return crop_resize(image, crop, self.image_size), crop, size
+        try:
+            image, scaled = load_for_crop(self.dataset, index, crop.numpy(), self.image_size)
+        except BadImage:
+            return torch.zeros(3, self.image_size, self.image_size, dtype=torch.uint8), crop, size, False
+        return crop_resize(image, scaled, self.image_size), crop, size, True

@@ -146,6 +146,6 @@ class SyntheticDataset(DetectionDataset):
         return ImageRecord(f"{self.split}-{index:06d}", None, s, s, np.array(boxes, np.float32).reshape(-1, 4),
                            np.array(labels, np.int64), np.array(ignore, bool))
 
-    def load_image(self, index: int) -> Image.Image:
+    def load_image(self, index: int, target_size: tuple[int, int] | None = None) -> Image.Image:
         image, _ = self._render(index, pixels=True)
         return Image.fromarray(image)

@@ -7,6 +7,7 @@ compared with the records' pixel boxes, so the numbers are in the frame users an
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -31,15 +32,26 @@ def dataset_targets(dataset: DetectionDataset) -> list[dict[str, Tensor]]:
 @torch.no_grad()
 def predict_dataset(model: MultiBox, dataset: DetectionDataset, image_size: int, device: torch.device,
                     batch_size: int = 32, num_workers: int = 2, nms_iou: float = 0.5) -> list[dict[str, Tensor]]:
-    """The localizer's detections for every image of ``dataset`` (pixel xyxy, sorted by score, after NMS)."""
+    """The localizer's detections for every image of ``dataset`` (pixel xyxy, sorted by score, after NMS);
+    None for an image that could not be read (see :func:`drop_unreadable`)."""
     model.eval().to(device)
     loader = DataLoader(CenterCropSamples(dataset, image_size), batch_size=batch_size, num_workers=num_workers)
     detections = []
-    for images, crops, sizes in loader:
+    for images, crops, sizes, ok in loader:
         outputs = model(images.to(device))
         dets = postprocess(outputs, crops.to(device), sizes.to(device), nms_iou)
-        detections += [{k: v.cpu() for k, v in d.items()} for d in dets]
+        detections += [{k: v.cpu() for k, v in d.items()} if good else None for d, good in zip(dets, ok.tolist())]
     return detections
+
+
+def drop_unreadable(dataset: DetectionDataset, detections: list, *per_image: list) -> tuple[int, list, ...]:
+    """Leave images that could not be read (detections None) out of ``detections`` and of every other
+    per-image list, and say how many on stderr. Returns (skipped, detections, *per_image)."""
+    keep = [i for i, d in enumerate(detections) if d is not None]
+    skipped = len(detections) - len(keep)
+    if skipped:
+        print(f"{dataset.name}: {skipped} unreadable image(s) left out of the evaluation", file=sys.stderr)
+    return (skipped, *([items[i] for i in keep] for items in (detections, *per_image)))
 
 
 def prior_detections(priors: Tensor, match_counts: Tensor, dataset: DetectionDataset,
