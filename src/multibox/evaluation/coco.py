@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from multibox.evaluation.metric import DetectionMetric, FlatDetections
-from multibox.evaluation.overlaps import overlapping_pairs
+from multibox.evaluation.overlaps import overlapping_pairs, runs
 
 #: T IoU thresholds; linspace (not arange) so that 0.75 is exactly the double 0.75, as in COCOeval.
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
@@ -96,11 +96,8 @@ class _GroundTruths:
 
 def _group_ranks(sorted_keys: np.ndarray) -> np.ndarray:
     """0-based rank of each row within its run of equal keys; ``sorted_keys`` int64 [K] grouped."""
-    n = len(sorted_keys)
-    new_group = np.ones(n, dtype=bool)
-    new_group[1:] = sorted_keys[1:] != sorted_keys[:-1]
-    starts = np.flatnonzero(new_group)
-    return np.arange(n) - np.repeat(starts, np.diff(np.append(starts, n)))
+    starts, run = runs(sorted_keys)
+    return np.arange(len(sorted_keys)) - starts[run]
 
 
 def _rank_detections(flat: FlatDetections, det_cls: np.ndarray, keep: np.ndarray, labels_break_ties: bool) -> _Detections:
@@ -148,13 +145,6 @@ class _Matches:
         return _Matches(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("area", "thr", "det", "ignored")))
 
 
-def _segments(sorted_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(start of each run of equal ids [S], run number of every element [P]) for grouped ids [P]."""
-    new = np.ones(len(sorted_ids), dtype=bool)
-    new[1:] = sorted_ids[1:] != sorted_ids[:-1]
-    return np.flatnonzero(new), np.cumsum(new) - 1
-
-
 class _GreedyMatcher:
     """COCOeval's greedy matching, for one detection rank at a time across all images and classes.
 
@@ -171,7 +161,7 @@ class _GreedyMatcher:
 
     def step(self, det: np.ndarray, gt: np.ndarray, iou: np.ndarray) -> _Matches:
         """Match the P pairs (det, gt, iou) [P] of detections of one rank, sorted by det then gt."""
-        starts, seg = _segments(det)
+        starts, seg = runs(det)
         free = ~self.taken[:, :, gt] | self.crowd[gt]  # [A, T, P]
         candidate = free & (iou >= self.thr)
         regular = candidate & ~self.ignored[:, None, gt]
@@ -259,7 +249,7 @@ def _true_positive_precision(ev: _Events, in_range_before: np.ndarray, cls_start
     Precision there is tp / (fp + tp + eps) exactly as COCOeval computes it; fp counts in-range
     detections ranked earlier in the curve minus those of them that were matched.
     """
-    starts, seg = _segments(ev.lane_cls)
+    starts, seg = runs(ev.lane_cls)
     tp = _segment_cumsum(ev.true_positive.astype(np.int64), starts, seg, inclusive=True)
     matched_before = _segment_cumsum(ev.in_range.astype(np.int64), starts, seg, inclusive=False)
     first = cls_start[ev.lane_cls % num_classes]

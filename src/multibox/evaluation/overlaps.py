@@ -33,6 +33,17 @@ class Pairs:
     iou: np.ndarray
 
 
+def runs(sorted_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(start of each run of equal ids [S], run number of every element [P]) for grouped ids [P].
+
+    Pairs are sorted by detection, so ``runs(pairs.det)`` gives the segments that per-detection
+    reductions (``np.maximum.reduceat(values, starts)``) work on.
+    """
+    new = np.ones(len(sorted_ids), dtype=bool)
+    new[1:] = sorted_ids[1:] != sorted_ids[:-1]
+    return np.flatnonzero(new), np.cumsum(new) - 1
+
+
 def crowd_overlap(det: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     """Intersection over the *detection's* area of paired boxes: Tensor[P, 4] x Tensor[P, 4] -> [P].
 
