@@ -24,8 +24,9 @@ an annotation's ``area`` field, which for COCO ground truth is the mask area).
 
 How it is made fast (no per-box or per-image Python loops):
 
-* IoUs come from one batched call over padded per-image blocks (:mod:`.overlaps`) and only pairs with
-  IoU >= 0.5 (the lowest threshold) are kept.
+* Only same-(image, class) pairs are enumerated, pairs whose area ratio rules out IoU >= 0.5 (the
+  lowest threshold) are dropped before one batched IoU call, and only pairs reaching 0.5 are kept
+  (:mod:`.overlaps`).
 * Greedy matching loops over detection *ranks* (at most 100 steps); each step resolves the detection
   of that rank in every image and class for all 4 area ranges x 10 thresholds as one array op.
 * Accumulation never materialises per-detection precision: between two true positives precision can
@@ -43,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from multibox.evaluation.metric import DetectionMetric, FlatDetections
+from multibox.evaluation.metric import DetectionMetric, FlatDetections, class_indices
 from multibox.evaluation.overlaps import overlapping_pairs, runs
 
 #: T IoU thresholds; linspace (not arange) so that 0.75 is exactly the double 0.75, as in COCOeval.
@@ -278,20 +279,48 @@ def _interpolated_precision(precision: np.ndarray, curve: np.ndarray, counts: np
     return np.maximum.accumulate(ranges[..., ::-1], axis=-1)[..., ::-1]
 
 
-def _accumulate_max_det(cls: np.ndarray, rank: np.ndarray, det_out: np.ndarray, events: _Events,
-                        npig: np.ndarray, max_det: int) -> tuple[np.ndarray, np.ndarray]:
-    """(precision [T, R, K, A], recall [T, K, A]) for one maxDets setting; -1 where npig is 0.
+@dataclass
+class _Ranking:
+    """Detections in accumulation order (per class, descending score): ``cls``, ``rank`` [N],
+    ``outside`` bool [A, N] (outside area range a), and the matches as sorted :class:`_Events`."""
 
-    ``cls``, ``rank`` [N] and ``det_out`` [A, N] are in accumulation order.
+    cls: np.ndarray
+    rank: np.ndarray
+    outside: np.ndarray
+    events: _Events
+
+
+def _rank_for_accumulation(dets: _Detections, matches: _Matches, num_classes: int) -> _Ranking:
+    """Per class, all images' detections by descending score, ties in (image, rank) order.
+
+    That is COCOeval's stable sort of the per-image lists concatenated in image order; ``dets`` is
+    already in (image, rank) order within a class, and lexsort is stable.
     """
-    num_classes, (num_a, num_t) = npig.shape[0], (len(AREA_RANGES), len(IOU_THRESHOLDS))
-    taking = rank < max_det
-    new_pos = np.cumsum(taking) - 1
-    cls_start = np.searchsorted(cls[taking], np.arange(num_classes))
-    in_range_before = np.zeros((num_a, int(taking.sum()) + 1), dtype=np.int64)
-    np.cumsum(~det_out[:, taking], axis=1, out=in_range_before[:, 1:])
-    ev = events.subset(taking[events.pos], new_pos)
-    precision, curve = _true_positive_precision(ev, in_range_before, cls_start, num_classes)
+    order = np.lexsort((-dets.scores, dets.cls))
+    pos = np.empty_like(order)
+    pos[order] = np.arange(len(order))
+    outside = outside_area_ranges(dets.area)
+    events = _sorted_events(matches, pos, dets.cls, outside, num_classes)
+    return _Ranking(dets.cls[order], dets.rank[order], outside[:, order], events)
+
+
+def _accumulate_max_det(ranking: _Ranking, npig: np.ndarray, max_det: int) -> tuple[np.ndarray, np.ndarray]:
+    """(precision [T, R, K, A], recall [T, K, A]) for one maxDets setting; -1 where npig is 0."""
+    num_classes, taking = npig.shape[0], ranking.rank < max_det
+    events = ranking.events.subset(taking[ranking.events.pos], np.cumsum(taking) - 1)
+    cls_start = np.searchsorted(ranking.cls[taking], np.arange(num_classes))
+    in_range_before = np.zeros((len(AREA_RANGES), int(taking.sum()) + 1), dtype=np.int64)
+    np.cumsum(~ranking.outside[:, taking], axis=1, out=in_range_before[:, 1:])
+    precision, curve = _true_positive_precision(events, in_range_before, cls_start, num_classes)
+    return _curves(precision, curve, npig)
+
+
+def _curves(precision: np.ndarray, curve: np.ndarray, npig: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """COCOeval's (precision [T, R, K, A], recall [T, K, A]) from true positives' precisions.
+
+    ``precision`` [E'] and ``curve`` [E'] as :func:`_true_positive_precision` returns them.
+    """
+    (num_classes, num_a), num_t = npig.shape, len(IOU_THRESHOLDS)
     counts = np.repeat(_recall_counts(npig).transpose(1, 0, 2), num_t, axis=0)  # [L, K, R]
     q = _interpolated_precision(precision, curve, counts)
     npig_lane = np.repeat(npig.T, num_t, axis=0)  # [L, K]
@@ -311,9 +340,7 @@ def _classes(flat: FlatDetections, class_aware: bool) -> tuple[np.ndarray, np.nd
     if not class_aware:
         return np.zeros_like(flat.det_labels), np.ones(len(flat.det_labels), bool), np.zeros_like(flat.gt_labels), 1
     classes = np.unique(flat.gt_labels)
-    det_cls = np.searchsorted(classes, flat.det_labels)
-    keep = det_cls < len(classes)
-    keep[keep] = classes[det_cls[keep]] == flat.det_labels[keep]
+    det_cls, keep = class_indices(flat.det_labels, classes)
     return det_cls, keep, np.searchsorted(classes, flat.gt_labels), len(classes)
 
 
@@ -326,17 +353,9 @@ def coco_precision_recall(flat: FlatDetections, class_aware: bool = True) -> tup
     dets = _rank_detections(flat, det_cls, keep, labels_break_ties=not class_aware)
     gts = _sort_ground_truths(flat, gt_cls)
     matches = _greedy_match(dets, gts, num_classes)
-    npig = np.stack([np.bincount(gts.cls[~ig], minlength=num_classes) for ig in gts.ignored], axis=1)
-    # Accumulation order: per class, all images' detections by descending score, ties in
-    # (image, rank) order -- COCOeval's stable sort of the per-image lists concatenated in image
-    # order. ``dets`` is already in (image, rank) order within a class, and lexsort is stable.
-    order = np.lexsort((-dets.scores, dets.cls))
-    pos = np.empty_like(order)
-    pos[order] = np.arange(len(order))
-    det_out = outside_area_ranges(dets.area)
-    events = _sorted_events(matches, pos, dets.cls, det_out, num_classes)
-    cls, rank, det_out = dets.cls[order], dets.rank[order], det_out[:, order]
-    per_max_det = [_accumulate_max_det(cls, rank, det_out, events, npig, m) for m in MAX_DETS]
+    npig = np.stack([np.bincount(gts.cls[~ig], minlength=num_classes) for ig in gts.ignored], axis=1)  # [K, A]
+    ranking = _rank_for_accumulation(dets, matches, num_classes)
+    per_max_det = [_accumulate_max_det(ranking, npig, m) for m in MAX_DETS]
     precision, recall = zip(*per_max_det)
     return np.stack(precision, axis=-1), np.stack(recall, axis=-1)
 

@@ -108,6 +108,17 @@ def _image_index(counts: list[int]) -> np.ndarray:
     return np.repeat(np.arange(len(counts), dtype=np.int64), counts)
 
 
+def class_indices(labels: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index into ``classes`` [n], whether the label is one of them bool [n]) of int labels [n].
+
+    ``classes`` int64 [K] must be sorted; unknown labels get an arbitrary index and False.
+    """
+    index = np.searchsorted(classes, labels)
+    known = index < len(classes)
+    known[known] = classes[index[known]] == labels[known]
+    return index, known
+
+
 class DetectionMetric(ABC):
     """Accumulates per-image predictions and targets; subclasses implement :meth:`compute`.
 

@@ -34,7 +34,7 @@ from typing import Literal
 
 import numpy as np
 
-from multibox.evaluation.metric import DetectionMetric, FlatDetections
+from multibox.evaluation.metric import DetectionMetric, FlatDetections, class_indices
 from multibox.evaluation.overlaps import Pairs, overlapping_pairs, runs
 
 APMethod = Literal["11point", "area"]
@@ -113,22 +113,28 @@ def rank_outcomes(flat: FlatDetections, iou_threshold: float = 0.5, pixel_plus_o
     det_labels = flat.det_labels if class_aware else np.zeros_like(flat.det_labels)
     gt_labels = flat.gt_labels if class_aware else np.zeros_like(flat.gt_labels)
     classes = np.unique(gt_labels[~flat.gt_ignore])
-    det_cls, gt_cls = np.searchsorted(classes, det_labels), np.searchsorted(classes, gt_labels)
-    det_ok = det_cls < len(classes)
-    det_ok[det_ok] = classes[det_cls[det_ok]] == det_labels[det_ok]
-    gt_ok = gt_cls < len(classes)  # difficult-only classes are left out with their objects
-    gt_ok[gt_ok] = classes[gt_cls[gt_ok]] == gt_labels[gt_ok]
+    (det_cls, det_ok), (gt_cls, gt_ok) = class_indices(det_labels, classes), class_indices(gt_labels, classes)
+    partner = _best_partners(flat, det_cls, det_ok, gt_cls, gt_ok, iou_threshold, pixel_plus_one)
+    num_positives = np.bincount(gt_cls[gt_ok & ~flat.gt_ignore], minlength=len(classes))
+    return _outcomes(flat, det_cls, det_ok, partner, classes, num_positives)
+
+
+def _best_partners(flat: FlatDetections, det_cls: np.ndarray, det_ok: np.ndarray, gt_cls: np.ndarray,
+                   gt_ok: np.ndarray, iou_threshold: float, pixel_plus_one: bool) -> np.ndarray:
+    """int64 [N]: each detection's best ground truth of its (image, class) at IoU >= threshold, or -1.
+
+    Detections and ground truths of unknown classes (``*_ok`` False) take part in no pair.
+    """
     det_boxes, gt_boxes = (_plus_one(b) if pixel_plus_one else b for b in (flat.det_boxes, flat.gt_boxes))
-    k = len(classes)
+    k = int(gt_cls.max(initial=0)) + 1
     gt_group = np.where(gt_ok, flat.gt_image * k + gt_cls, -1)
     gt_order = np.argsort(gt_group, kind="stable")  # groups sorted, input order kept within
-    pairs = overlapping_pairs(det_boxes, np.where(det_ok, flat.det_image * k + det_cls, -2), gt_boxes[gt_order],
-                              gt_group[gt_order], iou_threshold)
+    det_group = np.where(det_ok, flat.det_image * k + det_cls, -2)
+    pairs = overlapping_pairs(det_boxes, det_group, gt_boxes[gt_order], gt_group[gt_order], iou_threshold)
     partner = _best_partner(pairs, len(det_boxes))
     found = partner >= 0
     partner[found] = gt_order[partner[found]]  # back to flat ground-truth indices
-    num_positives = np.bincount(gt_cls[gt_ok & ~flat.gt_ignore], minlength=k)
-    return _outcomes(flat, det_cls, det_ok, partner, classes, num_positives)
+    return partner
 
 
 def _outcomes(flat: FlatDetections, det_cls: np.ndarray, det_ok: np.ndarray, partner: np.ndarray,
