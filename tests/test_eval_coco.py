@@ -149,6 +149,9 @@ def test_rejects_malformed_inputs():
         metric.update([_image([[0, 0, 1, 1]]) | {"scores": np.zeros(2)}], [_target([])])
     with pytest.raises(ValueError, match="targets"):
         metric.update([_image([])], [])
+    with pytest.raises(ValueError, match="labels"):  # a bad target late in the batch ...
+        metric.update([_image([[0, 0, 1, 1]])] * 2, [_target([]), _target([[0, 0, 1, 1]]) | {"labels": np.zeros(3)}])
+    assert metric.num_images == 0  # ... leaves nothing half-added
 
 
 def test_equal_ious_go_to_the_later_ground_truth():

@@ -183,7 +183,8 @@ def _devkit_reference(preds, targets, cls, iou_threshold=0.5, plus_one=False):
             iw = min(bb[2], g[2]) - max(bb[0], g[0]) + extra
             ih = min(bb[3], g[3]) - max(bb[1], g[1]) + extra
             if iw > 0 and ih > 0:
-                ua = (bb[2] - bb[0] + extra) * (bb[3] - bb[1] + extra) + (g[2] - g[0] + extra) * (g[3] - g[1] + extra) - iw * ih
+                area_d = (bb[2] - bb[0] + extra) * (bb[3] - bb[1] + extra)
+                ua = area_d + (g[2] - g[0] + extra) * (g[3] - g[1] + extra) - iw * ih
                 if iw * ih / ua > ovmax:
                     ovmax, jmax = iw * ih / ua, j
         t = f = 0

@@ -101,7 +101,8 @@ def _group_ranks(sorted_keys: np.ndarray) -> np.ndarray:
     return np.arange(len(sorted_keys)) - starts[run]
 
 
-def _rank_detections(flat: FlatDetections, det_cls: np.ndarray, keep: np.ndarray, labels_break_ties: bool) -> _Detections:
+def _rank_detections(flat: FlatDetections, det_cls: np.ndarray, keep: np.ndarray,
+                     labels_break_ties: bool) -> _Detections:
     """Sort the ``keep`` detections by (image, class, -score) stably; keep each group's top 100."""
     idx = np.flatnonzero(keep)
     cls, score = det_cls[idx], flat.det_scores[idx]

@@ -136,11 +136,17 @@ class DetectionMetric(ABC):
         self._targets: list[tuple[Tensor, Tensor, Tensor]] = []
 
     def update(self, predictions: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, Any]]) -> None:
-        """Add a batch of images: one prediction dict and one target dict per image."""
+        """Add a batch of images: one prediction dict and one target dict per image.
+
+        Arrays are kept by reference until :meth:`compute` (no copy per batch): do not modify them
+        in place afterwards. A malformed batch raises ValueError and adds nothing.
+        """
         if len(predictions) != len(targets):
             raise ValueError(f"{len(predictions)} predictions for {len(targets)} targets")
-        self._preds.extend(_prediction(p, self.needs_labels) for p in predictions)
-        self._targets.extend(_target(t) for t in targets)
+        preds = [_prediction(p, self.needs_labels) for p in predictions]
+        targets_ = [_target(t) for t in targets]
+        self._preds += preds
+        self._targets += targets_
 
     @property
     def num_images(self) -> int:
