@@ -207,3 +207,14 @@ def test_max_dets_truncates_per_image_and_class():
     for pred in (one_class, two_classes):
         for class_aware in (True, False):
             _assert_equal_to_pycocotools([pred], [target], class_aware)
+
+
+def test_chunked_pair_search_gives_the_same_numbers(monkeypatch):
+    """Pairs are enumerated in chunks to bound memory; tiny chunks must not change anything."""
+    from multibox.evaluation import overlaps
+
+    preds, targets = random_fixture(9, num_images=15)
+    whole = _ours(preds, targets, class_aware=False)
+    monkeypatch.setattr(overlaps, "_CHUNK_PAIRS", 7)
+    np.testing.assert_array_equal(_ours(preds, targets, class_aware=False), whole)
+    assert whole[0] > 0

@@ -86,7 +86,10 @@ class _Detections:
 
 @dataclass
 class _GroundTruths:
-    """Ground truths sorted by (image, class, input order): the order COCOeval breaks IoU ties in."""
+    """Ground truths sorted by (image, label, input order): the order COCOeval breaks IoU ties in.
+
+    ``boxes`` [M, 4]; ``image``, ``cls``, ``crowd`` [M].
+    """
 
     boxes: np.ndarray
     image: np.ndarray
@@ -141,6 +144,7 @@ class _Matches:
 
     @staticmethod
     def concat(parts: list[_Matches]) -> _Matches:
+        """All ``parts`` as one :class:`_Matches`, in order."""
         if not parts:
             empty = np.zeros(0, dtype=np.int64)
             return _Matches(empty, empty, empty, np.zeros(0, dtype=bool))

@@ -120,13 +120,14 @@ def _pairs_with(boxes: tuple[torch.Tensor, torch.Tensor], group: tuple[np.ndarra
 
 def overlapping_pairs(det_boxes: np.ndarray, det_group: np.ndarray, gt_boxes: np.ndarray, gt_group: np.ndarray,
                       min_iou: float, crowd: np.ndarray | None = None) -> Pairs:
-    """Every pair of equal group with overlap >= ``min_iou`` (empty or NaN boxes never pass).
+    """Every pair of equal group with overlap >= ``min_iou`` (a NaN overlap, as of two empty boxes, never passes).
 
     det_boxes float64 [N, 4] and gt_boxes float64 [M, 4] are xyxy; ``det_group`` int64 [N] is any
     order, ``gt_group`` int64 [M] must be sorted. ``crowd`` bool [M] switches those ground truths to
     :func:`crowd_overlap`.
     """
     crowd = np.zeros(len(gt_boxes), dtype=bool) if crowd is None else crowd
+    det_boxes, gt_boxes = (np.ascontiguousarray(b, dtype=np.float64) for b in (det_boxes, gt_boxes))
     boxes, group = (torch.from_numpy(det_boxes), torch.from_numpy(gt_boxes)), (det_group, gt_group)
     regular = _pairs_with(boxes, group, np.flatnonzero(~crowd), min_iou, crowd=False)
     crowds = _pairs_with(boxes, group, np.flatnonzero(crowd), min_iou, crowd=True)
