@@ -11,6 +11,7 @@ import math
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from multibox.data.sampling import CoverageCropSampler
 from multibox.errors import TrainingDiverged, UserError
 from multibox.loss import MultiBoxLoss, weighted_total
 from multibox.matcher import match_priors
-from multibox.model import MultiBox, build_model
+from multibox.model import build_model
 from multibox.priors import kmeans_priors
 from multibox.evaluation.runner import (dataset_targets, detection_rate, drop_unreadable, predict_dataset,
                                          prior_detections, write_report)
@@ -150,23 +151,53 @@ def resume_config(cfg: Config, state: dict) -> Config:
 
 
 @dataclass
+class Task:
+    """What a training run optimizes: the localizer here; the classifier plugs in the same way.
+
+    model: the network; loss: a module (outputs, targets) -> dict of unweighted terms, with
+    ``weights()``; samples: a map-style dataset keyed by (index, epoch, position); collate: batches
+    them into (images, targets, problems); extras: task-specific entries stored in the checkpoint.
+    """
+
+    kind: str
+    model: torch.nn.Module
+    loss: torch.nn.Module
+    samples: torch.utils.data.Dataset
+    collate: Callable
+    extras: dict
+
+
+def localizer_task(cfg: Config, dataset: DetectionDataset, state: dict | None) -> Task:
+    """The DeepMultiBox localizer: priors from k-means (or the checkpoint), MultiBoxLoss, crop samples."""
+    if state is None:
+        priors, counts = fit_priors(training_samples(cfg, dataset, None), cfg.model.num_boxes, cfg.train.seed)
+    else:
+        priors, counts = state["model"]["priors"], state["prior_match_counts"]
+    m = cfg.model
+    model = build_model(m.backbone, priors, m.weights, m.hidden_dim, m.grid)
+    samples = training_samples(cfg, dataset, priors if cfg.train.prior_matching else None)
+    return Task("localizer", model, MultiBoxLoss(cfg.train.alpha, cfg.train.prior_matching), samples, collate,
+                {"prior_match_counts": counts, "class_names": list(dataset.class_names)})
+
+
+@dataclass
 class Run:
     """Everything a training run holds."""
 
     cfg: Config
     out: Path
-    model: MultiBox
+    task: Task
     optimizer: torch.optim.Optimizer
-    loss: MultiBoxLoss
     device: torch.device
-    step: int
-    match_counts: torch.Tensor
-    class_names: list[str]
+    step: int = 0
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.task.model
 
     def checkpoint(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "config": self.cfg.to_dict(), "step": self.step, "torch_rng": torch.get_rng_state(),
-                "prior_match_counts": self.match_counts, "class_names": self.class_names}
+        return {"task": self.task.kind, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "config": self.cfg.to_dict(), "step": self.step, "torch_rng": torch.get_rng_state()} | self.task.extras
 
     def save(self) -> Path:
         path = self.out / "model.pt"
@@ -186,31 +217,31 @@ def check_config(cfg: Config) -> None:
     crop_sampler(cfg)
 
 
-def setup_run(cfg: Config, out_dir: str | Path, resume: bool) -> tuple[Run, DetectionDataset]:
-    """Build (or restore) model, optimizer and data for ``train``."""
+def restore(out: Path, cfg: Config, resume: bool) -> tuple[Config, dict | None]:
+    """With ``resume``, the checkpoint in ``out`` and the config to continue with."""
+    if not resume:
+        return cfg, None
+    if not (out / "model.pt").is_file():
+        raise UserError(f"--resume: no checkpoint at {out / 'model.pt'}")
+    state = load_checkpoint(out / "model.pt")
+    return resume_config(cfg, state), state
+
+
+def setup_run(cfg: Config, out_dir: str | Path, resume: bool,
+              make_task: Callable[[Config, DetectionDataset, dict | None], Task] = localizer_task) -> tuple[Run, DetectionDataset]:
+    """Build (or restore) the task's model, optimizer and data for ``train``."""
     check_config(cfg)
     out = Path(out_dir)
-    state = None
-    if resume:
-        if not (out / "model.pt").is_file():
-            raise UserError(f"--resume: no checkpoint at {out / 'model.pt'}")
-        state = load_checkpoint(out / "model.pt")
-        cfg = resume_config(cfg, state)
+    cfg, state = restore(out, cfg, resume)
     device = resolve_device(cfg.train.device)
     dataset = load_split(cfg, cfg.data.split)
     torch.manual_seed(cfg.train.seed)
-    if state is None:
-        priors, counts = fit_priors(training_samples(cfg, dataset, None), cfg.model.num_boxes, cfg.train.seed)
-    else:
-        priors, counts = state["model"]["priors"], state["prior_match_counts"]
-    m = cfg.model
-    model = build_model(m.backbone, priors, m.weights, m.hidden_dim, m.grid).to(device)
-    optimizer = make_optimizer(cfg, model)
-    run = Run(cfg, out, model, optimizer, MultiBoxLoss(cfg.train.alpha, cfg.train.prior_matching), device, 0,
-              counts, list(dataset.class_names))
+    task = make_task(cfg, dataset, state)
+    task.model.to(device)
+    run = Run(cfg, out, task, make_optimizer(cfg, task.model), device)
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        task.model.load_state_dict(state["model"])
+        run.optimizer.load_state_dict(state["optimizer"])
         run.step = int(state["step"])
         torch.set_rng_state(state["torch_rng"])
     out.mkdir(parents=True, exist_ok=True)
@@ -220,10 +251,9 @@ def setup_run(cfg: Config, out_dir: str | Path, resume: bool) -> tuple[Run, Dete
 
 def make_loader(run: Run, dataset: DetectionDataset) -> DataLoader:
     cfg = run.cfg
-    samples = training_samples(cfg, dataset, run.model.priors.cpu() if cfg.train.prior_matching else None)
     sampler = EpochBatchSampler(len(dataset), cfg.train.batch_size, cfg.train.seed, start_step=run.step)
     workers = cfg.data.num_workers
-    return DataLoader(samples, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
+    return DataLoader(run.task.samples, batch_sampler=sampler, collate_fn=run.task.collate, num_workers=workers,
                       pin_memory=run.device.type == "cuda", persistent_workers=workers > 0,
                       prefetch_factor=4 if workers else None)
 
@@ -232,8 +262,8 @@ def train_step(run: Run, images: torch.Tensor, targets: dict[str, torch.Tensor])
     """One optimizer step; returns the loss terms as floats. Raises TrainingDiverged on NaN/inf."""
     images = images.to(run.device, non_blocking=True)
     targets = {k: v.to(run.device, non_blocking=True) for k, v in targets.items()}
-    terms = run.loss(run.model(images), targets)
-    total = weighted_total(terms, run.loss.weights())
+    terms = run.task.loss(run.model(images), targets)
+    total = weighted_total(terms, run.task.loss.weights())
     values = {name: float(v.detach()) for name, v in terms.items()} | {"loss": float(total.detach())}
     for name, value in values.items():
         if not math.isfinite(value):
@@ -285,12 +315,13 @@ def report_problems(dataset: DetectionDataset, problems: list) -> None:
             print(problem, file=sys.stderr)
 
 
-def train(cfg: Config, out_dir: str | Path, resume: bool = False) -> Path:
-    """Train a localizer; the checkpoint is OUT_DIR/model.pt (also written every checkpoint_every steps).
-
-    Ctrl-C saves a checkpoint before leaving, so no work is lost; ``resume=True`` continues from it.
+def train(cfg: Config, out_dir: str | Path, resume: bool = False,
+          make_task: Callable[[Config, DetectionDataset, dict | None], Task] = localizer_task) -> Path:
+    """Train a localizer (or another task); the checkpoint is OUT_DIR/model.pt, also written every
+    checkpoint_every steps. Ctrl-C saves a checkpoint before leaving, so no work is lost;
+    ``resume=True`` continues from it.
     """
-    run, dataset = setup_run(cfg, out_dir, resume)
+    run, dataset = setup_run(cfg, out_dir, resume, make_task)
     loader = make_loader(run, dataset)
     stop = stop_rule(run.cfg, loader.batch_sampler.steps_per_epoch)
     log = StepLog(run, stop.max_steps)
