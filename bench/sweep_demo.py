@@ -17,13 +17,15 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-GRID = [  # (name, overrides of engine.demo_config)
-    ("adagrad-0.01", {"lr": 0.01}),
-    ("adagrad-0.03", {"lr": 0.03}),
-    ("adagrad-0.1", {"lr": 0.1}),
-    ("adam-3e-4", {"optimizer": "adam", "lr": 3e-4}),
-    ("adam-1e-3", {"optimizer": "adam", "lr": 1e-3}),
-    ("adam-1e-3-noprior", {"optimizer": "adam", "lr": 1e-3, "prior_matching": False}),
+GRID = [  # (name, overrides of engine.demo_config as "section.field": value)
+    ("lr0.01-grid4", {"train.lr": 0.01}),
+    ("lr0.005-grid4", {"train.lr": 0.005}),
+    ("lr0.01-grid8", {"train.lr": 0.01, "model.grid": 8}),
+    ("lr0.005-grid8", {"train.lr": 0.005, "model.grid": 8}),
+    ("lr0.003-grid8", {"train.lr": 0.003, "model.grid": 8}),
+    ("lr0.005-grid8-h1024", {"train.lr": 0.005, "model.grid": 8, "model.hidden_dim": 1024}),
+    ("lr0.005-grid8-2400", {"train.lr": 0.005, "model.grid": 8, "train.steps": 2400}),
+    ("adam3e-4-grid8", {"train.optimizer": "adam", "train.lr": 3e-4, "model.grid": 8}),
 ]
 
 CHILD = """
@@ -34,7 +36,8 @@ cfg.train.steps = {steps}
 cfg.train.device = {device!r}
 cfg.data.num_workers = {workers}
 for k, v in {overrides!r}.items():
-    setattr(cfg.train, k, v)
+    section, name = k.split(".")
+    setattr(getattr(cfg, section), name, v)
 out = {out!r}
 path = engine.train(cfg, out)
 m = engine.evaluate(path, out + "/eval", split="test", device={device!r})

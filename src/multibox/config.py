@@ -34,6 +34,7 @@ class DataConfig:
     synthetic_sizes: dict[str, int] = field(default_factory=lambda: {"train": 4000, "val": 300, "test": 300})  # images per synthetic split
     synthetic_image_size: int = 160  # side of the generated square images, pixels
     synthetic_seed: int = 0  # seed of the generated dataset (fixed splits)
+    synthetic_preload: bool = False  # render the training split once into memory (fast epochs, N*S*S*3 bytes)
     crop: str = "auto"  # training crop: "coverage" (§4.1 buckets), "max_square" (random maximal square), "auto" (coverage; max_square on synthetic)
     flip: bool = True  # random horizontal flip
     num_workers: int = 2  # DataLoader worker processes (0: load in the training process)

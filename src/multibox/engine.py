@@ -51,7 +51,7 @@ def load_split(cfg: Config, split: str, data: str | None = None) -> DetectionDat
     options = {}
     if spec == "synthetic":
         options = {"size": cfg.data.synthetic_sizes.get(split), "image_size": cfg.data.synthetic_image_size,
-                   "seed": cfg.data.synthetic_seed}
+                   "seed": cfg.data.synthetic_seed, "preload": cfg.data.synthetic_preload and split == cfg.data.split}
     return build_dataset(spec, split, **options)
 
 
@@ -429,6 +429,7 @@ def demo_config(minutes: float | None) -> Config:
     cfg.model.backbone, cfg.model.image_size, cfg.model.hidden_dim = "tiny", 128, 512
     cfg.train.time_minutes, cfg.train.batch_size, cfg.train.lr = minutes, 32, 0.02
     cfg.train.checkpoint_every = 1000
+    cfg.data.synthetic_preload = True
     return cfg
 
 

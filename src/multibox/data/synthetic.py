@@ -79,12 +79,13 @@ class SyntheticDataset(DetectionDataset):
 
     split: "train", "val" or "test" (disjoint seeds). size: number of images (default per split).
     image_size: side of the square images in pixels. seed: base seed of the whole dataset.
+    preload: render all images up front (N x S x S x 3 bytes of memory) instead of on every load.
     """
 
     class_names = CLASS_NAMES
 
     def __init__(self, split: str = "train", size: int | None = None, image_size: int = 160,
-                 seed: int = 0, max_objects: int = 6) -> None:
+                 seed: int = 0, max_objects: int = 6, preload: bool = False) -> None:
         if split not in SPLIT_OFFSETS:
             from multibox.errors import UserError
 
@@ -93,6 +94,9 @@ class SyntheticDataset(DetectionDataset):
         self.name = f"synthetic:{split}"
         n = DEFAULT_SIZES[split] if size is None else size
         self.records = [self._render(i, pixels=False)[1] for i in range(n)]
+        # preload: render every image once into one array; DataLoader workers forked afterwards share
+        # its pages, so an epoch costs no rendering (the demo's many epochs over 4,000 images).
+        self.pixels = np.stack([self._render(i, pixels=True)[0] for i in range(n)]) if preload else None
 
     def _rng(self, index: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, SPLIT_OFFSETS[self.split], index])
@@ -147,5 +151,7 @@ class SyntheticDataset(DetectionDataset):
                            np.array(labels, np.int64), np.array(ignore, bool))
 
     def load_image(self, index: int, target_size: tuple[int, int] | None = None) -> Image.Image:
+        if self.pixels is not None:
+            return Image.fromarray(self.pixels[index])
         image, _ = self._render(index, pixels=True)
         return Image.fromarray(image)
