@@ -4,7 +4,9 @@ parallel processes, and print the test-split detection rate of each next to the 
     python bench/sweep_demo.py --steps 1200 --parallel 4 --device cuda
 
 Quality at a fixed step count does not depend on the machine, so a bigger machine can choose the
-settings that `multibox demo` then runs on two CPU cores.
+settings that `multibox demo` then runs on two CPU cores. Results of the run that chose the demo's
+settings (one H200 machine, 16 cores, `--parallel 8 --workers 1 --threads 1 --device cuda`) are in
+docs/demo_sweep.md.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-GRID = [  # (name, overrides of engine.demo_config as "section.field": value)
-    ("lr0.01-grid4", {"train.lr": 0.01}),
-    ("lr0.005-grid4", {"train.lr": 0.005}),
+GRID = [  # (name, overrides of engine.demo_config as "section.field": value; every swept field explicit)
+    ("lr0.01-grid4", {"train.lr": 0.01, "model.grid": 4}),
+    ("lr0.005-grid4", {"train.lr": 0.005, "model.grid": 4}),
     ("lr0.01-grid8", {"train.lr": 0.01, "model.grid": 8}),
     ("lr0.005-grid8", {"train.lr": 0.005, "model.grid": 8}),
-    ("lr0.003-grid8", {"train.lr": 0.003, "model.grid": 8}),
+    ("lr0.003-grid8", {"train.lr": 0.003, "model.grid": 8}),  # the demo's choice
     ("lr0.005-grid8-h1024", {"train.lr": 0.005, "model.grid": 8, "model.hidden_dim": 1024}),
     ("lr0.005-grid8-2400", {"train.lr": 0.005, "model.grid": 8, "train.steps": 2400}),
     ("adam3e-4-grid8", {"train.optimizer": "adam", "train.lr": 3e-4, "model.grid": 8}),
@@ -31,7 +33,7 @@ GRID = [  # (name, overrides of engine.demo_config as "section.field": value)
 CHILD = """
 import json, sys
 from multibox import engine
-cfg = engine.demo_config(None)
+cfg = engine.demo_config()
 cfg.train.steps = {steps}
 cfg.train.device = {device!r}
 cfg.data.num_workers = {workers}

@@ -81,7 +81,9 @@ def add_commands(sub) -> None:
     add_train(sub)
     p = sub.add_parser("demo", help="train and evaluate on the embedded synthetic data (runs/demo)")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--time", type=positive_float, default=7.0, metavar="MINUTES", help="training budget")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=positive_int, default=None, help="training steps (default 1200)")
+    budget.add_argument("--time", type=positive_float, metavar="MINUTES", help="wall-clock training budget instead")
     p.add_argument("--device", default="auto")
     p = sub.add_parser("evaluate", help="detection rate vs number of boxes on a split")
     p.add_argument("--model", required=True)
@@ -148,7 +150,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from multibox import engine
     from multibox.report import print_summary
 
-    print_summary(engine.demo(args.out, args.time, args.device), args.out)
+    steps = args.steps or (None if args.time else engine.DEMO_STEPS)
+    print_summary(engine.demo(args.out, steps, args.time, args.device), args.out)
     return 0
 
 
