@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from fixtures.datasets import basic_spec, write_coco
 from fixtures.models import train_tiny
 
@@ -15,7 +16,7 @@ from multibox import engine
 from multibox.cli import main
 from multibox.config import Config
 from multibox.evaluation.coco import STAT_KEYS
-from multibox.evaluation.detection_rate import SIZE_RANGES
+from multibox.evaluation.detection_rate import SIZE_RANGES, DetectionRateBySize
 from multibox.evaluation.runner import dataset_targets
 from multibox.evaluation.voc import ClassAgnosticPR
 
@@ -58,6 +59,22 @@ def test_rates_by_size_add_up_to_the_overall_rate(model_eval):
     for k, rate in metrics["detection_rate"].items():
         hits = sum(s["detection_rate"][k] * s["num_objects"] for s in by_size.values() if s["num_objects"])
         assert hits == pytest.approx(rate * metrics["num_objects"])
+
+
+def test_rate_by_size_hand_worked():
+    """31² px is small, exactly 32² medium, exactly 96² large (COCO's edges); ignored objects not counted."""
+    target = {"boxes": torch.tensor([[0.0, 0, 31, 31], [100, 0, 132, 32], [0, 100, 96, 196], [200, 200, 300, 300]]),
+              "ignore": torch.tensor([False, False, False, True])}
+    boxes = torch.tensor([[100.0, 0, 132, 32], [300, 300, 310, 310], [0, 100, 96, 190]])  # hits medium, misses, hits large
+    metric = DetectionRateBySize(max_k=5)
+    metric.update([{"boxes": boxes, "scores": torch.tensor([0.9, 0.8, 0.7])}], [target])
+    by_size = metric.compute()["detection_rate_by_size"]
+    assert by_size == {"small": {"num_objects": 1, "detection_rate": {"1": 0.0, "5": 0.0}},
+                       "medium": {"num_objects": 1, "detection_rate": {"1": 1.0, "5": 1.0}},
+                       "large": {"num_objects": 1, "detection_rate": {"1": 0.0, "5": 1.0}}}
+    metric.reset()
+    metric.update([{"boxes": boxes, "scores": torch.ones(3)}], [{"boxes": target["boxes"][1:2]}])
+    assert metric.compute()["detection_rate_by_size"]["small"] == {"num_objects": 0, "detection_rate": {"1": None, "5": None}}
 
 
 def test_report_files_and_no_class_tables_without_labels(model_eval):
