@@ -146,6 +146,7 @@ def test_detection_files_give_the_models_numbers(model_eval, tmp_path, capsys):
     assert "1 entries name no image" in err and "no-such-image" in err
     assert ours["baselines"] == {} == coco["baselines"]  # no model: no priors baseline
     assert "detections" in ours and "model" not in ours
+    assert not (tmp_path / "ours" / "detections.json").exists()  # the input is not rewritten (OUT may hold it)
 
 
 def test_images_missing_from_the_file_count_as_missed(model_eval, tmp_path, capsys):

@@ -342,14 +342,15 @@ def evaluate(model_path: str | Path, out_dir: str | Path, data: str | None = Non
 
 
 def report_run(dataset: DetectionDataset, detections: list, max_k: int, source: dict, out_dir: str | Path,
-               baseline_names: list[str], inputs) -> dict:
+               baseline_names: list[str], inputs, write_boxes: bool = True) -> dict:
     """Score one method's per-image detections (None: unreadable image) and the named baselines on the
-    same images; write detections.json and the report files to ``out_dir``; return the metrics."""
+    same images; write the report files (and with ``write_boxes`` detections.json) to ``out_dir``."""
     from multibox.evaluation.baselines import baseline_detections
     from multibox.evaluation.detection_files import write_detections
     from multibox.evaluation.runner import method_summary, score
 
-    write_detections(Path(out_dir) / "detections.json", dataset, detections)
+    if write_boxes:
+        write_detections(Path(out_dir) / "detections.json", dataset, detections)
     others = {name: baseline_detections(name, dataset, inputs) for name in baseline_names}
     skipped, detections, targets, *rest = drop_unreadable(dataset, detections, dataset_targets(dataset), *others.values())
     main = score(detections, targets, max_k, dataset.class_names)
@@ -375,18 +376,25 @@ def evaluate_detections(detections_path: str | Path, out_dir: str | Path, data: 
 
     dataset = load_split(cfg or Config(), split, data)
     loaded = read_detections(detections_path, dataset)
+    say_unmatched(detections_path, loaded, dataset)
+    max_k = num_boxes or max(len(d["scores"]) for d in loaded.detections) or 1
+    source = {"method": Path(detections_path).name, "detections": str(detections_path),
+              "unmatched_detections": loaded.unmatched,
+              "images_without_detections": loaded.images_without_detections}
+    names = resolve_baselines(baselines, have_model=False)
+    # The boxes are the input file's: not written again (OUT_DIR may be where that file lives).
+    return report_run(dataset, loaded.detections, max_k, source, out_dir, names, BaselineInputs(num_boxes or 100, seed),
+                      write_boxes=False)
+
+
+def say_unmatched(detections_path: str | Path, loaded, dataset: DetectionDataset) -> None:
+    """On stderr: the file's entries that named no image, and the images the file has no entry for."""
     if loaded.unmatched:
         print(f"--detections {detections_path}: {loaded.unmatched} entries name no image of {dataset.name} "
               f"(e.g. {', '.join(map(repr, loaded.unmatched_examples))}); left out of the evaluation", file=sys.stderr)
     if loaded.images_without_detections:
         print(f"--detections {detections_path}: {loaded.images_without_detections} of {len(dataset)} images have "
               "no detections in the file (their objects count as missed)", file=sys.stderr)
-    max_k = num_boxes or max(len(d["scores"]) for d in loaded.detections) or 1
-    source = {"method": Path(detections_path).name, "detections": str(detections_path),
-              "unmatched_detections": loaded.unmatched,
-              "images_without_detections": loaded.images_without_detections}
-    names = resolve_baselines(baselines, have_model=False)
-    return report_run(dataset, loaded.detections, max_k, source, out_dir, names, BaselineInputs(num_boxes or 100, seed))
 
 
 def run_baseline(name: str, out_dir: str | Path, data: str | None = None, split: str = "test", *,
