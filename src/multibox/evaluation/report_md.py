@@ -62,7 +62,8 @@ def size_table(rows: dict[str, dict]) -> str:
 
 def header_lines(metrics: dict) -> list[str]:
     """Title and what was evaluated: source, image and object counts, anything left out."""
-    source = next((f"{key} `{metrics[key]}`" for key in ("model", "detections") if key in metrics), "boxes")
+    source = next((f"{key} `{metrics[key]}`" for key in ("model", "detections") if key in metrics), None)
+    source = source or f"the {metrics.get('baseline', '?')} baseline's boxes (seed {metrics.get('seed', 0)})"
     lines = [f"# {metrics.get('method', 'DeepMultiBox')} on {metrics.get('dataset', '?')}", "",
              f"- evaluated: {source}",
              f"- {metrics['num_images']} images, {metrics['num_objects']} objects (objects marked ignore/difficult "

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,7 +161,7 @@ def labelled_metrics(detections: list[dict[str, Tensor]], targets: list[dict[str
 
 
 def score(detections: list[dict[str, Tensor]], targets: list[dict[str, Tensor]], max_k: int,
-          class_names: list[str] = ()) -> Scored:
+          class_names: Sequence[str] = ()) -> Scored:
     """Every number of one method. ``detections`` per image: {"boxes": Tensor[N, 4] pixel xyxy,
     "scores": Tensor[N] sorted descending, "labels": Tensor[N] (optional)}; ``max_k``: the most boxes
     per image the detection-rate curve counts."""
