@@ -85,12 +85,15 @@ def add_commands(sub) -> None:
     budget.add_argument("--steps", type=positive_int, default=None, help="training steps (default 1200)")
     budget.add_argument("--time", type=positive_float, metavar="MINUTES", help="wall-clock training budget instead")
     p.add_argument("--device", default="auto")
-    p = sub.add_parser("evaluate", help="detection rate vs number of boxes on a split")
-    p.add_argument("--model", required=True)
-    p.add_argument("--data", help="dataset (default: the one the model was trained on)")
+    p = sub.add_parser("evaluate", help="detection rate vs number of boxes on a split, PR, COCO proposal metrics; report.md")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="a checkpoint to run on the split")
+    source.add_argument("--detections", metavar="FILE", help="evaluate boxes from a file instead: COCO results JSON or detections.json")
+    p.add_argument("--data", help="dataset (default: the one the model was trained on; synthetic with --detections)")
     p.add_argument("--split", default="test")
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="auto")
+    add_baseline_options(p, "--baselines")
     p = sub.add_parser("detect", help="boxes for images: OUT/detections.json and drawn images")
     p.add_argument("--model", required=True)
     p.add_argument("--out", required=True)
@@ -105,6 +108,7 @@ def add_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     add_data(sub)
+    add_report_commands(sub)
 
 
 def add_data(sub) -> None:
@@ -120,6 +124,43 @@ def add_data(sub) -> None:
     p.add_argument("--split", default="train")
     p.add_argument("--out", required=True)
     p.add_argument("-n", type=positive_int, default=16)
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def add_baseline_options(p: argparse.ArgumentParser, baselines_flag: str | None) -> None:
+    """Options shared by `evaluate` and `baseline`: which baselines, their box budget, seed, data config."""
+    if baselines_flag:
+        p.add_argument(baselines_flag, metavar="NAMES", help="proposal baselines to compare with: all, none or a "
+                       "comma list of priors, sliding-window, random, selective-search (default: priors with --model)")
+    p.add_argument("--num-boxes", type=positive_int, help="boxes per image of the baselines (default: the model's K, "
+                   "else 100); with --detections also the most boxes per image counted")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random baseline")
+    p.add_argument("--config", help="YAML whose data section sets the dataset options (e.g. synthetic sizes) "
+                   "when no --model gives them")
+
+
+def add_report_commands(sub) -> None:
+    p = sub.add_parser("baseline", help="boxes of a proposal baseline on a split: detections.json, metrics.json, report.md")
+    # NAME is checked by the engine (the list lives in multibox.evaluation.baselines, which imports torch).
+    p.add_argument("name", metavar="NAME", help="priors, sliding-window, random or selective-search")
+    p.add_argument("--data", help="dataset (default: the model's with --model, else synthetic)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--out", required=True)
+    p.add_argument("--model", help="checkpoint (needed by priors: its k-means priors and match counts)")
+    add_baseline_options(p, None)
+    p = sub.add_parser("compare", help="overlay the detection-rate curves of several runs; one table")
+    p.add_argument("metrics", nargs="+", metavar="METRICS", help="metrics.json files (or run folders holding one)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--names", help="comma-separated display names, one per METRICS")
 
 
 def build_parser() -> Parser:
@@ -155,11 +196,44 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def data_config(args: argparse.Namespace) -> Config | None:
+    return Config.from_yaml(args.config) if args.config else None
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from multibox import engine
     from multibox.report import print_summary
 
-    print_summary(engine.evaluate(args.model, args.out, args.data, args.split, args.device), args.out)
+    if args.detections:
+        metrics = engine.evaluate_detections(args.detections, args.out, args.data, args.split, cfg=data_config(args),
+                                             baselines=args.baselines or "none", num_boxes=args.num_boxes, seed=args.seed)
+    else:
+        if args.config:
+            raise UserError("--config goes with --detections; a --model brings its own data options")
+        metrics = engine.evaluate(args.model, args.out, args.data, args.split, args.device,
+                                  baselines=args.baselines or "priors", num_boxes=args.num_boxes, seed=args.seed)
+    print_summary(metrics, args.out)
+    return 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from multibox import engine
+    from multibox.report import print_summary
+
+    if args.config and args.model:
+        raise UserError("--config and --model both give data options; give one")
+    metrics = engine.run_baseline(args.name, args.out, args.data, args.split, num_boxes=args.num_boxes or 100,
+                                  model_path=args.model, seed=args.seed, cfg=data_config(args))
+    print_summary(metrics, args.out)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from multibox import engine
+    from multibox.report import print_comparison
+
+    names = [n.strip() for n in args.names.split(",")] if args.names else None
+    print_comparison(engine.compare(args.metrics, args.out, names), args.out)
     return 0
 
 
@@ -191,7 +265,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "demo": cmd_demo, "evaluate": cmd_evaluate, "detect": cmd_detect,
-            "priors": cmd_priors, "data": cmd_data}
+            "priors": cmd_priors, "data": cmd_data, "baseline": cmd_baseline, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -350,27 +350,151 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False,
 
 
 def evaluate(model_path: str | Path, out_dir: str | Path, data: str | None = None, split: str = "test",
-             device: str = "auto", batch_size: int = 32) -> dict:
-    """`multibox evaluate`: detection rate vs number of boxes on a split, with the priors-only baseline.
+             device: str = "auto", batch_size: int = 32, *, baselines: str = "priors", num_boxes: int | None = None,
+             seed: int = 0) -> dict:
+    """`multibox evaluate --model`: the localizer on a split against proposal baselines.
 
-    Writes OUT_DIR/metrics.json and OUT_DIR/detection_rate.png; returns the metrics dict.
+    ``baselines``: "all", "none" or a comma list of :data:`multibox.evaluation.baselines.BASELINES`,
+    given ``num_boxes`` boxes per image (default: the model's K) and ``seed`` (random baseline).
+    Writes OUT_DIR/metrics.json, report.md, detection_rate.png, pr_curve.{json,png} and the model's
+    detections.json; returns the metrics dict.
     """
+    from multibox.evaluation.baselines import BaselineInputs, resolve_baselines
+
     state = load_checkpoint(model_path)
     model, cfg = model_from_checkpoint(state)
     dataset = load_split(cfg, split, data)
-    dev = resolve_device(device)
-    targets = dataset_targets(dataset)
-    detections = predict_dataset(model, dataset, cfg.model.image_size, dev, batch_size, cfg.data.num_workers)
-    k = model.num_boxes
-    counts = state.get("prior_match_counts", torch.zeros(k, dtype=torch.int64))
-    baseline = prior_detections(model.priors.cpu(), counts, dataset)
-    skipped, detections, targets, baseline = drop_unreadable(dataset, detections, targets, baseline)
-    metrics = {"dataset": dataset.name, "model": str(model_path), "skipped_images": skipped}
-    metrics |= detection_rate(detections, targets, k)
-    baseline_rate = detection_rate(baseline, targets, k)
-    metrics["baselines"] = {"priors": {key: baseline_rate[key] for key in ("detection_rate", "curve")}}
-    write_report(metrics, out_dir)
+    detections = predict_dataset(model, dataset, cfg.model.image_size, resolve_device(device), batch_size,
+                                 cfg.data.num_workers)
+    counts = state.get("prior_match_counts", torch.zeros(model.num_boxes, dtype=torch.int64))
+    inputs = BaselineInputs(num_boxes or model.num_boxes, seed, model.priors.cpu(), counts)
+    source = {"method": "DeepMultiBox", "model": str(model_path)}
+    return report_run(dataset, detections, model.num_boxes, source, out_dir, resolve_baselines(baselines, True), inputs)
+
+
+def report_run(dataset: DetectionDataset, detections: list, max_k: int, source: dict, out_dir: str | Path,
+               baseline_names: list[str], inputs, write_boxes: bool = True) -> dict:
+    """Score one method's per-image detections (None: unreadable image) and the named baselines on the
+    same images; write the report files (and with ``write_boxes`` detections.json) to ``out_dir``."""
+    from multibox.evaluation.baselines import baseline_detections
+    from multibox.evaluation.detection_files import write_detections
+    from multibox.evaluation.runner import method_summary, score
+
+    if write_boxes:
+        write_detections(Path(out_dir) / "detections.json", dataset, detections)
+    others = {name: baseline_detections(name, dataset, inputs) for name in baseline_names}
+    skipped, detections, targets, *rest = drop_unreadable(dataset, detections, dataset_targets(dataset), *others.values())
+    main = score(detections, targets, max_k, dataset.class_names)
+    metrics = {"dataset": dataset.name, **source, "skipped_images": skipped, "max_boxes": max_k} | main.metrics
+    scored = {name: score(dets, targets, inputs.num_boxes) for name, dets in zip(others, rest)}
+    metrics["baselines"] = {name: method_summary(s) for name, s in scored.items()}
+    curves = {metrics["method"]: main.pr_curve} | {f"{name} baseline": s.pr_curve for name, s in scored.items()}
+    write_report(metrics, out_dir, curves)
     return metrics
+
+
+def evaluate_detections(detections_path: str | Path, out_dir: str | Path, data: str | None = None,
+                        split: str = "test", *, cfg: Config | None = None, baselines: str = "none",
+                        num_boxes: int | None = None, seed: int = 0) -> dict:
+    """`multibox evaluate --detections`: boxes from any source (COCO results JSON or our
+    detections.json) scored like a model's; no model, so no priors baseline.
+
+    ``num_boxes``: the most boxes per image counted (default: the most any image has in the file);
+    ``cfg``: the data options (synthetic sizes) when not the defaults.
+    """
+    from multibox.evaluation.baselines import BaselineInputs, resolve_baselines
+    from multibox.evaluation.detection_files import read_detections
+
+    dataset = load_split(cfg or Config(), split, data)
+    loaded = read_detections(detections_path, dataset)
+    say_unmatched(detections_path, loaded, dataset)
+    max_k = num_boxes or max(len(d["scores"]) for d in loaded.detections) or 1
+    source = {"method": Path(detections_path).name, "detections": str(detections_path),
+              "unmatched_detections": loaded.unmatched,
+              "images_without_detections": loaded.images_without_detections}
+    names = resolve_baselines(baselines, have_model=False)
+    # The boxes are the input file's: not written again (OUT_DIR may be where that file lives).
+    return report_run(dataset, loaded.detections, max_k, source, out_dir, names, BaselineInputs(num_boxes or 100, seed),
+                      write_boxes=False)
+
+
+def say_unmatched(detections_path: str | Path, loaded, dataset: DetectionDataset) -> None:
+    """On stderr: the file's entries that named no image, and the images the file has no entry for."""
+    if loaded.unmatched:
+        print(f"--detections {detections_path}: {loaded.unmatched} entries name no image of {dataset.name} "
+              f"(e.g. {', '.join(map(repr, loaded.unmatched_examples))}); left out of the evaluation", file=sys.stderr)
+    if loaded.images_without_detections:
+        print(f"--detections {detections_path}: {loaded.images_without_detections} of {len(dataset)} images have "
+              "no detections in the file (their objects count as missed)", file=sys.stderr)
+
+
+def run_baseline(name: str, out_dir: str | Path, data: str | None = None, split: str = "test", *,
+                 num_boxes: int = 100, model_path: str | Path | None = None, seed: int = 0,
+                 cfg: Config | None = None) -> dict:
+    """`multibox baseline NAME`: one proposal baseline's detections.json and report on a split.
+
+    With ``model_path`` the data options come from the checkpoint (and ``priors`` uses its priors).
+    """
+    from multibox.evaluation.baselines import BaselineInputs, baseline_detections
+
+    inputs = BaselineInputs(num_boxes, seed)
+    if model_path is not None:
+        state = load_checkpoint(model_path)
+        model, cfg = model_from_checkpoint(state)
+        inputs.priors = model.priors.cpu()
+        inputs.match_counts = state.get("prior_match_counts")
+    elif name == "priors":
+        raise UserError("the priors baseline needs a model: give --model CHECKPOINT")
+    dataset = load_split(cfg or Config(), split, data)
+    detections = baseline_detections(name, dataset, inputs)
+    max_k = min(num_boxes, len(inputs.priors)) if name == "priors" else num_boxes
+    source = {"method": f"{name} baseline", "baseline": name, "seed": seed}
+    return report_run(dataset, detections, max_k, source, out_dir, [], inputs)
+
+
+def compare(metrics_paths: list[str], out_dir: str | Path, names: list[str] | None = None) -> dict[str, dict]:
+    """`multibox compare`: several runs' detection-rate curves on one plot and one table.
+
+    Writes OUT_DIR/detection_rate.png and OUT_DIR/compare.md; returns {run name: metrics}.
+    """
+    from multibox.evaluation.plots import plot_detection_rate
+    from multibox.evaluation.report_md import compare_markdown
+
+    runs = load_runs(metrics_paths, names)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_detection_rate({name: m["curve"] for name, m in runs.items()}, out / "detection_rate.png")
+    (out / "compare.md").write_text(compare_markdown(runs))
+    return runs
+
+
+def load_metrics(path: str | Path) -> dict:
+    """A metrics.json (or a run directory holding one) with at least a detection-rate curve."""
+    path = Path(path)
+    path = path / "metrics.json" if path.is_dir() else path
+    try:
+        metrics = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such metrics file") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: not a metrics.json ({exc})") from None
+    if not isinstance(metrics, dict) or not {"curve", "detection_rate"} <= set(metrics):
+        raise UserError(f"{path}: not a metrics.json of multibox evaluate/baseline (no curve, detection_rate)")
+    return metrics
+
+
+def load_runs(paths: list[str], names: list[str] | None) -> dict[str, dict]:
+    """{name: metrics}; names from ``names``, else each run's method (with its folder when two share one)."""
+    metrics = [load_metrics(p) for p in paths]
+    if names is not None and len(names) != len(paths):
+        raise UserError(f"--names has {len(names)} name(s) for {len(paths)} metrics file(s)")
+    if names is None:
+        methods = [m.get("method", "DeepMultiBox") for m in metrics]
+        names = [f"{m} ({Path(p).resolve().parent.name if Path(p).is_file() else Path(p).name})"
+                 if methods.count(m) > 1 else m for m, p in zip(methods, paths)]
+    if len(set(names)) != len(names):
+        raise UserError(f"two runs share a name ({', '.join(names)}); give --names A,B,...")
+    return dict(zip(names, metrics))
 
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}

@@ -1,23 +1,44 @@
-"""Short human-readable summaries printed at the end of `evaluate` and `demo`."""
+"""Short human-readable summaries printed at the end of `evaluate`, `baseline`, `compare` and `demo`.
+
+The full reports are files (report.md, compare.md, the plots); these fixed-width tables repeat their
+headline numbers on the terminal.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from multibox.evaluation.report_md import fraction, method_rows, reported_ks
+
+
+def rate_lines(rows: dict[str, dict]) -> list[str]:
+    """Fixed-width lines: detection rate (%) at each reported k, class-agnostic AP50 and COCO AR@100 per row
+    (``rows``: {name: metrics with "detection_rate" and optionally "pr_ap50", "coco"})."""
+    ks = reported_ks([m["detection_rate"] for m in rows.values()])
+    width = max([22, *(len(name) + 2 for name in rows)])
+    lines = [f"{'boxes per image':<{width}}" + "".join(f"{k:>8}" for k in ks) + f"{'AP50':>8}{'AR@100':>8}"]
+    for name, m in rows.items():
+        rates = "".join(f"{100 * m['detection_rate'][k]:>7.1f}%" if k in m["detection_rate"] else f"{'-':>8}" for k in ks)
+        lines.append(f"{name:<{width}}" + rates + f"{fraction(m.get('pr_ap50')):>8}"
+                     f"{fraction(m.get('coco', {}).get('AR100')):>8}")
+    return lines
+
 
 def summary_table(metrics: dict) -> str:
-    """A fixed-width table: detection rate at each reported k for the model and each baseline."""
-    rows = {"DeepMultiBox": metrics["detection_rate"]}
-    rows |= {f"{name} baseline": b["detection_rate"] for name, b in metrics.get("baselines", {}).items()}
-    ks = list(metrics["detection_rate"])
-    lines = [f"{'boxes per image':<22}" + "".join(f"{k:>8}" for k in ks)]
-    for name, rates in rows.items():
-        lines.append(f"{name:<22}" + "".join(f"{100 * rates[k]:>7.1f}%" for k in ks))
-    return "\n".join(lines)
+    """A fixed-width table: detection rate at each reported k for the method and each baseline."""
+    return "\n".join(rate_lines(method_rows(metrics)))
 
 
 def print_summary(metrics: dict, out_dir: str | Path) -> None:
+    out = Path(out_dir)
     print(f"\n{metrics['dataset']}: {metrics['num_images']} images, {metrics['num_objects']} objects; "
-          f"detection rate (IoU >= 0.5) vs boxes per image")
+          f"detection rate (IoU >= 0.5) vs boxes per image, class-agnostic AP50 and COCO AR@100")
     print(summary_table(metrics))
-    print(f"report: {Path(out_dir) / 'metrics.json'}, {Path(out_dir) / 'detection_rate.png'}")
+    files = [out / name for name in ("report.md", "metrics.json", "detection_rate.png", "pr_curve.png")]
+    print("report: " + ", ".join(str(f) for f in files if f.exists()))
+
+
+def print_comparison(runs: dict[str, dict], out_dir: str | Path) -> None:
+    """The `multibox compare` table and where its files are."""
+    print("\n".join(rate_lines(runs)))
+    print(f"report: {Path(out_dir) / 'compare.md'}, {Path(out_dir) / 'detection_rate.png'}")

@@ -1,4 +1,5 @@
-"""Figures: detection-rate curves (the paper's Fig. 1) and images with boxes drawn."""
+"""Figures: detection-rate curves (the paper's Fig. 1), class-agnostic precision-recall curves (Fig. 5)
+and images with boxes drawn."""
 
 from __future__ import annotations
 
@@ -23,6 +24,23 @@ def plot_detection_rate(curves: dict[str, list[float]], path: str | Path, title:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right")
     ax.set_title(title or "Detection rate of class 'object' vs number of boxes")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_pr_curves(curves: dict[str, dict[str, list[float]]], path: str | Path, title: str = "") -> None:
+    """One precision (y) against recall (x) line per named curve {"precision": [..], "recall": [..]}."""
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for name, curve in curves.items():
+        ax.plot(curve["recall"], curve["precision"], label=name)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper right")
+    ax.set_title(title or "Class-agnostic detection, IoU >= 0.5")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
