@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from multibox.config import Config
 from multibox.errors import TrainingDiverged, UserError

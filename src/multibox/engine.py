@@ -10,12 +10,10 @@ import json
 import math
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -30,8 +28,8 @@ from multibox.loss import MultiBoxLoss, weighted_total
 from multibox.matcher import match_priors
 from multibox.model import build_model
 from multibox.priors import kmeans_priors
-from multibox.evaluation.runner import (dataset_targets, detection_rate, drop_unreadable, predict_dataset,
-                                         prior_detections, write_report)
+from multibox.evaluation.runner import (dataset_targets, drop_unreadable, predict_dataset,
+                                         write_report)
 
 
 def resolve_device(name: str) -> torch.device:
