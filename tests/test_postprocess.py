@@ -30,3 +30,9 @@ def test_select_is_per_image_and_top_k():
     out = select(boxes, scores, 0.5, top_k=None)
     assert [len(o["scores"]) for o in out] == [2, 2]
     assert out[1]["boxes"].tolist() == [[0, 0, 1, 1], [5, 5, 6, 6]]
+
+
+def test_swapped_corners_are_ordered():
+    outputs = {"pred_boxes": torch.tensor([[[0.6, 0.8, 0.2, 0.1]]]), "pred_logits": torch.zeros(1, 1)}
+    det = postprocess(outputs, torch.tensor([[0.0, 0, 100, 100]]), torch.tensor([[100.0, 100.0]]))[0]
+    assert torch.allclose(det["boxes"], torch.tensor([[20.0, 10, 60, 80]]))

@@ -27,6 +27,7 @@ __all__ = [
     "crop_to_image",
     "image_to_crop",
     "valid_boxes",
+    "order_corners",
 ]
 
 
@@ -77,6 +78,12 @@ def clip_boxes(boxes: Tensor, width: float | Tensor = 1.0, height: float | Tenso
     the image"). width/height may be tensors broadcastable to boxes[..., 0] (e.g. [B, 1] per image)."""
     upper = _scale(width, height, boxes)
     return torch.minimum(boxes.clamp(min=0), upper)
+
+
+def order_corners(boxes: Tensor) -> Tensor:
+    """(min x, min y, max x, max y) of each Tensor[..., 4]: a regressed box may come out with its corners
+    swapped (nothing in Eq. 1 forbids it), and every consumer expects x1 <= x2, y1 <= y2."""
+    return torch.cat([torch.minimum(boxes[..., :2], boxes[..., 2:]), torch.maximum(boxes[..., :2], boxes[..., 2:])], dim=-1)
 
 
 def valid_boxes(boxes: Tensor, min_size: float = 0.0) -> Tensor:

@@ -15,7 +15,7 @@ from PIL import Image
 from torch import Tensor
 from torchvision.ops import batched_nms
 
-from multibox.boxes import center_square_crop, clip_boxes, crop_to_image
+from multibox.boxes import center_square_crop, clip_boxes, crop_to_image, order_corners
 from multibox.checkpoint import load_checkpoint, model_from_checkpoint
 from multibox.model import MultiBox
 from multibox.preprocess import crop_resize, to_pil
@@ -31,7 +31,7 @@ def postprocess(outputs: dict[str, Tensor], crops: Tensor, image_sizes: Tensor, 
     crops: Tensor[B, 4], each input's pixel xyxy crop; image_sizes: Tensor[B, 2] (width, height).
     Returns B dicts {"boxes": Tensor[N, 4] pixel xyxy, "scores": Tensor[N]}, sorted by score.
     """
-    boxes = crop_to_image(outputs["pred_boxes"].float(), crops)  # [B, K, 4] pixels
+    boxes = crop_to_image(order_corners(outputs["pred_boxes"].float()), crops)  # [B, K, 4] pixels
     sizes = image_sizes.to(boxes)
     boxes = clip_boxes(boxes, sizes[:, 0, None], sizes[:, 1, None])  # per-image (width, height) as [B, 1]
     scores = outputs["pred_logits"].float().sigmoid()  # [B, K]
