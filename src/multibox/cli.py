@@ -6,6 +6,7 @@ User mistakes (:class:`multibox.errors.UserError`, bad flags) print one line and
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from multibox.config import Config
@@ -182,7 +183,9 @@ def train_config(args: argparse.Namespace) -> Config:
 def cmd_train(args: argparse.Namespace) -> int:
     from multibox import engine
 
-    print(f"checkpoint: {engine.train(train_config(args), args.out, args.resume)}")
+    path = engine.train(train_config(args), args.out, args.resume)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank returns here; one line is enough
+        print(f"checkpoint: {path}")
     return 0
 
 
