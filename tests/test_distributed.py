@@ -34,6 +34,16 @@ LOSS_RTOL = 1e-4
 WEIGHT_ATOL = 1e-4
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: these tiny models gain nothing from two, and on a loaded 2-core machine
+    two OpenMP threads spin-waiting on each other make a step 20x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

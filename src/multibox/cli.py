@@ -47,7 +47,8 @@ TRAIN_FLAGS = {
     "batch_size": ("train", "batch_size"), "lr": ("train", "lr"), "optimizer": ("train", "optimizer"),
     "device": ("train", "device"), "seed": ("train", "seed"), "steps": ("train", "steps"),
     "epochs": ("train", "epochs"), "time": ("train", "time_minutes"), "workers": ("data", "num_workers"),
-    "alpha": ("train", "alpha"), "checkpoint_every": ("train", "checkpoint_every"),
+    "alpha": ("train", "alpha"), "checkpoint_every": ("train", "checkpoint_every"), "amp": ("train", "amp"),
+    "channels_last": ("train", "channels_last"), "compile": ("train", "compile"), "sync_bn": ("train", "sync_bn"),
 }
 
 
@@ -75,6 +76,12 @@ def add_train(sub) -> None:
     p.add_argument("--checkpoint-every", type=positive_int)
     p.add_argument("--no-prior-matching", action="store_true", help="match predictions, not priors (§3 ablation)")
     p.add_argument("--resume", action="store_true", help="continue OUT/model.pt where it stopped")
+    p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"],
+                   help="mixed precision (default auto: bf16 on CUDA where supported, else fp16; off on CPU)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="NHWC layout (default: on CUDA)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the model")
+    p.add_argument("--sync-bn", action=argparse.BooleanOptionalAction,
+                   help="under torchrun: batch norm over the global batch (default on)")
 
 
 def add_commands(sub) -> None:
