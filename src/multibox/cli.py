@@ -116,6 +116,11 @@ def add_commands(sub) -> None:
     p.add_argument("--out", required=True)
     add_data(sub)
     add_report_commands(sub)
+    p = sub.add_parser("export", help="a trained localizer as ONNX or TorchScript (see multibox.export)")
+    p.add_argument("--model", required=True, help="checkpoint (RUN/model.pt)")
+    p.add_argument("--format", required=True, choices=["onnx", "torchscript"])
+    p.add_argument("--out", required=True, help="file to write; FILE.json beside it describes the contract")
+    p.add_argument("--opset", type=positive_int, default=17, help="ONNX opset (default 17)")
 
 
 def add_data(sub) -> None:
@@ -273,8 +278,18 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from multibox.export import export_job
+
+    info = export_job(args.model, args.format, args.out, args.opset)
+    print(f"exported: {args.out} ({info['format']}, S={info['image_size']}, K={info['num_boxes']}, "
+          f"max |exported - eager| = {info['max_abs_diff_vs_eager']:.1e}); contract: {args.out}.json")
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "demo": cmd_demo, "evaluate": cmd_evaluate, "detect": cmd_detect,
-            "priors": cmd_priors, "data": cmd_data, "baseline": cmd_baseline, "compare": cmd_compare}
+            "priors": cmd_priors, "data": cmd_data, "baseline": cmd_baseline, "compare": cmd_compare,
+            "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
