@@ -192,3 +192,22 @@ def test_cuda_compile_with_inductor(tiny_cfg, tmp_path):
     tiny_cfg.train.compile = False
     eager = engine.train_step(setup(tiny_cfg, tmp_path, "eager"), images, targets)["loss"]
     torch.testing.assert_close(compiled, eager, rtol=1e-3, atol=1e-4)
+
+
+@cuda
+def test_cuda_training_step_does_not_wait_for_the_device(tiny_cfg, tmp_path):
+    """No host-device synchronisation inside a step (bf16 needs no loss-scale check; prior matching ran
+    in the loader; the loss values stay on the device until a log step)."""
+    tiny_cfg.train.device, tiny_cfg.train.amp, tiny_cfg.train.cuda_workers = "cuda", "auto", 0
+    run = setup(tiny_cfg, tmp_path)
+    if run.precision.dtype != torch.bfloat16:
+        pytest.skip("fp16 loss scaling checks for overflow on the host")
+    images, targets = first_batch(run)
+    images = images.pin_memory()
+    targets = {k: v.pin_memory() for k, v in targets.items()}
+    engine.train_step(run, images, targets)  # warm-up: cuDNN picks its algorithms
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        engine.train_step(run, images, targets)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

@@ -1,0 +1,75 @@
+"""Achieved FLOP/s of the localizer's forward pass against this machine's fp32 matmul peak.
+
+FLOPs come from torch.utils.flop_counter.FlopCounterMode over one forward pass: it counts matrix
+products and convolutions (2 FLOPs per multiply-add) and leaves out element-wise work (batch norm,
+activations, pooling), so achieved = counted FLOPs / measured time understates the work slightly.
+The peak is the fastest of a few 2048 x 2048 x 2048 fp32 ``torch.mm`` in the same process, same
+threads. Batch 32, eager PyTorch, inference mode, in the faster of the two memory layouts
+(contiguous or channels_last, as in bench/inference_speed.py), for the inference benchmark's model
+(mobilenet_v3_large at 320 px) and the paper's network (AlexNet at 220 px, the default config).
+
+    PYTHONPATH=src python bench/flops.py [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from measure import Result, fastest
+from multibox.model import build_model
+
+BATCH, K, MM_SIZE = 32, 100, 2048
+MODELS = (("mobilenet_v3_large", 320), ("alexnet", 220))
+
+
+def matmul_peak() -> float:
+    """FLOP/s of a large fp32 matrix product."""
+    a, b = torch.randn(MM_SIZE, MM_SIZE), torch.randn(MM_SIZE, MM_SIZE)
+    return 2 * MM_SIZE**3 / fastest(lambda: torch.mm(a, b), repeats=5)
+
+
+def forward_flops(model: torch.nn.Module, images: torch.Tensor) -> int:
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        model(images)
+    return counter.get_total_flops()
+
+
+def achieved(backbone: str, size: int) -> tuple[float, int]:
+    """(FLOP/s, FLOPs per image) of one batch-32 forward pass."""
+    torch.manual_seed(0)
+    model = build_model(backbone, torch.rand(K, 4).sort(1).values, None, 1024, 4).eval()
+    images = torch.rand(BATCH, 3, size, size)
+    flops = forward_flops(model, images)
+    seconds = min(forward_seconds(model, images, layout) for layout in (torch.contiguous_format, torch.channels_last))
+    return flops / seconds, flops // BATCH
+
+
+def forward_seconds(model: torch.nn.Module, images: torch.Tensor, layout: torch.memory_format) -> float:
+    model, images = model.to(memory_format=layout), images.contiguous(memory_format=layout)
+    with torch.inference_mode():
+        return fastest(lambda: model(images), repeats=2)
+
+
+def run(threads: int) -> list[Result]:
+    peak = matmul_peak()
+    print(f"  fp32 matmul peak ({MM_SIZE}^3 torch.mm): {peak / 1e9:.1f} GFLOP/s", flush=True)
+    rows = []
+    for backbone, size in MODELS:
+        rate, per_image = achieved(backbone, size)
+        print(f"  {backbone} {size}px: {per_image / 1e9:.2f} GFLOP/image, {rate / 1e9:.1f} GFLOP/s", flush=True)
+        rows.append(Result(f"forward GFLOP/s, {backbone} {size}px, batch {BATCH} ({per_image / 1e9:.2f} GFLOP/image) "
+                           f"vs fp32 matmul peak", rate / 1e9, peak / 1e9, "GFLOP/s", 0.5, percent=True))
+    return rows
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    for row in run(args.threads):
+        print(f"{row.name}: {row.ours:.1f} vs {row.reference:.1f} {row.unit} = {row.ratio:.0%}")
