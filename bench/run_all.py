@@ -41,8 +41,9 @@ def table(rows: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def report(rows: list[Result], header: str, seconds: float) -> str:
-    return (f"# Performance (`make bench`)\n\nMachine: {header}.\n\n{table(rows)}\n\n"
+def report(rows: list[Result], header: str, seconds: float, note: str) -> str:
+    note = f"{note}\n\n" if note else ""
+    return (f"# Performance (`make bench`)\n\nMachine: {header}.\n\n{note}{table(rows)}\n\n"
             f"Whole run: {seconds / 60:.1f} min. Ratio = ours / reference; every pair measured in one process, "
             f"fastest of a few repeats. Method and models: the docstrings of bench/inference_speed.py, "
             f"bench/flops.py and bench/train_step.py.\n")
@@ -54,6 +55,7 @@ def main() -> None:
                         help="intra-op threads for torch and ONNX Runtime (default: torch's, i.e. the cores)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results.md"))
     parser.add_argument("--only", choices=list(BENCHMARKS), action="append", help="run only these")
+    parser.add_argument("--note", default="", help="a sentence about the conditions, written above the table")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     header, start, rows = machine(args.threads), time.perf_counter(), []
@@ -61,7 +63,7 @@ def main() -> None:
     for name in args.only or BENCHMARKS:
         print(f"{name}:", flush=True)
         rows += BENCHMARKS[name](args.threads)
-    text = report(rows, header, time.perf_counter() - start)
+    text = report(rows, header, time.perf_counter() - start, args.note)
     print("\n" + text)
     Path(args.out).write_text(text)
 

@@ -155,6 +155,15 @@ def max_difference(net: nn.Module, exported: Any, image_size: int, batch: int = 
     return max(float(np.abs(g - e.numpy()).max()) for g, e in zip(got, eager))
 
 
+CONTRACT = {
+    "input": "images float32 [B, 3, S, S], RGB in [0, 1]: maximal centre square, resized to S x S (bilinear, "
+             "antialiased), /255; ImageNet normalisation is inside the graph",
+    "outputs": "boxes float32 [B, K, 4] xyxy in [0, 1] of the input square; scores float32 [B, K] = sigmoid(logits)",
+    "postprocessing": "map boxes to image pixels (crop origin + box * crop side), clip to the image, NMS at "
+                      "IoU > nms_iou suppressed, top-k by score: multibox.export.detections",
+}
+
+
 def export_job(model_path: str | Path, fmt: str, out: str | Path, opset: int = 17) -> dict:
     """`multibox export`: write OUT (and OUT.json), check it against the eager model, return the summary."""
     if fmt not in FORMATS:
@@ -170,15 +179,6 @@ def export_job(model_path: str | Path, fmt: str, out: str | Path, opset: int = 1
             "backbone": cfg.model.backbone, "max_abs_diff_vs_eager": diff, **CONTRACT}
     Path(f"{out}.json").write_text(json.dumps(info, indent=1))
     return info
-
-
-CONTRACT = {
-    "input": "images float32 [B, 3, S, S], RGB in [0, 1]: maximal centre square, resized to S x S (bilinear, "
-             "antialiased), /255; ImageNet normalisation is inside the graph",
-    "outputs": "boxes float32 [B, K, 4] xyxy in [0, 1] of the input square; scores float32 [B, K] = sigmoid(logits)",
-    "postprocessing": "map boxes to image pixels (crop origin + box * crop side), clip to the image, NMS at "
-                      "IoU > nms_iou suppressed, top-k by score: multibox.export.detections",
-}
 
 
 # ------------------------------------------------------------------------- pre- and post-processing
