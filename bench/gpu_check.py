@@ -11,9 +11,11 @@ Setting: mobilenet_v3_large at 220 px, K = 200, batch 128, Adagrad, prior matchi
 
 1. model: engine.train_step on one batch already on the GPU (what the GPU can consume), eager; the
    loss's share of the step; host synchronisations per step (CUDA sync debug mode; expect 0);
-2. data pipeline alone: DataLoader images/s with the worker count training uses here;
-3. end to end: engine.train for --steps steps (loader, step, logging), images/s from its log after
-   the first window, GPU utilisation sampled with nvidia-smi (torch.cuda.utilization as fallback);
+2. data pipeline alone: DataLoader images/s with the worker count training uses here, rendering the
+   synthetic images in the workers and with them preloaded (data.synthetic_preload);
+3. end to end: engine.train for --steps steps (loader, step, logging) on preloaded data, images/s
+   from its log after the first window, GPU utilisation sampled with nvidia-smi (torch.cuda.utilization
+   as fallback);
 4. tests/test_gpu_path.py (its CUDA tests run here);
 5. model throughput with torch.compile (inductor), in a child process with a time limit.
 
@@ -43,10 +45,13 @@ BATCH, K, SIZE, BACKBONE = 128, 200, 220, "mobilenet_v3_large"
 BUDGET_S = 230  # stop starting optional parts (compile) past this
 
 
-def config(out_steps: int, compile_model: bool = False) -> Config:
+def config(out_steps: int, compile_model: bool = False, preload: bool = False) -> Config:
+    """The check's setting; ``preload`` renders the synthetic images once up front (1,024 of them, to
+    keep that serial rendering short) so the workers only crop, resize and match."""
     cfg = Config()
     cfg.model.backbone, cfg.model.image_size, cfg.model.num_boxes = BACKBONE, SIZE, K
-    cfg.data.synthetic_sizes = {"train": 2048, "val": 8, "test": 8}
+    cfg.data.synthetic_sizes = {"train": 1024 if preload else 2048, "val": 8, "test": 8}
+    cfg.data.synthetic_preload = preload
     cfg.train.batch_size, cfg.train.device, cfg.train.steps = BATCH, "cuda", out_steps
     cfg.train.amp, cfg.train.compile, cfg.train.log_every = "auto", compile_model, 20
     cfg.train.checkpoint_every = 10**6
@@ -144,10 +149,10 @@ def loss_seconds(run: engine.Run, images: torch.Tensor, targets: dict) -> float:
     return cuda_seconds(lambda: weighted_total(run.task.loss(leaves, targets), run.task.loss.weights()).backward(), 20)
 
 
-def pipeline_only(tmp: str) -> dict:
+def pipeline_only(tmp: str, preload: bool) -> dict:
     """The DataLoader alone. W workers deliver batches in bursts of W (each worker makes one batch at a
     time), so the rate is timed from the end of the first burst over the next two."""
-    run, dataset = engine.setup_run(config(1), f"{tmp}/pipeline", resume=False)
+    run, dataset = engine.setup_run(config(1, preload=preload), f"{tmp}/pipeline{int(preload)}", resume=False)
     workers = engine.loader_workers(run)
     loader = iter(engine.make_loader(run, dataset))
     for _ in range(workers):
@@ -159,10 +164,11 @@ def pipeline_only(tmp: str) -> dict:
 
 
 def end_to_end(tmp: str, steps: int) -> dict:
-    """engine.train as a user runs it; the rate and utilisation after the first log window."""
+    """engine.train as a user runs it (preloaded synthetic data); the rate and utilisation after the
+    first log window."""
     out = Path(tmp) / "e2e"
     with Utilisation() as util:
-        engine.train(config(steps), out)
+        engine.train(config(steps, preload=True), out)
         end = time.monotonic()
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     steady = log[1:] or log
@@ -214,8 +220,10 @@ def run_all(args: argparse.Namespace, tmp: str) -> None:
     print(f"{name}, {os.cpu_count()} CPU cores, torch {torch.__version__}", flush=True)
     eager = model_only(False, tmp)
     print("model, eager:", eager, flush=True)
-    pipe = pipeline_only(tmp)
-    print("data pipeline:", pipe, flush=True)
+    pipe = pipeline_only(tmp, preload=False)
+    print("data pipeline, rendering:", pipe, flush=True)
+    loaded = pipeline_only(tmp, preload=True)
+    print("data pipeline, preloaded:", loaded, flush=True)
     e2e = end_to_end(tmp, args.steps)
     print("end to end:", e2e, flush=True)
     tests = "skipped" if args.no_tests else run_tests()
@@ -232,9 +240,14 @@ def run_all(args: argparse.Namespace, tmp: str) -> None:
             ("loss fwd+bwd / step (matching: in the workers)",
              f"{eager['loss_ms']:.2f} ms / {eager['step_ms']:.1f} ms = {100 * eager['loss_ms'] / eager['step_ms']:.2f} %"),
             ("host syncs per training step (CUDA sync debug mode)", f"{eager['syncs_per_step']:g}"),
-            ("data pipeline alone: images/s (workers)", f"{pipe['images_per_s']:.0f} ({pipe['workers']})"),
-            ("data pipeline / model consumption", f"{pipe['images_per_s'] / eager['images_per_s']:.2f}x"),
-            ("end to end (engine.train): images/s, GPU util", f"{e2e['images_per_s']:.0f}, {e2e['gpu_util']:.0f} %"),
+            ("data pipeline alone, rendering synthetic images: images/s (workers)",
+             f"{pipe['images_per_s']:.0f} ({pipe['workers']})"),
+            ("data pipeline alone, preloaded synthetic images: images/s (workers)",
+             f"{loaded['images_per_s']:.0f} ({loaded['workers']})"),
+            ("data pipeline / model consumption (rendering, preloaded)",
+             f"{pipe['images_per_s'] / eager['images_per_s']:.2f}x, {loaded['images_per_s'] / eager['images_per_s']:.2f}x"),
+            ("end to end (engine.train, preloaded): images/s, GPU util",
+             f"{e2e['images_per_s']:.0f}, {e2e['gpu_util']:.0f} %"),
             ("model only, torch.compile: images/s", "not run" if compiled is None else
              f"{compiled['images_per_s']:.0f} ({compiled['step_ms']:.1f} ms)" if "images_per_s" in compiled else
              f"failed: {compiled['error'][-300:]}"),
