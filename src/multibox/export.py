@@ -131,7 +131,10 @@ def export_torchscript(net: nn.Module, image_size: int, out: Path) -> None:
 def load_exported(path: str | Path, fmt: str) -> Any:
     """A callable images np.ndarray float32 [B, 3, S, S] -> (boxes [B, K, 4], scores [B, K]) as numpy."""
     if fmt == "onnx":
-        import onnxruntime as ort
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise UserError("checking an ONNX export needs ONNX Runtime: pip install 'multibox[export]'") from None
 
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         return lambda images: tuple(session.run(["boxes", "scores"], {"images": images}))
