@@ -6,6 +6,7 @@ User mistakes (:class:`multibox.errors.UserError`, bad flags) print one line and
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from multibox.config import Config
@@ -46,7 +47,8 @@ TRAIN_FLAGS = {
     "batch_size": ("train", "batch_size"), "lr": ("train", "lr"), "optimizer": ("train", "optimizer"),
     "device": ("train", "device"), "seed": ("train", "seed"), "steps": ("train", "steps"),
     "epochs": ("train", "epochs"), "time": ("train", "time_minutes"), "workers": ("data", "num_workers"),
-    "alpha": ("train", "alpha"), "checkpoint_every": ("train", "checkpoint_every"),
+    "alpha": ("train", "alpha"), "checkpoint_every": ("train", "checkpoint_every"), "amp": ("train", "amp"),
+    "channels_last": ("train", "channels_last"), "compile": ("train", "compile"), "sync_bn": ("train", "sync_bn"),
 }
 
 
@@ -74,6 +76,12 @@ def add_train(sub) -> None:
     p.add_argument("--checkpoint-every", type=positive_int)
     p.add_argument("--no-prior-matching", action="store_true", help="match predictions, not priors (§3 ablation)")
     p.add_argument("--resume", action="store_true", help="continue OUT/model.pt where it stopped")
+    p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"],
+                   help="mixed precision (default auto: bf16 on CUDA where supported, else fp16; off on CPU)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="NHWC layout (default: on CUDA)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the model")
+    p.add_argument("--sync-bn", action=argparse.BooleanOptionalAction,
+                   help="under torchrun: batch norm over the global batch (default on)")
 
 
 def add_commands(sub) -> None:
@@ -108,6 +116,11 @@ def add_commands(sub) -> None:
     p.add_argument("--out", required=True)
     add_data(sub)
     add_report_commands(sub)
+    p = sub.add_parser("export", help="a trained localizer as ONNX or TorchScript (see multibox.export)")
+    p.add_argument("--model", required=True, help="checkpoint (RUN/model.pt)")
+    p.add_argument("--format", required=True, choices=["onnx", "torchscript"])
+    p.add_argument("--out", required=True, help="file to write; FILE.json beside it describes the contract")
+    p.add_argument("--opset", type=positive_int, default=17, help="ONNX opset (default 17)")
 
 
 def add_data(sub) -> None:
@@ -182,7 +195,9 @@ def train_config(args: argparse.Namespace) -> Config:
 def cmd_train(args: argparse.Namespace) -> int:
     from multibox import engine
 
-    print(f"checkpoint: {engine.train(train_config(args), args.out, args.resume)}")
+    path = engine.train(train_config(args), args.out, args.resume)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank returns here; one line is enough
+        print(f"checkpoint: {path}")
     return 0
 
 
@@ -263,8 +278,18 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from multibox.export import export_job
+
+    info = export_job(args.model, args.format, args.out, args.opset)
+    print(f"exported: {args.out} ({info['format']}, S={info['image_size']}, K={info['num_boxes']}, "
+          f"max |exported - eager| = {info['max_abs_diff_vs_eager']:.1e}); contract: {args.out}.json")
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "demo": cmd_demo, "evaluate": cmd_evaluate, "detect": cmd_detect,
-            "priors": cmd_priors, "data": cmd_data, "baseline": cmd_baseline, "compare": cmd_compare}
+            "priors": cmd_priors, "data": cmd_data, "baseline": cmd_baseline, "compare": cmd_compare,
+            "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

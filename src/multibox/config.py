@@ -56,6 +56,11 @@ class TrainConfig:
     log_every: int = 10  # steps between log lines in RUN_DIR/log.jsonl
     checkpoint_every: int = 500  # steps between checkpoints (one is always written at the end)
     grad_clip: float | None = 10.0  # max gradient norm, None to disable
+    amp: str = "auto"  # mixed precision: "auto" (CUDA: bf16 where supported, else fp16; CPU: off), "bf16", "fp16" (with loss scaling) or "off"
+    channels_last: bool | None = None  # NHWC memory layout for images and conv weights (faster tensor-core convolutions); None: on CUDA only
+    compile: bool = False  # torch.compile the model (the first steps are slower while it compiles)
+    sync_bn: bool = True  # distributed: batch norm over the global batch, so W processes x batch B train like 1 x W*B
+    cuda_workers: int = 8  # on CUDA, DataLoader workers per process are at least this (capped at CPU cores / processes on the node): a GPU step outruns data.num_workers' CPU-sized default
 
 
 @dataclass

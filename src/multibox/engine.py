@@ -1,25 +1,31 @@
 """The jobs the CLI dispatches to: fit priors, train, evaluate, detect, and the demo that chains them.
 
 Training follows §4.1: Adagrad by default, priors from k-means, prior matching, alpha = 0.3. Runs are
-resumable to the exact weights of an uninterrupted run (see :mod:`multibox.data.pipeline`).
+resumable to the exact weights of an uninterrupted run (see :mod:`multibox.data.pipeline`). Training
+runs in one process or, under torchrun, as data-parallel replicas (§4.1; :mod:`multibox.distributed`,
+docs/scaling.md), with mixed precision and channels-last layout on CUDA.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from multibox import distributed
 from multibox.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from multibox.config import Config
+from multibox.config import Config, TrainConfig
 from multibox.data import DetectionDataset, build_dataset
 from multibox.data.pipeline import CropSampler, EpochBatchSampler, MaxSquareCrop, TrainSamples, collate
 from multibox.data.sampling import CoverageCropSampler
@@ -112,8 +118,10 @@ class StopRule:
     deadline: float | None  # time.monotonic() value
 
     def done(self, step: int) -> bool:
-        return (self.max_steps is not None and step >= self.max_steps) or (
-            self.deadline is not None and time.monotonic() >= self.deadline)
+        return (self.max_steps is not None and step >= self.max_steps) or self.past_deadline()
+
+    def past_deadline(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
 
 
 def stop_rule(cfg: Config, steps_per_epoch: int) -> StopRule:
@@ -137,7 +145,9 @@ def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer
     return OPTIMIZERS[cfg.train.optimizer]([p for p in model.parameters() if p.requires_grad], cfg.train)
 
 
-RESUME_OVERRIDES = ("steps", "epochs", "time_minutes", "device", "log_every", "checkpoint_every")
+# Settings of how (not what) to train: a resumed run takes them from the command line.
+RESUME_OVERRIDES = ("steps", "epochs", "time_minutes", "device", "log_every", "checkpoint_every", "amp",
+                    "channels_last", "compile", "cuda_workers")
 
 
 def resume_config(cfg: Config, state: dict) -> Config:
@@ -166,9 +176,14 @@ class Task:
 
 
 def localizer_task(cfg: Config, dataset: DetectionDataset, state: dict | None) -> Task:
-    """The DeepMultiBox localizer: priors from k-means (or the checkpoint), MultiBoxLoss, crop samples."""
+    """The DeepMultiBox localizer: priors from k-means (or the checkpoint), MultiBoxLoss, crop samples.
+
+    Distributed, rank 0 fits the priors and sends them to the other ranks (identical priors for the
+    model and for the prior matching in every rank's data workers).
+    """
     if state is None:
-        priors, counts = fit_priors(training_samples(cfg, dataset, None), cfg.model.num_boxes, cfg.train.seed)
+        fit = lambda: fit_priors(training_samples(cfg, dataset, None), cfg.model.num_boxes, cfg.train.seed)  # noqa: E731
+        priors, counts = distributed.from_main(fit)
     else:
         priors, counts = state["model"]["priors"], state["prior_match_counts"]
     m = cfg.model
@@ -179,27 +194,77 @@ def localizer_task(cfg: Config, dataset: DetectionDataset, state: dict | None) -
 
 
 @dataclass
+class Precision:
+    """How the forward pass computes on the device: autocast dtype (None: fp32), loss scaling, layout."""
+
+    dtype: torch.dtype | None
+    scaler: torch.amp.GradScaler  # enabled for fp16 only; a disabled scaler passes calls straight through
+    channels_last: bool
+
+    def autocast(self, device: torch.device) -> torch.autocast:
+        return torch.autocast(device.type, dtype=self.dtype, enabled=self.dtype is not None)
+
+
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+
+
+def resolve_precision(t: TrainConfig, device: torch.device) -> Precision:
+    """cfg.train.amp / channels_last for ``device``. "auto": bf16 on CUDA GPUs that have it (no loss
+    scaling needed: fp32's exponent range), fp16 + GradScaler on older GPUs, fp32 on the CPU (whose
+    bf16 matmuls are only fast with AMX)."""
+    if t.amp not in AMP_MODES:
+        raise UserError(f"train.amp {t.amp!r}: expected one of {', '.join(AMP_MODES)}")
+    mode = t.amp
+    if mode == "auto":
+        mode = "off" if device.type != "cuda" else "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if mode == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UserError("--amp bf16: this GPU has no bfloat16 support; use --amp fp16")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[mode]
+    channels_last = device.type == "cuda" if t.channels_last is None else bool(t.channels_last)
+    return Precision(dtype, torch.amp.GradScaler(device.type, enabled=mode == "fp16"), channels_last)
+
+
+# torch.compile arguments; tests swap in {"backend": "eager"} to check the wiring without a C++ build.
+COMPILE_OPTIONS: dict = {}
+
+
+@dataclass
 class Run:
-    """Everything a training run holds."""
+    """Everything a training run holds. ``model`` is the plain network (checkpoints, clipping);
+    ``net`` is what the step calls: the model, in DDP when distributed, compiled when asked."""
 
     cfg: Config
     out: Path
     task: Task
     optimizer: torch.optim.Optimizer
     device: torch.device
+    precision: Precision
+    world: distributed.World = field(default_factory=distributed.World)
     step: int = 0
+    net: torch.nn.Module | None = None
 
     @property
     def model(self) -> torch.nn.Module:
         return self.task.model
 
-    def checkpoint(self) -> dict:
+    def checkpoint(self, rng_states: list[torch.Tensor]) -> dict:
         return {"task": self.task.kind, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "config": self.cfg.to_dict(), "step": self.step, "torch_rng": torch.get_rng_state()} | self.task.extras
+                "config": self.cfg.to_dict(), "step": self.step, "torch_rng": rng_states[0],
+                "torch_rng_ranks": rng_states, "world_size": self.world.world_size,
+                "grad_scaler": self.precision.scaler.state_dict()} | self.task.extras
 
-    def save(self) -> Path:
+    def save(self, gather: bool = True) -> Path:
+        """Every rank calls it; rank 0 writes, the others wait until the file is complete.
+
+        gather=False (Ctrl-C) skips the collectives, which could hang when other ranks are gone; the
+        checkpoint then holds rank 0's RNG state only.
+        """
         path = self.out / "model.pt"
-        save_checkpoint(path, self.checkpoint())
+        rng_states = distributed.gather_objects(torch.get_rng_state()) if gather else [torch.get_rng_state()]
+        if self.world.is_main:
+            save_checkpoint(path, self.checkpoint(rng_states))
+        if gather:
+            distributed.barrier()
         return path
 
 
@@ -211,7 +276,7 @@ def check_config(cfg: Config) -> None:
         raise UserError(f"--backbone {cfg.model.backbone!r}: unknown backbone (choose from {', '.join(BACKBONES)})")
     if cfg.train.optimizer not in OPTIMIZERS:
         raise UserError(f"--optimizer {cfg.train.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
-    resolve_device(cfg.train.device)
+    resolve_precision(cfg.train, resolve_device(cfg.train.device))
     crop_sampler(cfg)
 
 
@@ -225,83 +290,177 @@ def restore(out: Path, cfg: Config, resume: bool) -> tuple[Config, dict | None]:
     return resume_config(cfg, state), state
 
 
+def restore_state(run: Run, state: dict | None) -> None:
+    """Weights, optimizer, step and this rank's RNG from a checkpoint; without one, give ranks > 0
+    their own RNG stream (dropout masks must differ between replicas; rank 0 keeps the seed's)."""
+    world = run.world
+    if state is None:
+        if world.rank:
+            torch.manual_seed(distributed.rank_seed(run.cfg.train.seed, world.rank, 0))
+        return
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.step = int(state["step"])
+    if "grad_scaler" in state and run.precision.scaler.is_enabled():
+        run.precision.scaler.load_state_dict(state["grad_scaler"])
+    rng_states = state.get("torch_rng_ranks") or [state["torch_rng"]]
+    if len(rng_states) == world.world_size:
+        torch.set_rng_state(rng_states[world.rank])
+    elif world.is_main:
+        torch.set_rng_state(rng_states[0])
+    else:  # saved by another number of processes (or at Ctrl-C): a fresh stream for this rank
+        torch.manual_seed(distributed.rank_seed(run.cfg.train.seed, world.rank, run.step))
+    if state.get("world_size", 1) != world.world_size and world.is_main:
+        warnings.warn(f"resuming a run of {state.get('world_size', 1)} processes with {world.world_size}: "
+                      f"the global batch changes, so the batches differ from an uninterrupted run", stacklevel=2)
+
+
+def training_net(run: Run) -> torch.nn.Module:
+    """run.model as the step calls it: in DDP when distributed, then compiled when asked."""
+    net = distributed.wrap(run.model, run.device, synced_buffers=run.cfg.train.sync_bn)
+    return torch.compile(net, **COMPILE_OPTIONS) if run.cfg.train.compile else net
+
+
 def setup_run(cfg: Config, out_dir: str | Path, resume: bool,
-              make_task: Callable[[Config, DetectionDataset, dict | None], Task] = localizer_task) -> tuple[Run, DetectionDataset]:
-    """Build (or restore) the task's model, optimizer and data for ``train``."""
+              make_task: Callable[[Config, DetectionDataset, dict | None], Task] = localizer_task,
+              world: distributed.World | None = None) -> tuple[Run, DetectionDataset]:
+    """Build (or restore) the task's model, optimizer and data for ``train``; every rank calls it."""
+    world = world or distributed.World()
     check_config(cfg)
     out = Path(out_dir)
     cfg, state = restore(out, cfg, resume)
-    device = resolve_device(cfg.train.device)
+    device = distributed.local_device(resolve_device(cfg.train.device), world)
+    precision = resolve_precision(cfg.train, device)
     dataset = load_split(cfg, cfg.data.split)
-    torch.manual_seed(cfg.train.seed)
+    torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
     task = make_task(cfg, dataset, state)
-    task.model.to(device)
-    run = Run(cfg, out, task, make_optimizer(cfg, task.model), device)
-    if state is not None:
-        task.model.load_state_dict(state["model"])
-        run.optimizer.load_state_dict(state["optimizer"])
-        run.step = int(state["step"])
-        torch.set_rng_state(state["torch_rng"])
-    out.mkdir(parents=True, exist_ok=True)
-    cfg.save_yaml(out / "config.yaml")
+    if world.distributed and cfg.train.sync_bn:
+        task.model = distributed.convert_batchnorm(task.model, device)
+    task.model.to(device, memory_format=torch.channels_last if precision.channels_last else torch.preserve_format)
+    run = Run(cfg, out, task, make_optimizer(cfg, task.model), device, precision, world)
+    restore_state(run, state)
+    run.net = training_net(run)
+    if world.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save_yaml(out / "config.yaml")
     return run, dataset
 
 
+def loader_workers(run: Run) -> int:
+    """data.num_workers on the CPU; on CUDA at least train.cuda_workers, within this process's CPU cores."""
+    workers = run.cfg.data.num_workers
+    if run.device.type != "cuda":
+        return workers
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    per_process = max(1, cores // run.world.local_world_size - 1)  # one core stays with the training loop
+    return max(workers, min(run.cfg.train.cuda_workers, per_process))
+
+
 def make_loader(run: Run, dataset: DetectionDataset) -> DataLoader:
-    cfg = run.cfg
-    sampler = EpochBatchSampler(len(dataset), cfg.train.batch_size, cfg.train.seed, start_step=run.step)
-    workers = cfg.data.num_workers
+    """This rank's batches (every world_size-th sample of the epoch), resuming at run.step."""
+    cfg, world = run.cfg, run.world
+    sampler = EpochBatchSampler(len(dataset), cfg.train.batch_size, cfg.train.seed, world.rank, world.world_size,
+                                start_step=run.step)
+    workers = loader_workers(run)
     return DataLoader(run.task.samples, batch_sampler=sampler, collate_fn=run.task.collate, num_workers=workers,
                       pin_memory=run.device.type == "cuda", persistent_workers=workers > 0,
                       prefetch_factor=4 if workers else None)
 
 
-def train_step(run: Run, images: torch.Tensor, targets: dict[str, torch.Tensor]) -> dict[str, float]:
-    """One optimizer step; returns the loss terms as floats. Raises TrainingDiverged on NaN/inf."""
-    images = images.to(run.device, non_blocking=True)
+def to_float(outputs: Any) -> Any:
+    """Floating-point tensors of a (nested) output to fp32: the loss is computed outside autocast."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs.float() if outputs.is_floating_point() else outputs
+    if isinstance(outputs, dict):
+        return {k: to_float(v) for k, v in outputs.items()}
+    if isinstance(outputs, (list, tuple)):
+        return type(outputs)(to_float(v) for v in outputs)
+    return outputs
+
+
+def train_step(run: Run, images: torch.Tensor, targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """One optimizer step; returns the loss terms and "loss" as detached 0-d tensors on the device.
+
+    Nothing here waits for the device: the values reach the host only on log steps (StepLog.flush),
+    which is also where a NaN is caught.
+    """
+    memory_format = torch.channels_last if run.precision.channels_last else torch.preserve_format
+    images = images.to(run.device, non_blocking=True).contiguous(memory_format=memory_format)
     targets = {k: v.to(run.device, non_blocking=True) for k, v in targets.items()}
-    terms = run.task.loss(run.model(images), targets)
+    with run.precision.autocast(run.device):
+        outputs = run.net(images)
+    terms = run.task.loss(to_float(outputs), targets)  # fp32: bf16 keeps 3 digits of a squared box error
     total = weighted_total(terms, run.task.loss.weights())
-    values = {name: float(v.detach()) for name, v in terms.items()} | {"loss": float(total.detach())}
-    for name, value in values.items():
-        if not math.isfinite(value):
-            raise TrainingDiverged(f"step {run.step + 1}: loss term {name!r} is {value}; stopping "
-                                   f"(last checkpoint kept in {run.out}; try a lower --lr)")
+    scaler = run.precision.scaler
     run.optimizer.zero_grad(set_to_none=True)
-    total.backward()
+    scaler.scale(total).backward()
     if run.cfg.train.grad_clip:
+        scaler.unscale_(run.optimizer)  # clip the true gradients, not the scaled ones
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.train.grad_clip)
-    run.optimizer.step()
-    return values
+    scaler.step(run.optimizer)  # fp16: skipped when the gradients overflowed
+    scaler.update()
+    return {name: v.detach() for name, v in terms.items()} | {"loss": total.detach()}
 
 
 class StepLog:
-    """Per-step log lines in RUN_DIR/log.jsonl and the progress bar's figures."""
+    """Per-step log lines in RUN_DIR/log.jsonl and the progress bar, on rank 0.
+
+    The loss terms of the steps since the last flush stay on the device; :meth:`flush` (every log_every
+    steps, before checkpoints and at the end) brings them to the host in one copy, averaged over ranks,
+    and raises TrainingDiverged naming the first step with a non-finite term.
+    """
 
     def __init__(self, run: Run, total: int | None) -> None:
         self.run, self.every = run, max(1, run.cfg.train.log_every)
-        self.file = open(run.out / "log.jsonl", "a")
-        self.bar = tqdm(total=total, initial=run.step, unit="step", dynamic_ncols=True, mininterval=1.0)
+        self.file = open(run.out / "log.jsonl", "a") if run.world.is_main else None
+        self.bar = tqdm(total=total, initial=run.step, unit="step", dynamic_ncols=True, mininterval=1.0,
+                        disable=not run.world.is_main)
         self.window_start, self.window_images = time.perf_counter(), 0
+        self.names: list[str] = []
+        self.pending: list[torch.Tensor] = []  # Tensor[T] per step, on the device
 
-    def __call__(self, values: dict[str, float], batch: int) -> None:
-        self.window_images += batch
+    def __call__(self, terms: dict[str, torch.Tensor], batch: int) -> None:
+        self.names = list(terms)
+        self.pending.append(torch.stack(list(terms.values())))
+        self.window_images += batch * self.run.world.world_size
         self.bar.update(1)
-        if self.run.step % self.every:
+        if self.run.step % self.every == 0:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
             return
+        rows = distributed.mean_over_ranks(torch.stack(self.pending)).cpu()  # [n, T]: the one host sync
+        first_step = self.run.step - len(self.pending) + 1
+        self.pending = []
+        check_finite(rows, self.names, first_step, self.run.out)
+        self.write({name: float(v) for name, v in zip(self.names, rows[-1])})
+
+    def write(self, values: dict[str, float]) -> None:
         now = time.perf_counter()
         rate = self.window_images / max(now - self.window_start, 1e-9)
         self.window_start, self.window_images = now, 0
+        if self.file is None:
+            return
         record = {"step": self.run.step, **{k: round(v, 6) for k, v in values.items()},
                   "lr": self.run.optimizer.param_groups[0]["lr"], "images_per_s": round(rate, 2)}
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
-        self.bar.set_postfix(loss=f"{values['loss']:.3f}", loc=f"{values['loc']:.3f}",
-                             conf=f"{values['conf']:.3f}", img_s=f"{rate:.0f}")
+        self.bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()} | {"img_s": f"{rate:.0f}"})
 
     def close(self) -> None:
         self.bar.close()
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
+
+
+def check_finite(rows: torch.Tensor, names: list[str], first_step: int, out: Path) -> None:
+    """Raise TrainingDiverged for the first non-finite entry of rows Tensor[n, T] (step first_step + i)."""
+    bad = (~torch.isfinite(rows)).nonzero()
+    if len(bad):
+        i, t = bad[0].tolist()
+        raise TrainingDiverged(f"step {first_step + i}: loss term {names[t]!r} is {float(rows[i, t])}; stopping "
+                               f"(last checkpoint kept in {out}; try a lower --lr)")
 
 
 def report_problems(dataset: DetectionDataset, problems: list) -> None:
@@ -313,29 +472,51 @@ def report_problems(dataset: DetectionDataset, problems: list) -> None:
             print(problem, file=sys.stderr)
 
 
+def should_stop(stop: StopRule, run: Run) -> bool:
+    """The stop rule, agreed by all ranks: the step count is the same everywhere, while the clocks are
+    compared (one small all-reduce) on log steps only, so distributed runs stop within log_every steps
+    of the deadline."""
+    if stop.max_steps is not None and run.step >= stop.max_steps:
+        return True
+    if not run.world.distributed:
+        return stop.past_deadline()
+    if stop.deadline is None or run.step % max(1, run.cfg.train.log_every):
+        return False
+    return distributed.any_rank(stop.past_deadline(), run.device)
+
+
 def train(cfg: Config, out_dir: str | Path, resume: bool = False,
           make_task: Callable[[Config, DetectionDataset, dict | None], Task] = localizer_task) -> Path:
     """Train a localizer (or another task); the checkpoint is OUT_DIR/model.pt, also written every
     checkpoint_every steps. Ctrl-C saves a checkpoint before leaving, so no work is lost;
-    ``resume=True`` continues from it.
+    ``resume=True`` continues from it. Under torchrun, every process calls this (docs/scaling.md).
     """
-    run, dataset = setup_run(cfg, out_dir, resume, make_task)
+    world = distributed.from_env()
+    with distributed.process_group(world, resolve_device(cfg.train.device)):
+        run, dataset = setup_run(cfg, out_dir, resume, make_task, world)
+        return fit(run, dataset)
+
+
+def fit(run: Run, dataset: DetectionDataset) -> Path:
+    """The training loop of a set-up run; returns the final checkpoint's path."""
     loader = make_loader(run, dataset)
     stop = stop_rule(run.cfg, loader.batch_sampler.steps_per_epoch)
     log = StepLog(run, stop.max_steps)
-    run.model.train()
+    run.net.train()
     try:
         for images, targets, problems in loader:
-            if stop.done(run.step):
+            if should_stop(stop, run):
                 break
             report_problems(dataset, problems)
-            values = train_step(run, images, targets)
+            terms = train_step(run, images, targets)
             run.step += 1
-            log(values, len(images))
+            log(terms, len(images))
             if run.step % run.cfg.train.checkpoint_every == 0:
+                log.flush()  # no checkpoint of diverged weights
                 run.save()
+        log.flush()
     except KeyboardInterrupt:
-        run.save()
+        run.save(gather=False)
         raise
     finally:
         log.close()

@@ -1,0 +1,82 @@
+"""Timing and machine description shared by the benchmarks in bench/ (run by bench/run_all.py).
+
+Every benchmark times both sides of a comparison in one process on one machine, takes the fastest of
+a few repeats (the machine may be shared: the fastest run is the one least disturbed by others) and
+reports one row per comparison: ``Result(name, ours, reference, unit, target)``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Result:
+    """One line of the performance table. ratio = ours / reference (higher is better for rates,
+    so benchmarks report shares and times as the quantity whose target is a lower bound)."""
+
+    name: str
+    ours: float
+    reference: float
+    unit: str  # of ours and reference, e.g. "images/s"
+    target: float | None = None  # ratio to reach; None: reported only
+    note: str = ""
+    lower_is_better: bool = False  # e.g. a share of time: the target is an upper bound
+    percent: bool = False  # print the ratio as a percentage (shares, fractions of a peak)
+
+    @property
+    def ratio(self) -> float:
+        return self.ours / self.reference if self.reference else float("nan")
+
+    def ratio_text(self) -> str:
+        return f"{100 * self.ratio:.3g} %" if self.percent else f"{self.ratio:.2f}x"
+
+    def target_text(self) -> str:
+        if self.target is None:
+            return ""
+        bound = "<=" if self.lower_is_better else ">="
+        return f"{bound} {100 * self.target:.3g} %" if self.percent else f"{bound} {self.target:g}x"
+
+    @property
+    def met(self) -> bool | None:
+        if self.target is None:
+            return None
+        return self.ratio <= self.target if self.lower_is_better else self.ratio >= self.target
+
+
+def fastest(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> float:
+    """Seconds of the fastest of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(threads: int) -> str:
+    """One line naming the machine the numbers come from."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"{cpu_name()}, {cores} cores ({threads} torch/ORT threads used), {gpu}; torch {torch.__version__}, "
+            f"Python {platform.python_version()}; load average {load:.1f} at the start")

@@ -1,0 +1,234 @@
+"""`multibox export`: a trained localizer as an ONNX or TorchScript file for deployment.
+
+The exported graph::
+
+    input   "images"  float32 [B, 3, S, S]  RGB in [0, 1]; B is dynamic, S is the checkpoint's image_size
+    output  "boxes"   float32 [B, K, 4]     xyxy in [0, 1] of the input square (may reach past it)
+    output  "scores"  float32 [B, K]        confidences, sigmoid of the logits (decoded in the graph)
+
+ImageNet mean/std normalisation is inside the graph. What stays outside, in plain numpy and PIL so a
+deployment needs no torch:
+
+* pre-processing, :func:`preprocess`: the maximal square at the image's centre (§4.2.2), resized to
+  S x S (PIL bilinear, antialiased), divided by 255, as float32 CHW; its pixel crop box is kept to
+  map the boxes back;
+* post-processing, :func:`detections`: boxes from the crop square to image pixels, truncated to the
+  image (§4.1), non-maximum suppression at Jaccard 0.5 (§4.1), the top k by score.
+
+NMS is outside the graph on purpose: its output is ragged (a different count per image), and ONNX's
+NonMaxSuppression leaves tie order and batching to the runtime, while :func:`nms` here is the exact
+rule of torchvision.ops.nms that `multibox detect` uses. A JSON file beside the export (FILE.json)
+records S, K, the NMS threshold and this contract.
+
+The ONNX exporter cannot express adaptive average pooling whose output does not divide its input
+(MultiBox pools the backbone's grid, e.g. 10 x 10 -> 4 x 4 at S = 320), so for ONNX each such layer
+becomes the same average written as two constant matrix products (:class:`MatrixAdaptivePool`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from multibox.checkpoint import load_checkpoint, model_from_checkpoint
+from multibox.errors import UserError
+from multibox.model import MultiBox
+
+FORMATS = ("onnx", "torchscript")
+NMS_IOU = 0.5  # §4.1
+VERIFY_TOLERANCE = 1e-4  # max |exported - eager| accepted right after exporting
+
+
+class DecodedLocalizer(nn.Module):
+    """MultiBox with the confidence decoded: images Tensor[B, 3, S, S] in [0, 1] ->
+    (boxes Tensor[B, K, 4] xyxy in [0, 1], scores Tensor[B, K] in (0, 1))."""
+
+    def __init__(self, model: MultiBox) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        out = self.model(images)
+        return out["pred_boxes"], out["pred_logits"].sigmoid()
+
+
+def pooling_matrix(size_in: int, size_out: int) -> Tensor:
+    """Tensor[size_out, size_in]: row i averages the window adaptive pooling uses for output i,
+    [floor(i * in / out), ceil((i + 1) * in / out))."""
+    matrix = torch.zeros(size_out, size_in)
+    for i in range(size_out):
+        start, end = (i * size_in) // size_out, math.ceil((i + 1) * size_in / size_out)
+        matrix[i, start:end] = 1.0 / (end - start)
+    return matrix
+
+
+class MatrixAdaptivePool(nn.Module):
+    """AdaptiveAvgPool2d for one fixed input size as rows @ x @ cols^T: Tensor[B, C, H, W] -> [B, C, h, w]."""
+
+    def __init__(self, size_in: tuple[int, int], size_out: tuple[int, int]) -> None:
+        super().__init__()
+        self.register_buffer("rows", pooling_matrix(size_in[0], size_out[0]))  # [h, H]
+        self.register_buffer("cols", pooling_matrix(size_in[1], size_out[1]).t().contiguous())  # [W, w]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.rows @ (x @ self.cols)  # [B, C, H, w] -> [B, C, h, w]
+
+
+def pool_input_sizes(model: nn.Module, image_size: int) -> dict[str, tuple[int, int]]:
+    """The (H, W) each AdaptiveAvgPool2d of ``model`` sees for S x S input (one dry forward pass)."""
+    sizes: dict[str, tuple[int, int]] = {}
+    hooks = [m.register_forward_hook(lambda mod, args, out, name=name: sizes.__setitem__(name, tuple(args[0].shape[-2:])))
+             for name, m in model.named_modules() if isinstance(m, nn.AdaptiveAvgPool2d)]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, image_size, image_size))
+    for hook in hooks:
+        hook.remove()
+    return sizes
+
+
+def with_matrix_pools(model: nn.Module, image_size: int) -> nn.Module:
+    """A copy of ``model`` whose adaptive average pools are :class:`MatrixAdaptivePool` for S x S input."""
+    model = copy.deepcopy(model)
+    for name, size_in in pool_input_sizes(model, image_size).items():
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        pool = getattr(parent, child)
+        size_out = pool.output_size if isinstance(pool.output_size, tuple) else (pool.output_size,) * 2
+        size_out = tuple(s_in if s is None else s for s, s_in in zip(size_out, size_in))
+        setattr(parent, child, MatrixAdaptivePool(size_in, size_out))
+    return model
+
+
+def export_onnx(net: nn.Module, image_size: int, out: Path, opset: int = 17) -> None:
+    """The ONNX graph of ``net`` (a DecodedLocalizer) with a dynamic batch dimension."""
+    net = with_matrix_pools(net, image_size)
+    example = torch.rand(2, 3, image_size, image_size)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notice
+        torch.onnx.export(net, (example,), str(out), dynamo=False, opset_version=opset, input_names=["images"],
+                          output_names=["boxes", "scores"],
+                          dynamic_axes={"images": {0: "batch"}, "boxes": {0: "batch"}, "scores": {0: "batch"}})
+
+
+def export_torchscript(net: nn.Module, image_size: int, out: Path) -> None:
+    """A traced TorchScript module of ``net``; tracing at batch 2 keeps the batch dimension symbolic."""
+    example = torch.rand(2, 3, image_size, image_size)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # torch.jit's deprecation notice
+        traced = torch.jit.trace(net, (example,), check_inputs=[(torch.rand(3, 3, image_size, image_size),)])
+    traced.save(str(out))
+
+
+def load_exported(path: str | Path, fmt: str) -> Any:
+    """A callable images np.ndarray float32 [B, 3, S, S] -> (boxes [B, K, 4], scores [B, K]) as numpy."""
+    if fmt == "onnx":
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise UserError("checking an ONNX export needs ONNX Runtime: pip install 'multibox[export]'") from None
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return lambda images: tuple(session.run(["boxes", "scores"], {"images": images}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
+        module = torch.jit.load(str(path), map_location="cpu")
+
+    def run(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            return tuple(t.numpy() for t in module(torch.from_numpy(images)))
+
+    return run
+
+
+def max_difference(net: nn.Module, exported: Any, image_size: int, batch: int = 3, seed: int = 0) -> float:
+    """max |exported - eager| over boxes and scores on ``batch`` random images."""
+    images = torch.rand(batch, 3, image_size, image_size, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        eager = net(images)
+    got = exported(images.numpy())
+    return max(float(np.abs(g - e.numpy()).max()) for g, e in zip(got, eager))
+
+
+CONTRACT = {
+    "input": "images float32 [B, 3, S, S], RGB in [0, 1]: maximal centre square, resized to S x S (bilinear, "
+             "antialiased), /255; ImageNet normalisation is inside the graph",
+    "outputs": "boxes float32 [B, K, 4] xyxy in [0, 1] of the input square; scores float32 [B, K] = sigmoid(logits)",
+    "postprocessing": "map boxes to image pixels (crop origin + box * crop side), clip to the image, NMS at "
+                      "IoU > nms_iou suppressed, top-k by score: multibox.export.detections",
+}
+
+
+def export_job(model_path: str | Path, fmt: str, out: str | Path, opset: int = 17) -> dict:
+    """`multibox export`: write OUT (and OUT.json), check it against the eager model, return the summary."""
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    model, cfg = model_from_checkpoint(load_checkpoint(model_path))
+    net, size, out = DecodedLocalizer(model).eval(), cfg.model.image_size, Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    (export_onnx(net, size, out, opset) if fmt == "onnx" else export_torchscript(net, size, out))
+    diff = max_difference(net, load_exported(out, fmt), size)
+    if not diff <= VERIFY_TOLERANCE:
+        raise RuntimeError(f"{out}: exported outputs differ from the eager model by {diff:.2e} (> {VERIFY_TOLERANCE})")
+    info = {"format": fmt, "file": out.name, "image_size": size, "num_boxes": model.num_boxes, "nms_iou": NMS_IOU,
+            "backbone": cfg.model.backbone, "max_abs_diff_vs_eager": diff, **CONTRACT}
+    Path(f"{out}.json").write_text(json.dumps(info, indent=1))
+    return info
+
+
+# ------------------------------------------------------------------------- pre- and post-processing
+
+
+def preprocess(image: Image.Image, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Network input for one image: (float32 [3, S, S] in [0, 1], its crop float32 [4] pixel xyxy).
+
+    The maximal centred square, resized in one antialiased bilinear pass, as `multibox detect` does.
+    """
+    width, height = image.size
+    side = min(width, height)
+    x0, y0 = (width - side) / 2, (height - side) / 2
+    crop = np.array([x0, y0, x0 + side, y0 + side], dtype=np.float32)
+    pixels = image.convert("RGB").resize((size, size), Image.BILINEAR, box=tuple(float(v) for v in crop))
+    return np.asarray(pixels, dtype=np.float32).transpose(2, 0, 1) / 255, crop  # [S, S, 3] -> [3, S, S]
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU) -> np.ndarray:
+    """Greedy NMS as torchvision.ops.nms: boxes float32 [N, 4] xyxy, scores [N] -> kept indices int64 [n],
+    by decreasing score; a box is dropped when its Jaccard overlap with a kept one exceeds ``iou``."""
+    boxes, scores = np.asarray(boxes, np.float32), np.asarray(scores, np.float32)
+    order = np.argsort(-scores, kind="stable")
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    keep = []
+    while len(order):
+        i, rest = order[0], order[1:]
+        keep.append(i)
+        lo = np.maximum(boxes[i, :2], boxes[rest, :2])  # [n, 2]
+        hi = np.minimum(boxes[i, 2:], boxes[rest, 2:])
+        inter = np.prod(np.maximum(hi - lo, np.float32(0)), axis=1, dtype=np.float32)
+        order = rest[inter / (areas[i] + areas[rest] - inter) <= iou]
+    return np.array(keep, dtype=np.int64)
+
+
+def detections(boxes: np.ndarray, scores: np.ndarray, crop: np.ndarray, image_size: tuple[int, int],
+               iou: float | None = NMS_IOU, top_k: int | None = 10) -> tuple[np.ndarray, np.ndarray]:
+    """One image's detections from the exported outputs: (boxes float32 [N, 4] pixel xyxy, scores [N]).
+
+    boxes [K, 4] xyxy in [0, 1] of the crop, scores [K] (one row of the graph's outputs); crop [4],
+    the pixel xyxy square :func:`preprocess` returned; image_size (width, height).
+    """
+    crop = np.asarray(crop, np.float32)
+    origin, side = crop[[0, 1, 0, 1]], crop[[2, 3, 2, 3]] - crop[[0, 1, 0, 1]]
+    pixels = np.asarray(boxes, np.float32) * side + origin
+    upper = np.array([image_size[0], image_size[1]] * 2, dtype=np.float32)  # (w, h, w, h)
+    pixels = np.minimum(np.maximum(pixels, np.float32(0)), upper)
+    keep = np.argsort(-np.asarray(scores), kind="stable") if iou is None else nms(pixels, scores, iou)
+    keep = keep[:top_k]
+    return pixels[keep], np.asarray(scores, np.float32)[keep]
