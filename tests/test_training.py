@@ -14,8 +14,9 @@ def test_overfits_one_small_batch(tiny_cfg, tmp_path):
     """Eight images, many steps: the top 10 boxes must find every object of those images."""
     cfg = tiny_cfg
     cfg.data.flip = False
-    cfg.train.optimizer, cfg.train.lr, cfg.train.steps, cfg.train.batch_size = "adam", 1e-3, 400, 8
-    cfg.train.log_every = 100
+    cfg.train.optimizer, cfg.train.lr, cfg.train.steps, cfg.train.batch_size = "adam", 1e-3, 450, 8
+    cfg.model.hidden_dim = 256  # room to memorise eight scenes
+    cfg.train.log_every = 1
     path = engine.train(cfg, tmp_path / "run")
     metrics = engine.evaluate(path, tmp_path / "eval", split="train", device="cpu")
     assert metrics["num_objects"] > 0
