@@ -253,9 +253,11 @@ def make_loader(run: Run, dataset: DetectionDataset) -> DataLoader:
     cfg = run.cfg
     sampler = EpochBatchSampler(len(dataset), cfg.train.batch_size, cfg.train.seed, start_step=run.step)
     workers = cfg.data.num_workers
+    # Its own generator: the loader draws a base seed when iterated, which from the global RNG would shift
+    # a resumed run's dropout masks (the global RNG is restored from the checkpoint).
     return DataLoader(run.task.samples, batch_sampler=sampler, collate_fn=run.task.collate, num_workers=workers,
                       pin_memory=run.device.type == "cuda", persistent_workers=workers > 0,
-                      prefetch_factor=4 if workers else None)
+                      prefetch_factor=4 if workers else None, generator=torch.Generator().manual_seed(cfg.train.seed))
 
 
 def train_step(run: Run, images: torch.Tensor, targets: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -298,8 +300,8 @@ class StepLog:
                   "lr": self.run.optimizer.param_groups[0]["lr"], "images_per_s": round(rate, 2)}
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
-        self.bar.set_postfix(loss=f"{values['loss']:.3f}", loc=f"{values['loc']:.3f}",
-                             conf=f"{values['conf']:.3f}", img_s=f"{rate:.0f}")
+        terms = {k: f"{v:.3f}" for k, v in values.items() if k != "loss"}  # the task's own terms
+        self.bar.set_postfix(loss=f"{values['loss']:.3f}", **terms, img_s=f"{rate:.0f}")
 
     def close(self) -> None:
         self.bar.close()
