@@ -100,12 +100,12 @@ def test_drawn_crops_obey_the_rules_and_are_reproducible():
 
 
 def dense_record() -> ImageRecord:
-    """A 20 x 20 image annotated with every integer box of side >= 2 px: any window (side >= 2 px)
-    overlaps one of them by more than 0.2, so no negative exists."""
-    x0, y0, w, h = np.meshgrid(np.arange(19), np.arange(19), np.arange(2, 21), np.arange(2, 21), indexing="ij")
-    ok = (x0 + w <= 20) & (y0 + h <= 20)
+    """A 12 x 12 image annotated with every integer box of side >= 2 px: any window (side >= 1.2 px, 10 %
+    of the image) overlaps one of them by more than 0.2, so no negative exists."""
+    x0, y0, w, h = np.meshgrid(np.arange(11), np.arange(11), np.arange(2, 13), np.arange(2, 13), indexing="ij")
+    ok = (x0 + w <= 12) & (y0 + h <= 12)
     boxes = np.stack([x0[ok], y0[ok], (x0 + w)[ok], (y0 + h)[ok]], axis=1)
-    return ImageRecord("dense", None, 20, 20, boxes, np.zeros(len(boxes), np.int64), np.zeros(len(boxes), bool))
+    return ImageRecord("dense", None, 12, 12, boxes, np.zeros(len(boxes), np.int64), np.zeros(len(boxes), bool))
 
 
 def test_one_object_filling_the_image_still_has_small_background_windows():

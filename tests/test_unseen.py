@@ -76,6 +76,7 @@ def test_evaluate_on_a_class_subset(tiny_cfg, tmp_path, capsys):
     triangles = sum(int(((r.labels == 2) & ~r.ignore).sum()) for r in test.records)
     assert metrics["num_objects"] == triangles and metrics["classes"] == ["triangle"]
     assert set(metrics["class_agnostic_pr"]) == {"AP", "precision", "recall"}
+    capsys.readouterr()  # the training's progress bar
     for argv, fragment in [(["evaluate", "--model", str(model), "--out", str(tmp_path / "e"), "--classes", "blob"],
                             "--classes: unknown class 'blob'"),
                            (["train", "--out", str(tmp_path / "t"), "--steps", "1", "--exclude-classes", "cross,blob"],

@@ -76,7 +76,8 @@ def _load_kind(path: str | Path, kind: str, flag: str) -> tuple[torch.nn.Module,
 
 
 class Detector:
-    """Localizer + classifier (module docstring).
+    """Localizer + classifier (module docstring). The mode sets the localizer's NMS threshold (0.5 for
+    "voc", 0.4 for "ilsvrc"), so give each Detector its own Localizer.
 
     >>> det = Detector.from_checkpoints("runs/loc/model.pt", "runs/cls/model.pt")
     >>> out = det.detect("photo.jpg")   # {"boxes": Tensor[D, 4] pixels, "scores": Tensor[D], "labels": Tensor[D]}

@@ -163,7 +163,8 @@ class ClassifierSamples(Dataset):
             if found is not None:
                 return i, found[0], found[1], bool(self.flip and rng.random() < 0.5)
         kind = "object" if window is positive_window else "background (IoU <= 0.2)"
-        raise UserError(f"{self.dataset.name}: no {kind} crop in {attempt + 1} images in a row from image {index}")
+        tried = min(MAX_REPLACEMENTS, len(self.dataset))
+        raise UserError(f"{self.dataset.name}: no {kind} crop in {tried} images in a row from image {index}")
 
     def region_of(self, index: int, window: np.ndarray) -> np.ndarray:
         """The square pixel region float[4] the classifier sees around ``window`` in image ``index``."""
