@@ -63,10 +63,12 @@ def test_window_closest_to_an_ignored_object_is_no_positive_and_empty_image_is_b
     window = torch.tensor([[0, 0, 10, 11]], dtype=torch.float32)  # IoU 0.91 with a, 1.0 with the ignored one
     assert label_windows(window, boxes, torch.tensor([0, 3]), torch.tensor([False, True]), BG).tolist() == [UNLABELLED]
     none = torch.zeros(0, 4)
-    assert label_windows(window, none, torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.bool), BG).tolist() == [BG]
+    no_labels, no_ignore = torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.bool)
+    assert label_windows(window, none, no_labels, no_ignore, BG).tolist() == [BG]
 
 
-@pytest.mark.parametrize("ratio,pattern", [(2.0, [0, 0, 1] * 4), (1.0, [0, 1] * 6), (0.0, [1] * 12), (3.0, [0, 0, 0, 1] * 3)])
+@pytest.mark.parametrize("ratio,pattern", [(2.0, [0, 0, 1] * 4), (1.0, [0, 1] * 6), (0.0, [1] * 12),
+                                           (3.0, [0, 0, 0, 1] * 3)])
 def test_positive_negative_ratio_is_exact_per_run_of_positions(ratio, pattern):
     assert [int(is_positive(p, ratio)) for p in range(12)] == pattern
 

@@ -127,11 +127,13 @@ def test_from_checkpoints_and_cli_detect_write_names_and_ids(checkpoints, tmp_pa
 def test_detect_flag_mistakes_exit_2_with_one_line(checkpoints, tmp_path, capsys):
     loc, cls = checkpoints
     Image.new("RGB", (30, 30)).save(tmp_path / "a.png")
-    cases = [(["--classifier", str(loc)], "--classifier"), (["--classifier", str(tmp_path / "no.pt")], "no such checkpoint"),
+    cases = [(["--classifier", str(loc)], "--classifier"),
+             (["--classifier", str(tmp_path / "no.pt")], "no such checkpoint"),
              (["--model", str(cls), "--classifier", str(cls)], "holds a classifier, not a localizer"),
              (["--classifier", str(cls), "--mode", "coco"], "--mode")]
     for extra, fragment in cases:
-        argv = ["detect", "--model", str(loc), "--out", str(tmp_path / "o"), "--device", "cpu", *extra, str(tmp_path / "a.png")]
+        argv = ["detect", "--model", str(loc), "--out", str(tmp_path / "o"), "--device", "cpu", *extra,
+                str(tmp_path / "a.png")]
         try:
             code = main(argv)
         except SystemExit as exc:

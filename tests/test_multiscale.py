@@ -24,7 +24,7 @@ def test_a_box_predicted_in_one_window_lands_exactly_in_the_image():
     windows = multiscale_windows(torch.tensor([100.0]), torch.tensor([50.0]))  # [1, 10, 4]
     pred_boxes = torch.rand(10, 2, 4) * 0.4  # [B*W, K, 4], all low confidence ...
     logits = torch.full((10, 2), -8.0)
-    pred_boxes[5, 1] = torch.tensor([0.5, 0.5, 1.0, 1.0])  # ... except this one, in the centre grid window [35, 10, 65, 40]
+    pred_boxes[5, 1] = torch.tensor([0.5, 0.5, 1.0, 1.0])  # ... except this one, in the centre window [35, 10, 65, 40]
     logits[5, 1] = 6.0
     pred_boxes[3, 0] = torch.tensor([0.5, -0.5, 1.5, 0.5])  # top-right window [70, 0, 100, 30], past its edges
     logits[3, 0] = 4.0
@@ -71,7 +71,8 @@ def test_all_windows_of_all_images_run_as_one_batch():
         for w in range(10):
             assert torch.equal(batch[10 * b + w], crop_resize(image, windows[b, w], 16))
     centres = (windows[1, :, :2] + windows[1, :, 2:]) / 2
-    boxes, _ = located[1]  # each window's centre box once: same-window copies suppressed, no two windows' boxes overlap >= 0.5
+    # Each window's centre box once: same-window copies are suppressed, no two windows' boxes overlap >= 0.5.
+    boxes, _ = located[1]
     assert len(boxes) == 10
     assert {tuple(c) for c in ((boxes[:, :2] + boxes[:, 2:]) / 2).tolist()} == {tuple(c) for c in centres.tolist()}
 
@@ -80,7 +81,8 @@ def test_predict_dataset_multiscale_matches_the_localizer():
     dataset = SyntheticDataset("test", size=3, image_size=48)
     torch.manual_seed(0)
     model = build_model("tiny", torch.rand(6, 2).repeat(1, 2) * torch.tensor([0.5, 0.5, 1, 1]), hidden_dim=16).eval()
-    via_dataset = predict_dataset(model, dataset, 32, torch.device("cpu"), batch_size=30, num_workers=0, multiscale=True)
+    via_dataset = predict_dataset(model, dataset, 32, torch.device("cpu"), batch_size=30, num_workers=0,
+                                  multiscale=True)
     images = [dataset.load_image(i) for i in range(3)]  # the same 30 inputs in one batch as the 3 x 10 above
     via_localizer = MultiScaleLocalizer(model, 32).predict_batch(images, top_k=None)
     for d, (boxes, scores) in zip(via_dataset, via_localizer):

@@ -243,9 +243,12 @@ def add_train_classifier(sub) -> None:
     p.add_argument("--backbone", help="alexnet, resnet18, mobilenet_v3_small, mobilenet_v3_large, efficientnet_lite0, tiny")
     p.add_argument("--weights", help="backbone weights: imagenet (download) or a local .pth file")
     p.add_argument("--image-size", type=positive_int, help="S, classifier input side (default 220)")
-    p.add_argument("--region", choices=["max", "min"], help="square around each box: max (§4.2.2, default) or min (§4.4.1)")
-    p.add_argument("--negatives-per-positive", type=non_negative_float, help="background crops per object crop (default 2, §4.2.1)")
-    p.add_argument("--exclude-classes", type=class_list, metavar="A,B", help="drop training images holding these classes")
+    p.add_argument("--region", choices=["max", "min"],
+                   help="square around each box: max (§4.2.2, default) or min (§4.4.1)")
+    p.add_argument("--negatives-per-positive", type=non_negative_float,
+                   help="background crops per object crop (default 2, §4.2.1)")
+    p.add_argument("--exclude-classes", type=class_list, metavar="A,B",
+                   help="drop training images holding these classes")
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--lr", type=positive_float)
     p.add_argument("--optimizer", choices=["adagrad", "sgd", "adam"])
@@ -258,9 +261,10 @@ def add_train_classifier(sub) -> None:
 
 
 def add_paper(sub) -> None:
-    p = sub.add_parser("paper", help="train localizer + classifier on the embedded data; the paper's tables and figures")
+    p = sub.add_parser("paper", help="train on the embedded data; the paper's tables and figures")
     p.add_argument("--out", default="runs/paper", help="OUT/report.md, OUT/results.json, figures, the trained networks")
-    p.add_argument("--scale", type=positive_float, default=1.0, help="multiply every training step count (0.05: smoke run)")
+    p.add_argument("--scale", type=positive_float, default=1.0,
+                   help="multiply every training step count (0.05: smoke run)")
     p.add_argument("--unseen-class", default="triangle", help="the class held out for Fig. 5")
     p.add_argument("--device", default="auto")
 

@@ -45,7 +45,8 @@ class Mode:
 MODES = {"voc": Mode(0.5, False), "ilsvrc": Mode(0.4, True)}  # §4.2.2 and §4.4.1
 
 
-def combine_scores(confidences: Tensor, probs: Tensor, best_box_per_class: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+def combine_scores(confidences: Tensor, probs: Tensor,
+                   best_box_per_class: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """Detections of one image from its N boxes: (box index Tensor[D], label Tensor[D], score Tensor[D]),
     sorted by descending score.
 
@@ -91,7 +92,8 @@ class Detector:
         if mode not in MODES:
             raise UserError(f"--mode {mode!r}: expected one of {', '.join(MODES)}")
         if classifier.num_outputs != len(class_names) + 1:
-            raise ValueError(f"classifier has {classifier.num_outputs} outputs for {len(class_names)} classes + background")
+            raise ValueError(f"classifier has {classifier.num_outputs} outputs for {len(class_names)} classes "
+                             "+ background")
         self.localizer, self.classifier = localizer, classifier.eval().to(localizer.device)
         self.class_names, self.classifier_size, self.region = list(class_names), classifier_size, region
         self.top_n, self.mode = top_n, MODES[mode]
@@ -120,7 +122,8 @@ class Detector:
             return torch.zeros(0, self.classifier.num_outputs)
         return self.classifier(crops.to(self.localizer.device))["logits"].float().softmax(-1).cpu()
 
-    def score_boxes(self, images: list[Image.Image], boxes: list[Tensor], confidences: list[Tensor]) -> list[dict[str, Tensor]]:
+    def score_boxes(self, images: list[Image.Image], boxes: list[Tensor],
+                    confidences: list[Tensor]) -> list[dict[str, Tensor]]:
         """Classify given boxes (per image Tensor[N_i, 4] pixels, confidences Tensor[N_i]) -> per image
         {"boxes": Tensor[D, 4], "scores": Tensor[D], "labels": Tensor[D], "box_index": Tensor[D] (which of
         the N_i boxes)}; every crop of every image in one batch."""
@@ -158,7 +161,8 @@ def load_images(dataset: DetectionDataset, indices: range) -> list[Image.Image |
     return images
 
 
-def detect_dataset(detector: Detector, dataset: DetectionDataset, batch_size: int = 16) -> list[dict[str, Tensor] | None]:
+def detect_dataset(detector: Detector, dataset: DetectionDataset,
+                   batch_size: int = 16) -> list[dict[str, Tensor] | None]:
     """:meth:`Detector.detect_batch` over every image of ``dataset``; None for unreadable images."""
     out: list[dict[str, Tensor] | None] = []
     for start in range(0, len(dataset), batch_size):

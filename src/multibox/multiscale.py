@@ -59,7 +59,8 @@ def merge_windows(outputs: dict[str, Tensor], windows: Tensor, image_sizes: Tens
     Returns B dicts {"boxes": Tensor[N, 4], "scores": Tensor[N]} sorted by score.
     """
     b = windows.shape[0]
-    boxes = crop_to_image(outputs["pred_boxes"].float(), windows.reshape(-1, 4).to(outputs["pred_boxes"]))  # [B*W, K, 4]
+    pred = outputs["pred_boxes"].float()
+    boxes = crop_to_image(pred, windows.reshape(-1, 4).to(pred))  # [B*W, K, 4]
     boxes = boxes.reshape(b, -1, 4)  # [B, W*K, 4]: every window's boxes in its image's frame
     sizes = image_sizes.to(boxes)
     boxes = clip_boxes(boxes, sizes[:, 0, None], sizes[:, 1, None])
@@ -109,14 +110,16 @@ class MultiScaleSamples(Dataset):
         try:  # decoded at the resolution the smallest window (a grid square) needs
             image, _ = load_for_crop(self.dataset, index, windows[1].numpy(), self.image_size)
         except BadImage:
-            return torch.zeros(len(windows), 3, self.image_size, self.image_size, dtype=torch.uint8), windows, size, False
+            blank = torch.zeros(len(windows), 3, self.image_size, self.image_size, dtype=torch.uint8)
+            return blank, windows, size, False
         scale = image.width / record.width  # a JPEG may be decoded smaller than the record's size
         return window_inputs(image, windows * scale, self.image_size), windows, size, True
 
 
 @torch.no_grad()
 def predict_dataset_multiscale(model: MultiBox, dataset: DetectionDataset, image_size: int, device: torch.device,
-                               batch_size: int = 32, num_workers: int = 2, nms_iou: float = 0.5) -> list[dict[str, Tensor] | None]:
+                               batch_size: int = 32, num_workers: int = 2,
+                               nms_iou: float = 0.5) -> list[dict[str, Tensor] | None]:
     """:func:`multibox.evaluation.runner.predict_dataset` at both scales: per image {"boxes", "scores"}
     (pixel xyxy, sorted, after one NMS over the windows), None for an unreadable image."""
     model.eval().to(device)

@@ -57,7 +57,8 @@ class Plan:
 
     def scaled(self, scale: float) -> Plan:
         """The plan with every step count multiplied by ``scale`` (at least 1 step)."""
-        steps = {k: max(1, round(getattr(self, k) * scale)) for k in ("localizer_steps", "classifier_steps", "unseen_steps")}
+        names = ("localizer_steps", "classifier_steps", "unseen_steps")
+        steps = {k: max(1, round(getattr(self, k) * scale)) for k in names}
         return Plan(**(asdict(self) | steps))
 
 
@@ -169,7 +170,8 @@ def table2(models: dict, images: list[Image.Image], targets: list[dict], device:
     rows["Classify GT directly"] = ilsvrc_rates(score_all(detector, images, gt), targets)
     for n in TOP_NS:
         top = [(b[:n], c[:n]) for b, c in located]
-        rows[f"DeepMultiBox, top {n} window{'s' if n > 1 else ''}"] = ilsvrc_rates(score_all(detector, images, top), targets)
+        label = f"DeepMultiBox, top {n} window{'s' if n > 1 else ''}"
+        rows[label] = ilsvrc_rates(score_all(detector, images, top), targets)
     return rows
 
 

@@ -26,19 +26,22 @@ def setup_section(results: dict) -> str:
     return "\n".join([
         "# DeepMultiBox on the embedded synthetic data: the paper's tables and figures",
         "",
-        f"Written by `multibox paper`. Test split: {results['dataset']}, {results['num_images']} images of 160 x 160 px,"
+        f"Written by `multibox paper`. Test split: {results['dataset']}, {results['num_images']} images of"
+        " 160 x 160 px,"
         " 5 shape classes; training split: 4,000 images. Every network is the `tiny` CNN (CPU budget), trained for a",
         "fixed number of steps, so the numbers do not depend on the machine's speed (the wall times do).",
         "",
         table(["network", "input", "steps x batch", "training wall time"], [
             ["localizer (K = 100, Adagrad 0.003)", "128 px, max center square", f"{plan['localizer_steps']} x 32",
              f"{secs['localizer'] / 60:.1f} min"],
-            ["classifier (C + 1 = 6 outputs, Adagrad 0.01)", "64 px, max square of the box", f"{plan['classifier_steps']} x 64",
+            ["classifier (C + 1 = 6 outputs, Adagrad 0.01)", "64 px, max square of the box",
+             f"{plan['classifier_steps']} x 64",
              f"{secs['classifier'] / 60:.1f} min"],
             [f"localizer without `{plan['unseen_class']}` (Fig. 5)", "128 px", f"{plan['unseen_steps']} x 32",
              f"{secs['unseen'] / 60:.1f} min"]]),
         "",
-        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, PyTorch {torch.__version__}; the 2 CPU"
+        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, PyTorch {torch.__version__};"
+        " the 2 CPU"
         " cores were shared with other jobs, so wall times are noisy (training times add up all sessions of a run).",
     ])
 
@@ -81,7 +84,8 @@ def table2_section(rows: dict) -> str:
         "## Table 2: ILSVRC-2012 metrics, classifier applied to the top N windows",
         "",
         "Windows: localizer boxes after NMS 0.4, ranked by confidence; only the best box of each class is kept"
-        " (§4.4.1). A det@k hit needs a correct label among the top k guesses with IoU >= 0.5 to an object of that label.",
+        " (§4.4.1). A det@k hit needs a correct label among the top k guesses with IoU >= 0.5 to an object of"
+        " that label.",
         "",
         table(["method", "det@5", "class@5", "det@1", "class@1"], body),
         "",
@@ -92,7 +96,8 @@ def table2_section(rows: dict) -> str:
 
 
 def figure5_section(fig5: dict) -> str:
-    body = [[label, str(v["num_objects"]), f"{v['AP']:.3f}", pct(v["detection_rate"]["10"])] for label, v in fig5.items()]
+    body = [[label, str(v["num_objects"]), f"{v['AP']:.3f}", pct(v["detection_rate"]["10"])]
+            for label, v in fig5.items()]
     return "\n".join([
         "## Fig. 5: class-agnostic detection of seen and unseen classes",
         "",

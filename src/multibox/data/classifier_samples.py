@@ -183,7 +183,8 @@ class ClassifierSamples(Dataset):
             except BadImage as exc:
                 skipped.append(exc.problem)
         else:
-            raise UserError(f"{self.dataset.name}: {len(skipped)} images in a row could not be read (last: {skipped[-1]})")
+            raise UserError(f"{self.dataset.name}: {len(skipped)} images in a row could not be read "
+                            f"(last: {skipped[-1]})")
         crop = crop_regions(image_tensor(image), torch.from_numpy(region)[None], self.image_size)[0]
         return {"image": crop.flip(-1) if flip else crop, "label": label, "problems": skipped}
 
