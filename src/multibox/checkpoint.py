@@ -1,5 +1,8 @@
 """Checkpoints: one self-contained file with weights, priors, optimizer, config and step.
 
+A checkpoint's "task" entry says which network it holds: "localizer" (with its priors) or
+"classifier" (with its class names; background is the last of its C + 1 outputs).
+
 Writes are atomic (a temporary file in the same directory, then ``os.replace``), so an interrupted
 save never leaves a truncated checkpoint behind and the previous one stays usable.
 """
@@ -12,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from multibox.config import Config
 from multibox.errors import UserError
-from multibox.model import MultiBox, build_model
+from multibox.model import build_model
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -46,11 +50,30 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def model_from_checkpoint(state: dict[str, Any]) -> tuple[MultiBox, Config]:
-    """Rebuild the localizer of a checkpoint dict (the backbone's random init is overwritten)."""
+def checkpoint_kind(state: dict[str, Any]) -> str:
+    """The network a checkpoint holds: "localizer" or "classifier" (checkpoints before the "task"
+    entry are localizers)."""
+    return state.get("task", "localizer")
+
+
+def model_from_checkpoint(state: dict[str, Any], kind: str | None = "localizer") -> tuple[nn.Module, Config]:
+    """Rebuild the network of a checkpoint dict (the backbone's random init is overwritten): a
+    :class:`MultiBox` localizer or a :class:`multibox.classifier.Classifier`.
+
+    kind: the network the caller needs ("localizer", "classifier"); another kind is a UserError.
+    None accepts either.
+    """
     cfg = Config.from_dict(state["config"], "checkpoint config")
+    found = checkpoint_kind(state)
+    if kind is not None and found != kind:
+        raise UserError(f"the checkpoint holds a {found}, not a {kind}")
     m = cfg.model
     weights = "none" if m.backbone == "efficientnet_lite0" else None  # skip loading packaged weights twice
-    model = build_model(m.backbone, state["model"]["priors"], weights, m.hidden_dim, m.grid)
+    if found == "classifier":
+        from multibox.classifier import build_classifier
+
+        model = build_classifier(m.backbone, len(state["class_names"]), weights, m.hidden_dim, m.grid)
+    else:
+        model = build_model(m.backbone, state["model"]["priors"], weights, m.hidden_dim, m.grid)
     model.load_state_dict(state["model"])
     return model, cfg

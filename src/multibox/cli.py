@@ -121,6 +121,7 @@ def add_commands(sub) -> None:
     p.add_argument("--format", required=True, choices=["onnx", "torchscript"])
     p.add_argument("--out", required=True, help="file to write; FILE.json beside it describes the contract")
     p.add_argument("--opset", type=positive_int, default=17, help="ONNX opset (default 17)")
+    add_detection_commands(sub)
 
 
 def add_data(sub) -> None:
@@ -206,7 +207,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from multibox.report import print_summary
 
     steps = args.steps or (None if args.time else engine.DEMO_STEPS)
-    print_summary(engine.demo(args.out, steps, args.time, args.device), args.out)
+    print_summary(engine.demo(args.out, steps, args.time, args.device, args.multiscale), args.out)
     return 0
 
 
@@ -225,8 +226,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if args.config:
             raise UserError("--config goes with --detections; a --model brings its own data options")
         metrics = engine.evaluate(args.model, args.out, args.data, args.split, args.device,
-                                  baselines=args.baselines or "priors", num_boxes=args.num_boxes, seed=args.seed)
+                                  baselines=args.baselines or "priors", num_boxes=args.num_boxes, seed=args.seed,
+                                  multiscale=args.multiscale, classes=args.classes)
     print_summary(metrics, args.out)
+    if "class_agnostic_pr" in metrics:
+        print(f"class-agnostic AP on {', '.join(args.classes)} (other classes ignored): "
+              f"{metrics['class_agnostic_pr']['AP']:.3f}")
     return 0
 
 
@@ -254,7 +259,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_detect(args: argparse.Namespace) -> int:
     from multibox import engine
 
-    print(f"detections: {engine.detect(args.model, args.inputs, args.out, args.top_k, args.device)}")
+    if args.classifier or args.multiscale:
+        path = engine.detect_full(args.model, args.inputs, args.out, args.classifier, args.top_k, args.device,
+                                  multiscale=args.multiscale, mode=args.mode, region=args.region)
+    else:
+        path = engine.detect(args.model, args.inputs, args.out, args.top_k, args.device)
+    print(f"detections: {path}")
     return 0
 
 
@@ -290,6 +300,107 @@ def cmd_export(args: argparse.Namespace) -> int:
 COMMANDS = {"train": cmd_train, "demo": cmd_demo, "evaluate": cmd_evaluate, "detect": cmd_detect,
             "priors": cmd_priors, "data": cmd_data, "baseline": cmd_baseline, "compare": cmd_compare,
             "export": cmd_export}
+
+
+# ----------------------------------------------------------------------- full detection (§4.2-4.4)
+
+
+def class_list(text: str) -> list[str]:
+    """A comma-separated list of class names ("A,B"); names are checked against the data later."""
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated class names, got {text!r}")
+    return names
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+TRAIN_FLAGS |= {"exclude_classes": ("data", "exclude_classes"), "region": ("model", "classifier_region"),
+                "negatives_per_positive": ("data", "negatives_per_positive")}
+
+
+def add_train_classifier(sub) -> None:
+    p = sub.add_parser("train-classifier", help="train the C+1-way box classifier (§4.2.1)")
+    p.add_argument("--data", help="dataset: synthetic (default) or a dataset path / YAML")
+    p.add_argument("--split", help="training split (default train)")
+    p.add_argument("--out", required=True, help="run directory; the checkpoint is OUT/model.pt")
+    p.add_argument("--config", help="YAML config (sections model, data, train)")
+    stop = p.add_mutually_exclusive_group()
+    stop.add_argument("--steps", type=positive_int, help="optimizer steps")
+    stop.add_argument("--epochs", type=positive_float, help="passes over the training split")
+    stop.add_argument("--time", type=positive_float, metavar="MINUTES", help="wall-clock budget in minutes")
+    p.add_argument("--backbone", help="alexnet, resnet18, mobilenet_v3_small, mobilenet_v3_large, efficientnet_lite0, tiny")
+    p.add_argument("--weights", help="backbone weights: imagenet (download) or a local .pth file")
+    p.add_argument("--image-size", type=positive_int, help="S, classifier input side (default 220)")
+    p.add_argument("--region", choices=["max", "min"],
+                   help="square around each box: max (§4.2.2, default) or min (§4.4.1)")
+    p.add_argument("--negatives-per-positive", type=non_negative_float,
+                   help="background crops per object crop (default 2, §4.2.1)")
+    p.add_argument("--exclude-classes", type=class_list, metavar="A,B",
+                   help="drop training images holding these classes")
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--lr", type=positive_float)
+    p.add_argument("--optimizer", choices=["adagrad", "sgd", "adam"])
+    p.add_argument("--device", help="cpu, cuda or auto")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--workers", type=int, help="DataLoader workers")
+    p.add_argument("--checkpoint-every", type=positive_int)
+    p.add_argument("--resume", action="store_true", help="continue OUT/model.pt where it stopped")
+    p.set_defaults(no_prior_matching=False)
+
+
+def add_paper(sub) -> None:
+    p = sub.add_parser("paper", help="train on the embedded data; the paper's tables and figures")
+    p.add_argument("--out", default="runs/paper", help="OUT/report.md, OUT/results.json, figures, the trained networks")
+    p.add_argument("--scale", type=positive_float, default=1.0,
+                   help="multiply every training step count (0.05: smoke run)")
+    p.add_argument("--unseen-class", default="triangle", help="the class held out for Fig. 5")
+    p.add_argument("--device", default="auto")
+
+
+def add_detection_commands(sub) -> None:
+    """train-classifier, paper, and the full-detection flags of existing commands (train, evaluate, detect, demo)."""
+    add_train_classifier(sub)
+    add_paper(sub)
+    p = sub.choices["train"]
+    p.add_argument("--exclude-classes", type=class_list, metavar="A,B",
+                   help="unseen classes (§4.4.2): drop the training images holding them")
+    p = sub.choices["evaluate"]
+    p.add_argument("--multiscale", action="store_true", help="center square + 3x3 windows of 60%% (§4.3)")
+    p.add_argument("--classes", type=class_list, metavar="A,B",
+                   help="count only these classes' objects (others ignored); adds class-agnostic PR (§4.4.2)")
+    p = sub.choices["detect"]
+    p.add_argument("--classifier", help="classifier checkpoint: label and score each box (§4.2.2)")
+    p.add_argument("--multiscale", action="store_true", help="center square + 3x3 windows of 60%% (§4.3)")
+    p.add_argument("--mode", choices=["voc", "ilsvrc"], default="voc",
+                   help="voc: NMS 0.5, every class per box; ilsvrc: NMS 0.4, best box per class (§4.4.1)")
+    p.add_argument("--region", choices=["max", "min"], help="square around each box (default: the classifier's)")
+    sub.choices["demo"].add_argument("--multiscale", action="store_true", help="evaluate with the §4.3 two scales")
+
+
+def cmd_train_classifier(args: argparse.Namespace) -> int:
+    from multibox import engine
+
+    print(f"checkpoint: {engine.train_classifier(train_config(args), args.out, args.resume)}")
+    return 0
+
+
+def cmd_paper(args: argparse.Namespace) -> int:
+    from multibox.paper import paper
+
+    print(f"report: {paper(args.out, args.scale, args.device, args.unseen_class)}")
+    return 0
+
+
+COMMANDS |= {"train-classifier": cmd_train_classifier, "paper": cmd_paper}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,7 @@ class ModelConfig:
     image_size: int = 220  # S, the square network input (§4.2.2: 220 x 220)
     hidden_dim: int = 1024  # width of the last hidden layer feeding the two outputs (0: use backbone features directly)
     grid: int = 4  # spatial grid the backbone's feature map is pooled to before the fully connected head
+    classifier_region: str = "max"  # classifier input around a box: "max" (§4.2.2) or "min" (§4.4.1) square, see multibox.regions
 
 
 @dataclass
@@ -38,6 +39,8 @@ class DataConfig:
     crop: str = "auto"  # training crop: "coverage" (§4.1 buckets), "max_square" (random maximal square), "auto" (coverage; max_square on synthetic)
     flip: bool = True  # random horizontal flip
     num_workers: int = 2  # DataLoader worker processes (0: load in the training process)
+    exclude_classes: list[str] = field(default_factory=list)  # §4.4.2 unseen classes: training images holding them are dropped
+    negatives_per_positive: float = 2.0  # classifier crops: background crops per object crop (§4.2.1: 20 M to 10 M)
 
 
 @dataclass

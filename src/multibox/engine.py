@@ -331,7 +331,7 @@ def setup_run(cfg: Config, out_dir: str | Path, resume: bool,
     cfg, state = restore(out, cfg, resume)
     device = distributed.local_device(resolve_device(cfg.train.device), world)
     precision = resolve_precision(cfg.train, device)
-    dataset = load_split(cfg, cfg.data.split)
+    dataset = training_split(cfg)
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
     task = make_task(cfg, dataset, state)
     if world.distributed and cfg.train.sync_bn:
@@ -362,9 +362,11 @@ def make_loader(run: Run, dataset: DetectionDataset) -> DataLoader:
     sampler = EpochBatchSampler(len(dataset), cfg.train.batch_size, cfg.train.seed, world.rank, world.world_size,
                                 start_step=run.step)
     workers = loader_workers(run)
+    # Its own generator: the loader draws a base seed when iterated, which from the global RNG would shift
+    # a resumed run's dropout masks (the global RNG is restored from the checkpoint).
     return DataLoader(run.task.samples, batch_sampler=sampler, collate_fn=run.task.collate, num_workers=workers,
                       pin_memory=run.device.type == "cuda", persistent_workers=workers > 0,
-                      prefetch_factor=4 if workers else None)
+                      prefetch_factor=4 if workers else None, generator=torch.Generator().manual_seed(cfg.train.seed))
 
 
 def to_float(outputs: Any) -> Any:
@@ -446,7 +448,8 @@ class StepLog:
                   "lr": self.run.optimizer.param_groups[0]["lr"], "images_per_s": round(rate, 2)}
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
-        self.bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()} | {"img_s": f"{rate:.0f}"})
+        terms = {k: f"{v:.3f}" for k, v in values.items() if k != "loss"}  # the task's own terms
+        self.bar.set_postfix(loss=f"{values['loss']:.3f}", **terms, img_s=f"{rate:.0f}")
 
     def close(self) -> None:
         self.bar.close()
@@ -530,11 +533,13 @@ def fit(run: Run, dataset: DetectionDataset) -> Path:
 
 def evaluate(model_path: str | Path, out_dir: str | Path, data: str | None = None, split: str = "test",
              device: str = "auto", batch_size: int = 32, *, baselines: str = "priors", num_boxes: int | None = None,
-             seed: int = 0) -> dict:
+             seed: int = 0, multiscale: bool = False, classes: list[str] | None = None) -> dict:
     """`multibox evaluate --model`: the localizer on a split against proposal baselines.
 
     ``baselines``: "all", "none" or a comma list of :data:`multibox.evaluation.baselines.BASELINES`,
     given ``num_boxes`` boxes per image (default: the model's K) and ``seed`` (random baseline).
+    multiscale: the §4.3 two-scale localizer. classes: only objects of these classes count, the others
+    are marked ignore (§4.4.2, :mod:`multibox.unseen`), and their class-agnostic PR is added.
     Writes OUT_DIR/metrics.json, report.md, detection_rate.png, pr_curve.{json,png} and the model's
     detections.json; returns the metrics dict.
     """
@@ -544,17 +549,22 @@ def evaluate(model_path: str | Path, out_dir: str | Path, data: str | None = Non
     model, cfg = model_from_checkpoint(state)
     dataset = load_split(cfg, split, data)
     detections = predict_dataset(model, dataset, cfg.model.image_size, resolve_device(device), batch_size,
-                                 cfg.data.num_workers)
+                                 cfg.data.num_workers, multiscale=multiscale)
     counts = state.get("prior_match_counts", torch.zeros(model.num_boxes, dtype=torch.int64))
     inputs = BaselineInputs(num_boxes or model.num_boxes, seed, model.priors.cpu(), counts)
     source = {"method": "DeepMultiBox", "model": str(model_path)}
-    return report_run(dataset, detections, model.num_boxes, source, out_dir, resolve_baselines(baselines, True), inputs)
+    targets = restrict_targets(dataset_targets(dataset), dataset, classes)
+    return report_run(dataset, detections, model.num_boxes, source, out_dir, resolve_baselines(baselines, True), inputs,
+                      targets=targets, extra=lambda dets, tgts: subset_metrics(dets, tgts, classes, multiscale))
 
 
 def report_run(dataset: DetectionDataset, detections: list, max_k: int, source: dict, out_dir: str | Path,
-               baseline_names: list[str], inputs, write_boxes: bool = True) -> dict:
+               baseline_names: list[str], inputs, write_boxes: bool = True, targets: list[dict] | None = None,
+               extra: Callable[[list, list], dict] | None = None) -> dict:
     """Score one method's per-image detections (None: unreadable image) and the named baselines on the
-    same images; write the report files (and with ``write_boxes`` detections.json) to ``out_dir``."""
+    same images; write the report files (and with ``write_boxes`` detections.json) to ``out_dir``.
+    targets: the ground truth to score against (default: the dataset's); extra: more metrics entries
+    from the readable images' (detections, targets)."""
     from multibox.evaluation.baselines import baseline_detections
     from multibox.evaluation.detection_files import write_detections
     from multibox.evaluation.runner import method_summary, score
@@ -562,11 +572,13 @@ def report_run(dataset: DetectionDataset, detections: list, max_k: int, source: 
     if write_boxes:
         write_detections(Path(out_dir) / "detections.json", dataset, detections)
     others = {name: baseline_detections(name, dataset, inputs) for name in baseline_names}
-    skipped, detections, targets, *rest = drop_unreadable(dataset, detections, dataset_targets(dataset), *others.values())
+    targets = dataset_targets(dataset) if targets is None else targets
+    skipped, detections, targets, *rest = drop_unreadable(dataset, detections, targets, *others.values())
     main = score(detections, targets, max_k, dataset.class_names)
     metrics = {"dataset": dataset.name, **source, "skipped_images": skipped, "max_boxes": max_k} | main.metrics
     scored = {name: score(dets, targets, inputs.num_boxes) for name, dets in zip(others, rest)}
     metrics["baselines"] = {name: method_summary(s) for name, s in scored.items()}
+    metrics |= extra(detections, targets) if extra else {}
     curves = {metrics["method"]: main.pr_curve} | {f"{name} baseline": s.pr_curve for name, s in scored.items()}
     write_report(metrics, out_dir, curves)
     return metrics
@@ -742,25 +754,158 @@ def demo_config(steps: int | None = DEMO_STEPS, minutes: float | None = None) ->
 
 
 def demo(out_dir: str | Path = "runs/demo", steps: int | None = DEMO_STEPS, minutes: float | None = None,
-         device: str = "auto") -> dict:
-    """`multibox demo`: train on the embedded data, evaluate on its test split, draw a few detections."""
+         device: str = "auto", multiscale: bool = False) -> dict:
+    """`multibox demo`: train on the embedded data, evaluate on its test split, draw a few detections
+    (``multiscale``: with the §4.3 two-scale localizer)."""
     cfg = demo_config(steps, minutes)
     cfg.train.device = device
     out = Path(out_dir)
     model_path = train(cfg, out)
-    metrics = evaluate(model_path, out, split="test", device=device)
-    draw_examples(model_path, cfg, out / "examples", device)
+    metrics = evaluate(model_path, out, split="test", device=device, multiscale=multiscale)
+    draw_examples(model_path, cfg, out / "examples", device, multiscale=multiscale)
     return metrics
 
 
-def draw_examples(model_path: Path, cfg: Config, out: Path, device: str, n: int = 8, top_k: int = 10) -> None:
+def draw_examples(model_path: Path, cfg: Config, out: Path, device: str, n: int = 8, top_k: int = 10,
+                  multiscale: bool = False) -> None:
     """Test images with the top-k boxes (red) and the ground truth (green)."""
     from multibox.evaluation.plots import draw_boxes
+    from multibox.multiscale import MultiScaleLocalizer
     from multibox.postprocess import Localizer
 
     dataset = load_split(cfg, "test")
-    localizer = Localizer.from_checkpoint(model_path, resolve_device(device))
+    localizer = (MultiScaleLocalizer if multiscale else Localizer).from_checkpoint(model_path, resolve_device(device))
     out.mkdir(parents=True, exist_ok=True)
     images = [dataset.load_image(i) for i in range(min(n, len(dataset)))]
     for i, (image, (boxes, scores)) in enumerate(zip(images, localizer.predict_batch(images, top_k))):
         draw_boxes(image, boxes, scores, gt_boxes=dataset.records[i].boxes).save(out / f"test_{i:02d}.png")
+
+
+# ------------------------------------------------------------------------- full detection (§4.2-4.4)
+
+
+def training_split(cfg: Config) -> DetectionDataset:
+    """The training split without the images of cfg.data.exclude_classes (§4.4.2, :mod:`multibox.unseen`)."""
+    from multibox.unseen import without_classes
+
+    return without_classes(load_split(cfg, cfg.data.split), list(cfg.data.exclude_classes))
+
+
+def check_classifier_config(cfg: Config) -> None:
+    """Fail fast on classifier settings the run would only trip over later."""
+    from multibox.regions import REGIONS
+
+    if cfg.model.classifier_region not in REGIONS:
+        raise UserError(f"--region {cfg.model.classifier_region!r}: expected one of {', '.join(REGIONS)}")
+    ratio = cfg.data.negatives_per_positive
+    if not (0 <= ratio < math.inf):
+        raise UserError(f"--negatives-per-positive {ratio}: expected a finite number >= 0")
+
+
+def classifier_task(cfg: Config, dataset: DetectionDataset, state: dict | None) -> Task:
+    """The C+1-way classifier of §4.2.1: object / background crops (1 : negatives_per_positive) of the
+    classifier's square regions, cross-entropy; the checkpoint stores the class names."""
+    from multibox.checkpoint import checkpoint_kind
+    from multibox.classifier import ClassifierLoss, build_classifier
+    from multibox.data.classifier_samples import ClassifierSamples, collate_crops
+
+    names = list(dataset.class_names)
+    if state is not None and checkpoint_kind(state) != "classifier":
+        raise UserError(f"--resume: the checkpoint holds a {checkpoint_kind(state)}, not a classifier")
+    if state is not None and list(state["class_names"]) != names:
+        raise UserError(f"--resume: the checkpoint's classes {state['class_names']} differ from the data's {names}")
+    m, d = cfg.model, cfg.data
+    model = build_classifier(m.backbone, len(names), m.weights, m.hidden_dim, m.grid)
+    samples = ClassifierSamples(dataset, m.image_size, m.classifier_region, d.negatives_per_positive, d.flip,
+                                cfg.train.seed)
+    return Task("classifier", model, ClassifierLoss(), samples, collate_crops, {"class_names": names})
+
+
+def train_classifier(cfg: Config, out_dir: str | Path, resume: bool = False) -> Path:
+    """`multibox train-classifier`: :func:`train` with :func:`classifier_task` (same logging, checkpoints,
+    resume); the checkpoint is OUT_DIR/model.pt with "task": "classifier"."""
+    check_classifier_config(cfg)
+    return train(cfg, out_dir, resume, classifier_task)
+
+
+def detection_entry(path: Path, image, det: dict, class_names: list[str] | None) -> dict:
+    """One image's detections.json entry: boxes, scores, and with a classifier labels (names) and label_ids."""
+    entry = {"path": str(path), "width": image.width, "height": image.height,
+             "boxes": [[round(float(v), 2) for v in b] for b in det["boxes"]],
+             "scores": [round(float(s), 5) for s in det["scores"]]}
+    if class_names is not None:
+        entry |= {"labels": [class_names[i] for i in det["labels"].tolist()], "label_ids": det["labels"].tolist()}
+    return entry
+
+
+def draw_detections(image, det: dict, class_names: list[str] | None):
+    """``image`` with its detections drawn; with labels, each box once, with its best class."""
+    import numpy as np
+
+    from multibox.evaluation.plots import draw_boxes
+
+    if class_names is None:
+        return draw_boxes(image, det["boxes"], det["scores"])
+    _, first = np.unique(det["box_index"].numpy(), return_index=True)  # sorted by score: first = best class
+    first = np.sort(first)
+    return draw_boxes(image, det["boxes"][first], det["scores"][first],
+                      labels=[class_names[i] for i in det["labels"][first].tolist()])
+
+
+def detection_predictor(model_path: str | Path, classifier: str | Path | None, device: str, top_k: int,
+                        multiscale: bool, mode: str, region: str | None):
+    """(images -> per-image detection dicts, class names or None) for `detect`."""
+    from multibox.detector import Detector
+    from multibox.multiscale import MultiScaleLocalizer
+    from multibox.postprocess import Localizer
+
+    dev = resolve_device(device)
+    if classifier is not None:
+        detector = Detector.from_checkpoints(model_path, classifier, dev, top_k, mode, region, multiscale)
+        return detector.detect_batch, detector.class_names
+    localizer = (MultiScaleLocalizer if multiscale else Localizer).from_checkpoint(model_path, dev)
+    return lambda images: [{"boxes": b, "scores": s} for b, s in localizer.predict_batch(images, top_k)], None
+
+
+def detect_full(model_path: str | Path, inputs: list[str], out_dir: str | Path, classifier: str | Path | None = None,
+                top_k: int = 10, device: str = "auto", batch_size: int = 16, draw: bool = True,
+                multiscale: bool = False, mode: str = "voc", region: str | None = None) -> Path:
+    """`multibox detect --classifier CLS` / `--multiscale`: OUT_DIR/detections.json (pixel xyxy boxes,
+    scores, and with a classifier class names ``labels`` and indices ``label_ids``) and drawn images."""
+    from multibox.preprocess import to_pil
+
+    files = expand_inputs(inputs)
+    predict, names = detection_predictor(model_path, classifier, device, top_k, multiscale, mode, region)
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    entries = []
+    for start in range(0, len(files), batch_size):
+        chunk = [to_pil(p) for p in files[start : start + batch_size]]
+        for path, image, det in zip(files[start:], chunk, predict(chunk)):
+            entries.append(detection_entry(path, image, det, names))
+            if draw:
+                draw_detections(image, det, names).save(out / "images" / f"{path.stem}.png")
+    (out / "detections.json").write_text(json.dumps(entries, indent=1))
+    return out / "detections.json"
+
+
+def restrict_targets(targets: list[dict], dataset: DetectionDataset, classes: list[str] | None) -> list[dict]:
+    """With ``classes`` (`evaluate --classes`), every object of another class is marked ignore (§4.4.2)."""
+    if not classes:
+        return targets
+    from multibox.unseen import class_ids, only_classes
+
+    return only_classes(targets, class_ids(list(dataset.class_names), classes, "--classes"))
+
+
+def subset_metrics(detections: list[dict], targets: list[dict], classes: list[str] | None, multiscale: bool) -> dict:
+    """The extra `evaluate` entries: "multiscale" when used; with ``classes``, the class-agnostic
+    precision-recall on those classes' objects (Fig. 5)."""
+    from multibox.evaluation.voc import ClassAgnosticPR
+
+    out: dict = {"multiscale": True} if multiscale else {}
+    if classes:
+        pr = ClassAgnosticPR()
+        pr.update(detections, targets)
+        out |= {"classes": list(classes), "class_agnostic_pr": pr.compute()}
+    return out

@@ -43,9 +43,15 @@ def dataset_targets(dataset: DetectionDataset) -> list[dict[str, Tensor]]:
 
 @torch.no_grad()
 def predict_dataset(model: MultiBox, dataset: DetectionDataset, image_size: int, device: torch.device,
-                    batch_size: int = 32, num_workers: int = 2, nms_iou: float = 0.5) -> list[dict[str, Tensor]]:
+                    batch_size: int = 32, num_workers: int = 2, nms_iou: float = 0.5,
+                    multiscale: bool = False) -> list[dict[str, Tensor]]:
     """The localizer's detections for every image of ``dataset`` (pixel xyxy, sorted by score, after NMS);
-    None for an image that could not be read (see :func:`drop_unreadable`)."""
+    None for an image that could not be read (see :func:`drop_unreadable`). ``multiscale``: the §4.3
+    center square plus 3 x 3 windows (:mod:`multibox.multiscale`) instead of the center square alone."""
+    if multiscale:
+        from multibox.multiscale import predict_dataset_multiscale
+
+        return predict_dataset_multiscale(model, dataset, image_size, device, batch_size, num_workers, nms_iou)
     model.eval().to(device)
     loader = DataLoader(CenterCropSamples(dataset, image_size), batch_size=batch_size, num_workers=num_workers)
     detections = []

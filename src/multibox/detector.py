@@ -1,0 +1,172 @@
+"""Full detection (§4.2.2, §4.4.1): class-agnostic localizer boxes, each scored by the C+1-way classifier.
+
+Per image: the localizer's boxes (center square, or the §4.3 two scales) -> NMS -> the top N boxes
+(N = 10 by default, §4.2.2 "the top 10 highest scoring detections are kept") -> each box's square
+region (:mod:`multibox.regions`: "max" for VOC, §4.2.2; "min" for ILSVRC, §4.4.1) -> all regions of
+all images of the batch classified in one forward pass -> per box and class c < C,
+``score = localizer confidence x classifier probability of c`` ("The final detection score is the
+product of the localizer score for the given box multiplied by the score of the classifier").
+Background (index C) is never reported. Two modes:
+
+* ``"voc"``: NMS at Jaccard 0.5 (§4.2.2); every (box, class) pair is a detection, N x C per image, so
+  each class gets its own ranking for the per-class AP of Table 1.
+* ``"ilsvrc"``: NMS at Jaccard 0.4 (§4.4.1) and "only the top scoring score/location pair is kept
+  for a given class": at most C detections per image, the input of det@5 / class@5 (Table 2).
+
+Shapes: N boxes per image, C classes, D detections per image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+from multibox.checkpoint import load_checkpoint, model_from_checkpoint
+from multibox.classifier import Classifier
+from multibox.data import BadImage, DetectionDataset
+from multibox.errors import UserError
+from multibox.postprocess import ImageLike, Localizer
+from multibox.preprocess import to_pil
+from multibox.regions import REGIONS, crop_regions, image_tensor, square_regions
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How boxes become detections: the localizer's NMS threshold and whether each class keeps one box."""
+
+    nms_iou: float
+    best_box_per_class: bool
+
+
+MODES = {"voc": Mode(0.5, False), "ilsvrc": Mode(0.4, True)}  # §4.2.2 and §4.4.1
+
+
+def combine_scores(confidences: Tensor, probs: Tensor,
+                   best_box_per_class: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+    """Detections of one image from its N boxes: (box index Tensor[D], label Tensor[D], score Tensor[D]),
+    sorted by descending score.
+
+    confidences: Tensor[N], the localizer's; probs: Tensor[N, C + 1], the classifier's softmax with
+    background last. score = confidence x probability for each class c < C (§4.2.2); with
+    ``best_box_per_class`` only each class's best box is kept (§4.4.1), else all N x C pairs.
+    """
+    scores = confidences[:, None] * probs[:, :-1]  # [N, C]: background dropped
+    n, c = scores.shape
+    if best_box_per_class:
+        flat, box = scores.max(dim=0) if n else (scores.new_zeros(0), torch.zeros(0, dtype=torch.int64))
+        labels = torch.arange(len(flat))
+    else:
+        flat, box, labels = scores.flatten(), torch.arange(n).repeat_interleave(c), torch.arange(c).repeat(n)
+    order = torch.argsort(flat, descending=True, stable=True)
+    return box[order], labels[order], flat[order]
+
+
+def _load_kind(path: str | Path, kind: str, flag: str) -> tuple[torch.nn.Module, dict]:
+    """(network, checkpoint dict) of the ``kind`` at ``path``; errors name ``flag``."""
+    if not Path(path).is_file():
+        raise UserError(f"{flag} {path}: no such checkpoint")
+    try:
+        state = load_checkpoint(path)
+        return model_from_checkpoint(state, kind)[0], state
+    except UserError as exc:
+        raise UserError(f"{flag} {path}: {str(exc).removeprefix(f'--model {path}: ')}") from None
+
+
+class Detector:
+    """Localizer + classifier (module docstring). The mode sets the localizer's NMS threshold (0.5 for
+    "voc", 0.4 for "ilsvrc"), so give each Detector its own Localizer.
+
+    >>> det = Detector.from_checkpoints("runs/loc/model.pt", "runs/cls/model.pt")
+    >>> out = det.detect("photo.jpg")   # {"boxes": Tensor[D, 4] pixels, "scores": Tensor[D], "labels": Tensor[D]}
+    >>> [det.class_names[i] for i in out["labels"]]
+    """
+
+    def __init__(self, localizer: Localizer, classifier: Classifier, class_names: list[str], classifier_size: int,
+                 region: str = "max", top_n: int = 10, mode: str = "voc") -> None:
+        if region not in REGIONS:
+            raise UserError(f"--region {region!r}: expected one of {', '.join(REGIONS)}")
+        if mode not in MODES:
+            raise UserError(f"--mode {mode!r}: expected one of {', '.join(MODES)}")
+        if classifier.num_outputs != len(class_names) + 1:
+            raise ValueError(f"classifier has {classifier.num_outputs} outputs for {len(class_names)} classes "
+                             "+ background")
+        self.localizer, self.classifier = localizer, classifier.eval().to(localizer.device)
+        self.class_names, self.classifier_size, self.region = list(class_names), classifier_size, region
+        self.top_n, self.mode = top_n, MODES[mode]
+        self.localizer.nms_iou = self.mode.nms_iou
+
+    @classmethod
+    def from_checkpoints(cls, localizer: str | Path, classifier: str | Path, device: str | torch.device = "cpu",
+                         top_n: int = 10, mode: str = "voc", region: str | None = None,
+                         multiscale: bool = False) -> Detector:
+        """A detector from a localizer and a classifier checkpoint; ``region`` defaults to the square
+        the classifier was trained on, ``multiscale`` uses the §4.3 two-scale localizer."""
+        from multibox.config import Config
+        from multibox.multiscale import MultiScaleLocalizer
+
+        loc_model, loc_state = _load_kind(localizer, "localizer", "--model")
+        cls_model, cls_state = _load_kind(classifier, "classifier", "--classifier")
+        loc_cfg, cls_cfg = (Config.from_dict(s["config"], "checkpoint config") for s in (loc_state, cls_state))
+        located = (MultiScaleLocalizer if multiscale else Localizer)(loc_model, loc_cfg.model.image_size, device)
+        return cls(located, cls_model, cls_state["class_names"], cls_cfg.model.image_size,
+                   region or cls_cfg.model.classifier_region, top_n, mode)
+
+    @torch.no_grad()
+    def classify(self, crops: Tensor) -> Tensor:
+        """Classifier probabilities Tensor[N, C + 1] of crops Tensor[N, 3, S, S] uint8, in one pass."""
+        if len(crops) == 0:
+            return torch.zeros(0, self.classifier.num_outputs)
+        return self.classifier(crops.to(self.localizer.device))["logits"].float().softmax(-1).cpu()
+
+    def score_boxes(self, images: list[Image.Image], boxes: list[Tensor],
+                    confidences: list[Tensor]) -> list[dict[str, Tensor]]:
+        """Classify given boxes (per image Tensor[N_i, 4] pixels, confidences Tensor[N_i]) -> per image
+        {"boxes": Tensor[D, 4], "scores": Tensor[D], "labels": Tensor[D], "box_index": Tensor[D] (which of
+        the N_i boxes)}; every crop of every image in one batch."""
+        regions = [square_regions(b, im.width, im.height, self.region) for im, b in zip(images, boxes)]
+        crops = [crop_regions(image_tensor(im), r, self.classifier_size) for im, r in zip(images, regions)]  # per image
+        probs = self.classify(torch.cat(crops)).split([len(b) for b in boxes])
+        out = []
+        for b, conf, p in zip(boxes, confidences, probs):  # per image
+            box, labels, scores = combine_scores(conf.float(), p, self.mode.best_box_per_class)
+            out.append({"boxes": b[box], "scores": scores, "labels": labels, "box_index": box})
+        return out
+
+    def detect_batch(self, images: list[ImageLike]) -> list[dict[str, Tensor]]:
+        """Detections of several images: per image {"boxes" Tensor[D, 4] pixel xyxy, "scores" Tensor[D],
+        "labels" Tensor[D] (indices into ``class_names``)}, sorted by score."""
+        pils = [to_pil(im) for im in images]
+        if not pils:
+            return []
+        located = self.localizer.predict_batch(pils, self.top_n)
+        return self.score_boxes(pils, [b for b, _ in located], [s for _, s in located])
+
+    def detect(self, image: ImageLike) -> dict[str, Tensor]:
+        """Detections of one image (PIL image, path or Tensor[3, H, W]); see :meth:`detect_batch`."""
+        return self.detect_batch([image])[0]
+
+
+def load_images(dataset: DetectionDataset, indices: range) -> list[Image.Image | None]:
+    """The images ``indices`` of ``dataset``, None for an unreadable one (reported by the reader)."""
+    images: list[Image.Image | None] = []
+    for i in indices:  # per image
+        try:
+            images.append(dataset.load_image(i))
+        except BadImage:
+            images.append(None)
+    return images
+
+
+def detect_dataset(detector: Detector, dataset: DetectionDataset,
+                   batch_size: int = 16) -> list[dict[str, Tensor] | None]:
+    """:meth:`Detector.detect_batch` over every image of ``dataset``; None for unreadable images."""
+    out: list[dict[str, Tensor] | None] = []
+    for start in range(0, len(dataset), batch_size):
+        images = load_images(dataset, range(start, min(start + batch_size, len(dataset))))
+        found = iter(detector.detect_batch([im for im in images if im is not None]))
+        out += [None if im is None else next(found) for im in images]
+    return out

@@ -1,0 +1,287 @@
+"""`multibox paper`: the paper's tables and figures, reproduced in form on the embedded synthetic data.
+
+One command trains three small networks on CPU and writes OUT/report.md with PNGs and OUT/results.json:
+
+* **Fig. 1** (§4.3): detection rate of class "object" vs boxes per image, single scale (max center
+  square) vs two scales (plus 3 x 3 windows of 60 %, :mod:`multibox.multiscale`), priors baseline.
+* **Table 1** (§4.2): per-class VOC AP (11-point, VOC2007) and mAP of the full detector, top 10 boxes
+  after NMS 0.5, each scored by localizer confidence x classifier probability on its max square.
+* **Table 2** (§4.4): det@5 / class@5 (ILSVRC-2012) with the classifier applied to the top 1, 3, 5,
+  10, 25 windows (NMS 0.4, best box per class), and the classifier applied to the ground truth.
+* **Fig. 5** (§4.4.2): class-agnostic precision-recall of a localizer trained without one class, on
+  that (unseen) class and on the seen ones, and of the full localizer on the same class.
+* **Cost**: network evaluations and wall time per image for localizer + classifier at N = 10.
+
+Training is a fixed number of steps (not minutes), so the numbers do not depend on the machine's speed;
+``scale`` multiplies every step count (e.g. 0.05 for a smoke run). Networks already trained in OUT
+are reused (a finished run resumes to its end at once).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+from multibox import engine
+from multibox.checkpoint import load_checkpoint
+from multibox.config import Config
+from multibox.data import DetectionDataset
+from multibox.detector import Detector
+from multibox.evaluation.ilsvrc import ILSVRCMetric
+from multibox.evaluation.runner import dataset_targets
+from multibox.evaluation.voc import VOCMetric
+from multibox.paper_report import write_report
+from multibox.unseen import class_ids
+
+TOP_NS = (1, 3, 5, 10, 25)  # Table 2's window counts
+
+
+@dataclass
+class Plan:
+    """What `paper` trains: step counts, the held-out class, how many images are timed."""
+
+    localizer_steps: int = 1000  # the demo's 1,200 would not leave time for the other two in ~20 CPU minutes
+    classifier_steps: int = 1000
+    unseen_steps: int = 1000  # as many as the full localizer, so Fig. 5's third curve is a fair reference
+    unseen_class: str = "triangle"
+    timed_images: int = 100
+    device: str = "auto"
+
+    def scaled(self, scale: float) -> Plan:
+        """The plan with every step count multiplied by ``scale`` (at least 1 step)."""
+        names = ("localizer_steps", "classifier_steps", "unseen_steps")
+        steps = {k: max(1, round(getattr(self, k) * scale)) for k in names}
+        return Plan(**(asdict(self) | steps))
+
+
+def localizer_config(plan: Plan, steps: int, exclude: list[str] | None = None) -> Config:
+    """The demo's localizer (tiny CNN, 128 px, K = 100; :func:`multibox.engine.demo_config`)."""
+    cfg = engine.demo_config(steps)
+    cfg.train.device, cfg.data.exclude_classes = plan.device, list(exclude or [])
+    return cfg
+
+
+def classifier_config(plan: Plan) -> Config:
+    """The classifier: the tiny CNN at 64 px on max-square regions, 1 : 2 object : background crops."""
+    cfg = Config()
+    cfg.model.backbone, cfg.model.image_size, cfg.model.hidden_dim, cfg.model.grid = "tiny", 64, 256, 4
+    cfg.train.steps, cfg.train.batch_size, cfg.train.lr, cfg.train.device = plan.classifier_steps, 64, 0.01, plan.device
+    cfg.train.checkpoint_every, cfg.data.synthetic_preload = 500, True
+    return cfg
+
+
+def train_or_reuse(cfg: Config, out: Path, task=engine.localizer_task) -> tuple[Path, float]:
+    """Train into ``out``, resuming a run found there, or reuse it if it is finished. Returns the
+    checkpoint and the training's wall-clock seconds over all sessions (kept in OUT/train_seconds.json)."""
+    record, checkpoint = out / "train_seconds.json", out / "model.pt"
+    before = json.loads(record.read_text())["seconds"] if record.is_file() else 0.0
+    if checkpoint.is_file() and load_checkpoint(checkpoint)["step"] >= cfg.train.steps:
+        return checkpoint, before
+    start = time.perf_counter()
+    path = engine.train(cfg, out, resume=checkpoint.is_file(), make_task=task)
+    seconds = before + time.perf_counter() - start
+    record.write_text(json.dumps({"seconds": seconds}))
+    return path, seconds
+
+
+def train_all(out: Path, plan: Plan) -> dict[str, tuple[Path, float]]:
+    """The localizer, the classifier and the localizer without ``plan.unseen_class``."""
+    return {
+        "localizer": train_or_reuse(localizer_config(plan, plan.localizer_steps), out / "localizer"),
+        "classifier": train_or_reuse(classifier_config(plan), out / "classifier", engine.classifier_task),
+        "unseen": train_or_reuse(localizer_config(plan, plan.unseen_steps, [plan.unseen_class]), out / "unseen"),
+    }
+
+
+# ------------------------------------------------------------------------------------------ figure 1
+
+
+def figure1(localizer: Path, out: Path, device: str) -> dict:
+    """Detection-rate curves of the localizer at one and at two scales (§4.3), with the priors baseline."""
+    from multibox.evaluation.plots import plot_detection_rate
+
+    single = engine.evaluate(localizer, out / "fig1" / "single", split="test", device=device)
+    multi = engine.evaluate(localizer, out / "fig1" / "multiscale", split="test", device=device, multiscale=True)
+    curves = {"max-center crop": single["curve"], "max-center crop + 3x3 windows of 60%": multi["curve"],
+              "priors only (baseline)": single["baselines"]["priors"]["curve"]}
+    plot_detection_rate(curves, out / "fig1_detection_rate.png")
+    return {"single": single["detection_rate"], "multiscale": multi["detection_rate"],
+            "priors": single["baselines"]["priors"]["detection_rate"], "num_objects": single["num_objects"]}
+
+
+# ----------------------------------------------------------------------------------- tables 1 and 2
+
+
+def localize(detector: Detector, images: list[Image.Image], top_n: int, batch: int = 32) -> list[tuple[Tensor, Tensor]]:
+    """The detector's localizer boxes (pixel xyxy, Tensor[N, 4]) and confidences (Tensor[N]) per image."""
+    located = []
+    for start in range(0, len(images), batch):
+        located += detector.localizer.predict_batch(images[start : start + batch], top_n)
+    return located
+
+
+def score_all(detector: Detector, images: list[Image.Image], located: list[tuple[Tensor, Tensor]],
+              batch: int = 32) -> list[dict[str, Tensor]]:
+    """:meth:`Detector.score_boxes` over every image, ``batch`` images (their crops in one pass) at a time."""
+    out = []
+    for s in range(0, len(images), batch):
+        part = located[s : s + batch]
+        out += detector.score_boxes(images[s : s + batch], [b for b, _ in part], [c for _, c in part])
+    return out
+
+
+def table1(models: dict, images: list[Image.Image], targets: list[dict], names: list[str], device: str) -> dict:
+    """Per-class VOC AP and mAP of the full detector, top 10 boxes, at one and at two scales."""
+    rows = {}
+    for label, multiscale in (("DeepMultiBox", False), ("DeepMultiBox, two scales", True)):
+        detector = Detector.from_checkpoints(models["localizer"][0], models["classifier"][0], device, 10, "voc",
+                                             multiscale=multiscale)
+        metric = VOCMetric()
+        metric.update(score_all(detector, images, localize(detector, images, 10)), targets)
+        result = metric.compute()
+        rows[label] = {names[c]: ap for c, ap in result["ap"].items()} | {"mAP": result["mAP"]}
+    return rows
+
+
+def ilsvrc_rates(detections: list[dict], targets: list[dict]) -> dict:
+    """det@5, class@5, det@1, class@1 of per-image (label, box) guesses."""
+    out = {}
+    for k in (5, 1):
+        metric = ILSVRCMetric(top_k=k)
+        metric.update(detections, targets)
+        out |= {key: v for key, v in metric.compute().items() if "@" in key and "error" not in key}
+    return out
+
+
+def table2(models: dict, images: list[Image.Image], targets: list[dict], device: str) -> dict:
+    """Table 2: ILSVRC rates with the classifier on the top N windows, and on the ground truth directly."""
+    detector = Detector.from_checkpoints(models["localizer"][0], models["classifier"][0], device, max(TOP_NS), "ilsvrc")
+    located = localize(detector, images, max(TOP_NS))  # NMS 0.4 once; the top N are prefixes of the top 25
+    rows = {}
+    gt = [(t["boxes"][~t["ignore"]], torch.ones(int((~t["ignore"]).sum()))) for t in targets]
+    rows["Classify GT directly"] = ilsvrc_rates(score_all(detector, images, gt), targets)
+    for n in TOP_NS:
+        top = [(b[:n], c[:n]) for b, c in located]
+        label = f"DeepMultiBox, top {n} window{'s' if n > 1 else ''}"
+        rows[label] = ilsvrc_rates(score_all(detector, images, top), targets)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ figure 5
+
+
+def figure5(models: dict, plan: Plan, names: list[str], out: Path, device: str) -> dict:
+    """Class-agnostic PR (Fig. 5): the localizer trained without ``plan.unseen_class`` on that class and
+    on the seen classes, and the full localizer on that class (other objects ignored in each)."""
+    unseen, seen = [plan.unseen_class], [n for n in names if n != plan.unseen_class]
+    runs = {f"trained without {unseen[0]}: on {unseen[0]} (unseen)": (models["unseen"][0], unseen),
+            f"trained without {unseen[0]}: on the other classes (seen)": (models["unseen"][0], seen),
+            f"trained on all classes: on {unseen[0]}": (models["localizer"][0], unseen)}
+    results = {}
+    for i, (label, (model, classes)) in enumerate(runs.items()):
+        m = engine.evaluate(model, out / "fig5" / str(i), split="test", device=device, classes=classes)
+        results[label] = {"AP": m["class_agnostic_pr"]["AP"], "detection_rate": m["detection_rate"],
+                          "num_objects": m["num_objects"], "precision": m["class_agnostic_pr"]["precision"],
+                          "recall": m["class_agnostic_pr"]["recall"]}
+    plot_pr({k: (v["recall"], v["precision"]) for k, v in results.items()}, out / "fig5_unseen_pr.png")
+    return results
+
+
+def plot_pr(curves: dict[str, tuple[list[float], list[float]]], path: Path) -> None:
+    """Precision (y) against recall (x), one line per named curve."""
+    import matplotlib.pyplot as plt
+
+    from multibox.evaluation import plots  # noqa: F401  (selects the file-only backend)
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for name, (recall, precision) in curves.items():
+        ax.plot(recall, precision, label=name)
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02),
+           title="Class-agnostic precision-recall, IoU >= 0.5")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------- cost
+
+
+@dataclass
+class Timings:
+    """Per-image seconds of each stage and the number of classifier crops."""
+
+    localizer: list[float] = field(default_factory=list)
+    classifier: list[float] = field(default_factory=list)
+    crops: list[int] = field(default_factory=list)
+
+    def summary(self, localizer_passes: int) -> dict:
+        ms = {k: 1000 * statistics.median(getattr(self, k)) for k in ("localizer", "classifier")}
+        crops = statistics.mean(self.crops)
+        return {"localizer_ms": ms["localizer"], "classifier_ms": ms["classifier"],
+                "total_ms": ms["localizer"] + ms["classifier"], "localizer_inputs": localizer_passes,
+                "classifier_crops": crops, "network_evaluations": localizer_passes + crops}
+
+
+def time_detector(detector: Detector, images: list[Image.Image], n: int = 10) -> Timings:
+    """Wall time per image, one image at a time (its N crops in one classifier pass), after 3 warm-ups."""
+    timings = Timings()
+    for i, image in enumerate(images[:3] + images):
+        start = time.perf_counter()
+        [(boxes, conf)] = detector.localizer.predict_batch([image], n)
+        located = time.perf_counter()
+        detector.score_boxes([image], [boxes], [conf])
+        done = time.perf_counter()
+        if i >= 3:
+            timings.localizer.append(located - start)
+            timings.classifier.append(done - located)
+            timings.crops.append(len(boxes))
+    return timings
+
+
+def cost(models: dict, images: list[Image.Image], device: str) -> dict:
+    """Network evaluations and median wall time per image at N = 10, at one and at two scales."""
+    out = {"torch_threads": torch.get_num_threads(), "images": len(images), "load_average": os.getloadavg()[0]}
+    for label, multiscale, passes in (("single scale", False, 1), ("two scales", True, 10)):
+        detector = Detector.from_checkpoints(models["localizer"][0], models["classifier"][0], device, 10,
+                                             multiscale=multiscale)
+        out[label] = time_detector(detector, images).summary(passes)
+    return out
+
+
+# -------------------------------------------------------------------------------------------- report
+
+
+def embedded_test_split() -> tuple[DetectionDataset, list[Image.Image], list[dict]]:
+    """The embedded test split, its images and its targets."""
+    dataset = engine.load_split(Config(), "test")
+    return dataset, [dataset.load_image(i) for i in range(len(dataset))], dataset_targets(dataset)
+
+
+def paper(out_dir: str | Path = "runs/paper", scale: float = 1.0, device: str = "auto",
+          unseen_class: str = "triangle") -> Path:
+    """Train, evaluate and write OUT/report.md, OUT/results.json and the figures; returns the report path."""
+    out, dev = Path(out_dir), engine.resolve_device(device)
+    plan = Plan(unseen_class=unseen_class, device=device).scaled(scale)
+    dataset, images, targets = embedded_test_split()
+    names = list(dataset.class_names)
+    class_ids(names, [unseen_class], "--unseen-class")  # fail before training
+    models = train_all(out, plan)
+    results = {"plan": asdict(plan), "dataset": dataset.name, "num_images": len(images),
+               "training_seconds": {k: t for k, (_, t) in models.items()},
+               "fig1": figure1(models["localizer"][0], out, device),
+               "table1": table1(models, images, targets, names, dev),
+               "table2": table2(models, images, targets, dev),
+               "fig5": figure5(models, plan, names, out, device),
+               "cost": cost(models, images[: plan.timed_images], dev)}
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    return write_report(results, names, out)
