@@ -226,7 +226,9 @@ def detections(boxes: np.ndarray, scores: np.ndarray, crop: np.ndarray, image_si
     """
     crop = np.asarray(crop, np.float32)
     origin, side = crop[[0, 1, 0, 1]], crop[[2, 3, 2, 3]] - crop[[0, 1, 0, 1]]
-    pixels = np.asarray(boxes, np.float32) * side + origin
+    boxes = np.asarray(boxes, np.float32)
+    boxes = np.concatenate([np.minimum(boxes[:, :2], boxes[:, 2:]), np.maximum(boxes[:, :2], boxes[:, 2:])], axis=1)
+    pixels = boxes * side + origin  # corners ordered first, as multibox.boxes.order_corners does
     upper = np.array([image_size[0], image_size[1]] * 2, dtype=np.float32)  # (w, h, w, h)
     pixels = np.minimum(np.maximum(pixels, np.float32(0)), upper)
     keep = np.argsort(-np.asarray(scores), kind="stable") if iou is None else nms(pixels, scores, iou)

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from multibox.boxes import center_square_crop, clip_boxes, crop_to_image
+from multibox.boxes import center_square_crop, clip_boxes, crop_to_image, order_corners
 from multibox.data import DetectionDataset
 from multibox.data.pipeline import load_for_crop
 from multibox.data.problems import BadImage
@@ -59,7 +59,7 @@ def merge_windows(outputs: dict[str, Tensor], windows: Tensor, image_sizes: Tens
     Returns B dicts {"boxes": Tensor[N, 4], "scores": Tensor[N]} sorted by score.
     """
     b = windows.shape[0]
-    pred = outputs["pred_boxes"].float()
+    pred = order_corners(outputs["pred_boxes"].float())  # as postprocess: x1 <= x2, y1 <= y2
     boxes = crop_to_image(pred, windows.reshape(-1, 4).to(pred))  # [B*W, K, 4]
     boxes = boxes.reshape(b, -1, 4)  # [B, W*K, 4]: every window's boxes in its image's frame
     sizes = image_sizes.to(boxes)
