@@ -70,7 +70,8 @@ def table1_section(rows: dict, names: list[str]) -> str:
         "## Table 1: average precision per class (VOC 2007 11-point AP, IoU >= 0.5)",
         "",
         "Top 10 localizer boxes after NMS 0.5, each classified on its max square region; score = localizer"
-        " confidence x classifier probability; every (box, class) pair is a detection.",
+        " confidence x classifier probability; every (box, class) pair is a detection. The last row classifies the"
+        " ground-truth boxes instead (confidence 1): what the classifier gives with a perfect localizer.",
         "",
         table(["method"] + names + ["mAP"], body),
         "",
@@ -118,7 +119,8 @@ def cost_section(cost: dict) -> str:
     return "\n".join([
         "## Cost per image at N = 10",
         "",
-        f"Median over {cost['images']} test images, one image at a time (its crops in one classifier batch), on this"
+        f"Median over {cost['images']} test images of each image's fastest of 3 passes, one image at a time (its"
+        " crops in one classifier batch), on this"
         f" CPU with {cost['torch_threads']} threads, shared with other jobs (1-minute load average"
         f" {cost['load_average']:.1f} when timing began): wall times are noisy. Network evaluations: localizer"
         " inputs (1 center square, or 10 windows) plus one classifier evaluation per box (§4.2.2).",
