@@ -52,8 +52,8 @@ TRAIN_FLAGS = {
 }
 
 
-def add_train(sub) -> None:
-    p = sub.add_parser("train", help="train a localizer")
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """The options every training command shares: data, run directory, config, stop rule, backbone."""
     p.add_argument("--data", help="dataset: synthetic (default) or a dataset path / YAML")
     p.add_argument("--split", help="training split (default train)")
     p.add_argument("--out", required=True, help="run directory; the checkpoint is OUT/model.pt")
@@ -64,6 +64,11 @@ def add_train(sub) -> None:
     stop.add_argument("--time", type=positive_float, metavar="MINUTES", help="wall-clock budget in minutes")
     p.add_argument("--backbone", help="alexnet, resnet18, mobilenet_v3_small, mobilenet_v3_large, efficientnet_lite0, tiny")
     p.add_argument("--weights", help="backbone weights: imagenet (download) or a local .pth file")
+
+
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a localizer")
+    add_run_options(p)
     p.add_argument("--num-boxes", type=positive_int, help="K, boxes per image (default 100)")
     p.add_argument("--image-size", type=positive_int, help="S, network input side (default 220)")
     p.add_argument("--batch-size", type=positive_int)
@@ -329,16 +334,7 @@ TRAIN_FLAGS |= {"exclude_classes": ("data", "exclude_classes"), "region": ("mode
 
 def add_train_classifier(sub) -> None:
     p = sub.add_parser("train-classifier", help="train the C+1-way box classifier (§4.2.1)")
-    p.add_argument("--data", help="dataset: synthetic (default) or a dataset path / YAML")
-    p.add_argument("--split", help="training split (default train)")
-    p.add_argument("--out", required=True, help="run directory; the checkpoint is OUT/model.pt")
-    p.add_argument("--config", help="YAML config (sections model, data, train)")
-    stop = p.add_mutually_exclusive_group()
-    stop.add_argument("--steps", type=positive_int, help="optimizer steps")
-    stop.add_argument("--epochs", type=positive_float, help="passes over the training split")
-    stop.add_argument("--time", type=positive_float, metavar="MINUTES", help="wall-clock budget in minutes")
-    p.add_argument("--backbone", help="alexnet, resnet18, mobilenet_v3_small, mobilenet_v3_large, efficientnet_lite0, tiny")
-    p.add_argument("--weights", help="backbone weights: imagenet (download) or a local .pth file")
+    add_run_options(p)
     p.add_argument("--image-size", type=positive_int, help="S, classifier input side (default 220)")
     p.add_argument("--region", choices=["max", "min"],
                    help="square around each box: max (§4.2.2, default) or min (§4.4.1)")
