@@ -16,12 +16,12 @@ fully connected layers then exceed "100 %" of the matmul peak). Batch 32, eager 
 
 from __future__ import annotations
 
-import argparse
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from measure import Result, fastest
+from measure import main as bench_main
 from multibox.model import build_model
 
 BATCH, K = 32, 100
@@ -89,9 +89,4 @@ def run(threads: int) -> list[Result]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    for row in run(args.threads):
-        print(f"{row.name}: {row.ours:.1f} vs {row.reference:.1f} {row.unit} = {row.ratio:.0%}")
+    bench_main(run, __doc__, ".1f", "{:.0%}")

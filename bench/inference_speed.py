@@ -19,7 +19,6 @@ torchvision ships them.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch
 import torchvision
 
 from measure import Result, fastest
+from measure import main as bench_main
 from multibox import export
 from multibox.model import build_model
 from multibox.postprocess import postprocess
@@ -139,9 +139,4 @@ def run(threads: int) -> list[Result]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    for row in run(args.threads):
-        print(f"{row.name}: {row.ours:.2f} vs {row.reference:.2f} {row.unit} = {row.ratio:.2f}x")
+    bench_main(run, __doc__, ".2f", "{:.2f}x")

@@ -80,3 +80,16 @@ def machine(threads: int) -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (f"{cpu_name()}, {cores} cores ({threads} torch/ORT threads used), {gpu}; torch {torch.__version__}, "
             f"Python {platform.python_version()}; load average {load:.1f} at the start")
+
+
+def main(run: Callable[[int], list[Result]], doc: str, value: str, ratio: str) -> None:
+    """The command line every benchmark script shares: --threads N, then one line per Result
+    (``value``: format of both sides, e.g. ".2f"; ``ratio``: e.g. "{:.2f}x")."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    for row in run(args.threads):
+        print(f"{row.name}: {row.ours:{value}} vs {row.reference:{value}} {row.unit} = {ratio.format(row.ratio)}")

@@ -20,7 +20,6 @@ Adagrad, prior matching, data.num_workers DataLoader workers.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import tempfile
 import time
@@ -28,6 +27,7 @@ import time
 import torch
 
 from measure import Result, fastest
+from measure import main as bench_main
 from multibox import engine
 from multibox.config import Config
 from multibox.loss import weighted_total
@@ -105,9 +105,4 @@ def run(threads: int) -> list[Result]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    for row in run(args.threads):
-        print(f"{row.name}: {row.ours:.2f} vs {row.reference:.2f} {row.unit} = {row.ratio:.3g}")
+    bench_main(run, __doc__, ".2f", "{:.3g}")
