@@ -46,8 +46,8 @@ from torch.utils.data import Dataset
 
 from multibox.boxes import box_iou
 from multibox.data.dataset import DetectionDataset, ImageRecord
-from multibox.data.pipeline import MAX_REPLACEMENTS, load_for_crop
-from multibox.data.problems import BadImage, Problem
+from multibox.data.pipeline import MAX_REPLACEMENTS, first_readable, load_for_crop
+from multibox.data.problems import Problem
 from multibox.errors import UserError
 from multibox.regions import crop_regions, image_tensor, square_regions
 
@@ -174,17 +174,12 @@ class ClassifierSamples(Dataset):
     def __getitem__(self, key: tuple[int, int, int]) -> dict:
         """The crop of ``key``; an unreadable image is reported and the key moves on to the next image."""
         index, epoch, position = key
-        skipped: list[Problem] = []
-        for attempt in range(min(MAX_REPLACEMENTS, len(self.dataset))):
-            i, window, label, flip = self.draw((index + attempt) % len(self.dataset), epoch, position)
-            try:
-                image, region = load_for_crop(self.dataset, i, self.region_of(i, window), self.image_size)
-                break
-            except BadImage as exc:
-                skipped.append(exc.problem)
-        else:
-            raise UserError(f"{self.dataset.name}: {len(skipped)} images in a row could not be read "
-                            f"(last: {skipped[-1]})")
+
+        def attempt(start: int) -> tuple:
+            i, window, label, flip = self.draw(start, epoch, position)  # draw may move on to a later image
+            return (*load_for_crop(self.dataset, i, self.region_of(i, window), self.image_size), label, flip)
+
+        (image, region, label, flip), skipped = first_readable(self.dataset, index, attempt)
         crop = crop_regions(image_tensor(image), torch.from_numpy(region)[None], self.image_size)[0]
         return {"image": crop.flip(-1) if flip else crop, "label": label, "problems": skipped}
 

@@ -7,8 +7,8 @@ t draws exactly the batches an uninterrupted run would have drawn, in any number
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterator
+from typing import Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from multibox.errors import UserError
 from multibox.matcher import match_priors
 from multibox.preprocess import crop_resize
 
+T = TypeVar("T")
 MAX_REPLACEMENTS = 100  # unusable images skipped in a row before giving up on the dataset
 
 
@@ -64,6 +65,19 @@ def load_for_crop(dataset: DetectionDataset, index: int, crop: np.ndarray, size:
     return image, np.asarray(crop, np.float64) * (image.width / record.width)
 
 
+def first_readable(dataset: DetectionDataset, index: int, attempt: Callable[[int], T]) -> tuple[T, list[Problem]]:
+    """attempt(i) for i = index, index + 1, ... (wrapping) until it raises no BadImage: a bad file never
+    stops an epoch. Returns its result and the problems of the images skipped; MAX_REPLACEMENTS
+    unreadable images in a row are a UserError."""
+    skipped: list[Problem] = []
+    for step in range(min(MAX_REPLACEMENTS, len(dataset))):
+        try:
+            return attempt((index + step) % len(dataset)), skipped
+        except BadImage as exc:
+            skipped.append(exc.problem)
+    raise UserError(f"{dataset.name}: {len(skipped)} images in a row could not be read (last: {skipped[-1]})")
+
+
 class TrainSamples(Dataset):
     """Map-style dataset of training samples keyed by (index, epoch, position).
 
@@ -92,18 +106,12 @@ class TrainSamples(Dataset):
         """The sample of ``key``; an unusable image is reported and replaced by the next image, so a
         bad file never stops an epoch (the replaced problems travel with the item for the summary)."""
         index, epoch, position = key
-        skipped = []
-        for attempt in range(min(MAX_REPLACEMENTS, len(self.dataset))):
-            i = (index + attempt) % len(self.dataset)
+
+        def attempt(i: int) -> tuple:
             crop, flip, boxes = self.draw(i, epoch, position)
-            try:
-                image, crop = load_for_crop(self.dataset, i, crop, self.image_size)
-                break
-            except BadImage as exc:
-                skipped.append(exc.problem)
-        else:
-            raise UserError(f"{self.dataset.name}: {len(skipped)} images in a row could not be read "
-                            f"(last: {skipped[-1]})")
+            return (*load_for_crop(self.dataset, i, crop, self.image_size), flip, boxes)
+
+        (image, crop, flip, boxes), skipped = first_readable(self.dataset, index, attempt)
         item = {"image": crop_resize(image, crop, self.image_size, flip), "boxes": boxes, "problems": skipped}
         if self.priors is not None:
             item["prior_match"] = match_priors(self.priors, boxes)
