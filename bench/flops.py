@@ -22,7 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from measure import Result, fastest
 from measure import main as bench_main
-from multibox.model import build_model
+from multibox.modeling.localizer import build_model
 
 BATCH, K = 32, 100
 MM_SIZES = (1024, 2048, 3072)  # square torch.mm sides tried for the peak

@@ -9,11 +9,11 @@ installed:
 Setting: mobilenet_v3_large at 220 px, K = 200, batch 128, Adagrad, prior matching, AMP "auto"
 (bf16 on these GPUs) and channels_last (the CUDA defaults), synthetic data rendered by the workers.
 
-1. model: engine.train_step on one batch already on the GPU (what the GPU can consume), eager; the
+1. model: train_step on one batch already on the GPU (what the GPU can consume), eager; the
    loss's share of the step; host synchronisations per step (CUDA sync debug mode; expect 0);
 2. data pipeline alone: DataLoader images/s with the worker count training uses here, rendering the
    synthetic images in the workers and with them preloaded (data.synthetic_preload);
-3. end to end: engine.train for --steps steps (loader, step, logging) on preloaded data, images/s
+3. end to end: train for --steps steps (loader, step, logging) on preloaded data, images/s
    from its log after the first window, GPU utilisation sampled with nvidia-smi (torch.cuda.utilization
    as fallback);
 4. tests/test_gpu_path.py (its CUDA tests run here);
@@ -37,9 +37,9 @@ from pathlib import Path
 
 import torch
 
-from multibox import engine
+from multibox.engine.trainer import Run, loader_workers, make_loader, setup_run, to_float, train, train_step
 from multibox.config import Config
-from multibox.loss import weighted_total
+from multibox.modeling.losses import weighted_total
 
 BATCH, K, SIZE, BACKBONE = 128, 200, 220, "mobilenet_v3_large"
 BUDGET_S = 230  # stop starting optional parts (compile) past this
@@ -107,14 +107,14 @@ def cuda_seconds(fn, repeats: int) -> float:
     return (time.perf_counter() - start) / repeats
 
 
-def host_syncs(run: engine.Run, images: torch.Tensor, targets: dict, steps: int = 3) -> float:
+def host_syncs(run: Run, images: torch.Tensor, targets: dict, steps: int = 3) -> float:
     """Synchronising CUDA calls made by ``steps`` training steps (CUDA sync debug mode warnings)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
         try:
             for _ in range(steps):
-                engine.train_step(run, images, targets)
+                train_step(run, images, targets)
         finally:
             torch.cuda.set_sync_debug_mode("default")
     # "called a synchronizing CUDA operation"; the mode's own "prototype feature" notice is no sync
@@ -123,12 +123,12 @@ def host_syncs(run: engine.Run, images: torch.Tensor, targets: dict, steps: int 
 
 def model_only(compile_model: bool, tmp: str) -> dict:
     """images/s of train_step on a batch resident on the GPU, the loss's share and syncs per step."""
-    run, dataset = engine.setup_run(config(1, compile_model), f"{tmp}/model{int(compile_model)}", resume=False)
-    loader = iter(engine.make_loader(run, dataset))
+    run, dataset = setup_run(config(1, compile_model), f"{tmp}/model{int(compile_model)}", resume=False)
+    loader = iter(make_loader(run, dataset))
     images, targets, _ = next(loader)
     del loader  # stop the workers: they would compete with the timed steps for the CPU
     images, targets = images.to(run.device), {k: v.to(run.device) for k, v in targets.items()}
-    step = lambda: engine.train_step(run, images, targets)  # noqa: E731
+    step = lambda: train_step(run, images, targets)  # noqa: E731
     cuda_seconds(step, 5)  # warm-up: cuDNN autotuning, compilation
     with Utilisation() as util:
         start = time.monotonic()
@@ -141,10 +141,10 @@ def model_only(compile_model: bool, tmp: str) -> dict:
     return result
 
 
-def loss_seconds(run: engine.Run, images: torch.Tensor, targets: dict) -> float:
+def loss_seconds(run: Run, images: torch.Tensor, targets: dict) -> float:
     """Loss forward + backward alone, on the network's outputs as leaves."""
     with torch.no_grad(), run.precision.autocast(run.device):
-        outputs = engine.to_float(run.model(images.contiguous(memory_format=torch.channels_last)))
+        outputs = to_float(run.model(images.contiguous(memory_format=torch.channels_last)))
     leaves = {k: v.detach().requires_grad_() for k, v in outputs.items()}
     return cuda_seconds(lambda: weighted_total(run.task.loss(leaves, targets), run.task.loss.weights()).backward(), 20)
 
@@ -152,9 +152,9 @@ def loss_seconds(run: engine.Run, images: torch.Tensor, targets: dict) -> float:
 def pipeline_only(tmp: str, preload: bool) -> dict:
     """The DataLoader alone. W workers deliver batches in bursts of W (each worker makes one batch at a
     time), so the rate is timed from the end of the first burst over the next two."""
-    run, dataset = engine.setup_run(config(1, preload=preload), f"{tmp}/pipeline{int(preload)}", resume=False)
-    workers = engine.loader_workers(run)
-    loader = iter(engine.make_loader(run, dataset))
+    run, dataset = setup_run(config(1, preload=preload), f"{tmp}/pipeline{int(preload)}", resume=False)
+    workers = loader_workers(run)
+    loader = iter(make_loader(run, dataset))
     for _ in range(workers):
         next(loader)
     start = time.perf_counter()
@@ -164,11 +164,11 @@ def pipeline_only(tmp: str, preload: bool) -> dict:
 
 
 def end_to_end(tmp: str, steps: int) -> dict:
-    """engine.train as a user runs it (preloaded synthetic data); the rate and utilisation after the
+    """train as a user runs it (preloaded synthetic data); the rate and utilisation after the
     first log window."""
     out = Path(tmp) / "e2e"
     with Utilisation() as util:
-        engine.train(config(steps, preload=True), out)
+        train(config(steps, preload=True), out)
         end = time.monotonic()
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     steady = log[1:] or log
@@ -246,7 +246,7 @@ def run_all(args: argparse.Namespace, tmp: str) -> None:
              f"{loaded['images_per_s']:.0f} ({loaded['workers']})"),
             ("data pipeline / model consumption (rendering, preloaded)",
              f"{pipe['images_per_s'] / eager['images_per_s']:.2f}x, {loaded['images_per_s'] / eager['images_per_s']:.2f}x"),
-            ("end to end (engine.train, preloaded): images/s, GPU util",
+            ("end to end (train, preloaded): images/s, GPU util",
              f"{e2e['images_per_s']:.0f}, {e2e['gpu_util']:.0f} %"),
             ("model only, torch.compile: images/s", "not run" if compiled is None else
              f"{compiled['images_per_s']:.0f} ({compiled['step_ms']:.1f} ms)" if "images_per_s" in compiled else

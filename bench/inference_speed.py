@@ -29,9 +29,9 @@ import torchvision
 
 from measure import Result, fastest
 from measure import main as bench_main
-from multibox import export
-from multibox.model import build_model
-from multibox.postprocess import postprocess
+from multibox.inference import export
+from multibox.modeling.localizer import build_model
+from multibox.inference.postprocess import postprocess
 
 BATCHES = (1, 32)
 K = 100

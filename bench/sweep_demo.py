@@ -19,7 +19,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-GRID = [  # (name, overrides of engine.demo_config as "section.field": value; every swept field explicit)
+GRID = [  # (name, overrides of demo_config as "section.field": value; every swept field explicit)
     ("lr0.01-grid4", {"train.lr": 0.01, "model.grid": 4}),
     ("lr0.005-grid4", {"train.lr": 0.005, "model.grid": 4}),
     ("lr0.01-grid8", {"train.lr": 0.01, "model.grid": 8}),
@@ -32,8 +32,10 @@ GRID = [  # (name, overrides of engine.demo_config as "section.field": value; ev
 
 CHILD = """
 import json, sys
-from multibox import engine
-cfg = engine.demo_config()
+from multibox.engine.trainer import train
+from multibox.jobs.demo import demo_config
+from multibox.jobs.evaluate import evaluate
+cfg = demo_config()
 cfg.train.steps = {steps}
 cfg.train.device = {device!r}
 cfg.data.num_workers = {workers}
@@ -41,8 +43,8 @@ for k, v in {overrides!r}.items():
     section, name = k.split(".")
     setattr(getattr(cfg, section), name, v)
 out = {out!r}
-path = engine.train(cfg, out)
-m = engine.evaluate(path, out + "/eval", split="test", device={device!r})
+path = train(cfg, out)
+m = evaluate(path, out + "/eval", split="test", device={device!r})
 print(json.dumps({{"dr": m["detection_rate"], "priors": m["baselines"]["priors"]["detection_rate"]}}))
 """
 

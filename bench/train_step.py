@@ -1,11 +1,11 @@
 """One training step at the paper's scale (batch 128, K = 200): the share of matching + loss, and
 whether the data pipeline outruns the model.
 
-The run is built by the training code itself (engine.setup_run / make_loader / train_step) on the
+The run is built by the training code itself (setup_run / make_loader / train_step) on the
 synthetic data: mobilenet_v3_large at 220 px (the localizer bench/gpu_check.py trains on a GPU),
 Adagrad, prior matching, data.num_workers DataLoader workers.
 
-* step: the fastest of a few engine.train_step calls (host-to-device copy, forward, loss, backward,
+* step: the fastest of a few train_step calls (host-to-device copy, forward, loss, backward,
   gradient clipping, optimizer step) on one loaded batch;
 * matching + loss: with prior matching the assignment is computed per sample in the data workers
   (timed separately below) and the step only evaluates the loss: its forward and backward, timed on
@@ -28,10 +28,10 @@ import torch
 
 from measure import Result, fastest
 from measure import main as bench_main
-from multibox import engine
+from multibox.engine.trainer import Run, loader_workers, make_loader, setup_run, train_step
 from multibox.config import Config
-from multibox.loss import weighted_total
-from multibox.matcher import match_predictions, match_priors
+from multibox.modeling.losses import weighted_total
+from multibox.modeling.matcher import match_predictions, match_priors
 
 BATCH, K, SIZE = 128, 200, 220
 
@@ -44,7 +44,7 @@ def config() -> Config:
     return cfg
 
 
-def loss_seconds(run: engine.Run, images: torch.Tensor, targets: dict) -> float:
+def loss_seconds(run: Run, images: torch.Tensor, targets: dict) -> float:
     """Forward + backward of the loss alone, on the network's outputs as leaves."""
     with torch.no_grad():
         outputs = run.model(images)
@@ -57,12 +57,12 @@ def loss_seconds(run: engine.Run, images: torch.Tensor, targets: dict) -> float:
     return fastest(loss_step, repeats=5)
 
 
-def pipeline_images_per_s(run: engine.Run, dataset) -> float:
+def pipeline_images_per_s(run: Run, dataset) -> float:
     """The DataLoader alone. W workers deliver batches in bursts of W (each makes one batch at a time),
     so the rate is timed from the end of the first burst (worker start-up is not throughput) over the
     next two."""
-    workers = max(1, engine.loader_workers(run))
-    loader = iter(engine.make_loader(run, dataset))
+    workers = max(1, loader_workers(run))
+    loader = iter(make_loader(run, dataset))
     for _ in range(workers):
         next(loader)
     start = time.perf_counter()
@@ -71,7 +71,7 @@ def pipeline_images_per_s(run: engine.Run, dataset) -> float:
     return 2 * workers * BATCH / (time.perf_counter() - start)
 
 
-def worker_matching_seconds(run: engine.Run, targets: dict) -> float:
+def worker_matching_seconds(run: Run, targets: dict) -> float:
     """CPU time the workers spend on prior matching for one batch (per-sample scipy assignment)."""
     gts = [b[:n] for b, n in zip(targets["boxes"], targets["count"].tolist())]
     return fastest(lambda: [match_priors(run.model.priors, gt) for gt in gts], repeats=3)
@@ -79,10 +79,10 @@ def worker_matching_seconds(run: engine.Run, targets: dict) -> float:
 
 def run(threads: int) -> list[Result]:
     with tempfile.TemporaryDirectory() as tmp:
-        run_, dataset = engine.setup_run(config(), f"{tmp}/run", resume=False)
+        run_, dataset = setup_run(config(), f"{tmp}/run", resume=False)
         pipeline = pipeline_images_per_s(run_, dataset)
-        images, targets, _ = next(iter(engine.make_loader(run_, dataset)))
-    step = fastest(lambda: engine.train_step(run_, images, targets), repeats=2)
+        images, targets, _ = next(iter(make_loader(run_, dataset)))
+    step = fastest(lambda: train_step(run_, images, targets), repeats=2)
     loss = loss_seconds(run_, images, targets)
     with torch.no_grad():
         out = run_.model(images)

@@ -12,13 +12,14 @@ import torch
 from fixtures.models import train_tiny
 from PIL import Image
 
-from multibox import engine
+from multibox.data.build import load_split
+from multibox.jobs.baseline import run_baseline
+from multibox.jobs.evaluate import evaluate
 from multibox.cli import main
 from multibox.data.synthetic import SyntheticDataset
 from multibox.errors import UserError
-from multibox.evaluation.baselines import (BaselineInputs, baseline_detections, random_boxes, resolve_baselines,
-                                           selective_search_available, selective_search_boxes, sliding_windows)
-from multibox.evaluation.runner import prior_detections
+from multibox.evaluation.baselines import BaselineInputs, baseline_detections, random_boxes, resolve_baselines, selective_search_available, selective_search_boxes, sliding_windows
+from multibox.evaluation.baselines import prior_detections
 
 
 def inside(boxes, width: float, height: float) -> bool:
@@ -74,15 +75,15 @@ def tiny_model(tmp_path_factory):
 
 def test_priors_baseline_is_the_checkpoints_priors(tiny_model, tmp_path, capsys):
     model, cfg = tiny_model
-    metrics = engine.run_baseline("priors", tmp_path / "priors", split="test", num_boxes=5, model_path=model)
+    metrics = run_baseline("priors", tmp_path / "priors", split="test", num_boxes=5, model_path=model)
     state = torch.load(model, weights_only=False)
-    dataset = engine.load_split(cfg, "test")
+    dataset = load_split(cfg, "test")
     expected = prior_detections(state["model"]["priors"], state["prior_match_counts"], dataset)
     entries = json.loads((tmp_path / "priors" / "detections.json").read_text())
     for entry, det in zip(entries, expected, strict=True):
         assert np.array_equal(np.array(entry["boxes"], np.float32), det["boxes"][:5].numpy())
         assert inside(entry["boxes"], entry["width"], entry["height"])
-    evaluated = engine.evaluate(model, tmp_path / "eval", split="test", device="cpu")
+    evaluated = evaluate(model, tmp_path / "eval", split="test", device="cpu")
     assert set(metrics) >= set(evaluated) - {"model"}  # same keys as evaluate
     assert metrics["max_boxes"] == 5 and metrics["curve"] == evaluated["baselines"]["priors"]["curve"][:5]
     assert metrics["detection_rate"] == {k: evaluated["baselines"]["priors"]["detection_rate"][k] for k in ("1", "5")}

@@ -7,12 +7,13 @@ import pytest
 import torch
 from PIL import Image
 
-from multibox import engine
-from multibox.checkpoint import load_checkpoint, model_from_checkpoint
-from multibox.classifier import Classifier, ClassifierLoss
+from multibox.engine.trainer import train
+from multibox.jobs.train import train_classifier
+from multibox.engine.checkpoint import load_checkpoint, model_from_checkpoint
+from multibox.modeling.classifier import Classifier
+from multibox.modeling.losses import ClassifierLoss
 from multibox.cli import main
-from multibox.data.classifier_samples import (UNLABELLED, ClassifierSamples, collate_crops, is_positive,
-                                              label_windows, negative_window)
+from multibox.data.classifier_samples import UNLABELLED, ClassifierSamples, collate_crops, is_positive, label_windows, negative_window
 from multibox.data.dataset import DetectionDataset, ImageRecord
 from multibox.errors import UserError
 
@@ -149,11 +150,11 @@ def test_loss_is_named_unweighted_cross_entropy():
 
 def test_train_classifier_checkpoint_and_exact_resume(tiny_cfg, tmp_path):
     tiny_cfg.train.steps = 4
-    straight = load_checkpoint(engine.train_classifier(tiny_cfg, tmp_path / "a"))
+    straight = load_checkpoint(train_classifier(tiny_cfg, tmp_path / "a"))
     tiny_cfg.train.steps = 2
-    engine.train_classifier(tiny_cfg, tmp_path / "b")
+    train_classifier(tiny_cfg, tmp_path / "b")
     tiny_cfg.train.steps = 4
-    resumed = load_checkpoint(engine.train_classifier(tiny_cfg, tmp_path / "b", resume=True))
+    resumed = load_checkpoint(train_classifier(tiny_cfg, tmp_path / "b", resume=True))
     assert straight["task"] == resumed["task"] == "classifier" and resumed["step"] == 4
     assert straight["class_names"] == ["rectangle", "ellipse", "triangle", "diamond", "cross"]
     for name, value in straight["model"].items():
@@ -165,8 +166,8 @@ def test_train_classifier_checkpoint_and_exact_resume(tiny_cfg, tmp_path):
     with pytest.raises(UserError, match="not a classifier"):  # resuming a localizer run as a classifier
         tiny_cfg.train.steps = 1
         loc_dir = tmp_path / "loc"
-        engine.train(tiny_cfg, loc_dir)
-        engine.train_classifier(tiny_cfg, loc_dir, resume=True)
+        train(tiny_cfg, loc_dir)
+        train_classifier(tiny_cfg, loc_dir, resume=True)
 
 
 @pytest.mark.parametrize("argv,fragment", [

@@ -60,10 +60,10 @@ def test_subprocess_exit_code_and_no_traceback(tmp_path):
 def test_detect_on_a_directory_writes_json_and_images(tmp_path, tiny_cfg):
     from PIL import Image
 
-    from multibox import engine
+    from multibox.engine.trainer import train
 
     tiny_cfg.train.steps = 2
-    model = engine.train(tiny_cfg, tmp_path / "run")
+    model = train(tiny_cfg, tmp_path / "run")
     images = tmp_path / "imgs"
     images.mkdir()
     Image.new("RGB", (120, 80), (200, 10, 10)).save(images / "a.jpg")

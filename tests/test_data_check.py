@@ -9,7 +9,8 @@ import pytest
 from fixtures.datasets import basic_spec, write_coco, write_voc
 from PIL import Image
 
-from multibox.data.check import check_main, histogram, show_main
+from multibox.jobs.data import check_main, show_main
+from multibox.data.check import histogram
 
 
 @pytest.fixture(autouse=True)

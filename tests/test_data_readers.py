@@ -24,7 +24,7 @@ from fixtures.datasets import (
 
 from multibox.data import build_dataset
 from multibox.data.coco import COCODataset
-from multibox.data.detect import detect_format
+from multibox.data.formats import detect_format
 from multibox.data.problems import ProblemLog
 from multibox.data.voc import VOCDataset
 from multibox.data.yolo import YOLODataset, label_path

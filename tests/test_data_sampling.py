@@ -8,16 +8,7 @@ import numpy as np
 import pytest
 
 from multibox.data.dataset import ImageRecord
-from multibox.data.sampling import (
-    BUCKETS,
-    CoverageCropSampler,
-    bucket_of,
-    clip_boxes_to_crop,
-    coverage_grid,
-    crop_coverage,
-    decode_size_for_crop,
-    samples_per_image,
-)
+from multibox.data.crops import BUCKETS, CoverageCropSampler, bucket_of, clip_boxes_to_crop, coverage_grid, crop_coverage, decode_size_for_crop, samples_per_image
 
 
 def _records() -> list[ImageRecord]:

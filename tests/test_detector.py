@@ -6,11 +6,12 @@ import pytest
 import torch
 from PIL import Image
 
-from multibox import engine
-from multibox.classifier import Classifier
+from multibox.engine.trainer import train
+from multibox.jobs.train import train_classifier
+from multibox.modeling.classifier import Classifier
 from multibox.cli import main
-from multibox.detector import Detector, combine_scores
-from multibox.regions import crop_regions, image_tensor, square_regions
+from multibox.inference.detector import Detector, combine_scores
+from multibox.data.regions import crop_regions, image_tensor, square_regions
 
 
 @pytest.mark.parametrize("box,mode,expected", [
@@ -106,7 +107,7 @@ def test_detector_classifies_all_boxes_of_all_images_in_one_pass_and_multiplies_
 @pytest.fixture
 def checkpoints(tiny_cfg, tmp_path):
     tiny_cfg.train.steps = 1
-    return engine.train(tiny_cfg, tmp_path / "loc"), engine.train_classifier(tiny_cfg, tmp_path / "cls")
+    return train(tiny_cfg, tmp_path / "loc"), train_classifier(tiny_cfg, tmp_path / "cls")
 
 
 def test_from_checkpoints_and_cli_detect_write_names_and_ids(checkpoints, tmp_path):

@@ -22,11 +22,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+import multibox
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from multibox import distributed, engine
-from multibox.checkpoint import load_checkpoint
+from multibox.engine import distributed
+from multibox.engine.trainer import train
+from multibox.engine.checkpoint import load_checkpoint
 from multibox.config import Config
 from multibox.data.pipeline import EpochBatchSampler
 
@@ -73,13 +76,13 @@ def worker(rank: int, world_size: int, port: int, cfg_dict: dict, root: str) -> 
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
         cfg = Config.from_dict(cfg_dict)
-        engine.train(cfg, Path(root) / "ddp")
+        train(cfg, Path(root) / "ddp")
         cfg.train.steps = STEPS // 2
-        engine.train(cfg, Path(root) / "resumed")
+        train(cfg, Path(root) / "resumed")
         cfg.train.steps = STEPS
-        engine.train(cfg, Path(root) / "resumed", resume=True)
+        train(cfg, Path(root) / "resumed", resume=True)
         cfg.train.sync_bn = False
-        engine.train(cfg, Path(root) / "local_bn")
+        train(cfg, Path(root) / "local_bn")
     finally:
         dist.destroy_process_group()
 
@@ -97,7 +100,7 @@ def runs(tmp_path_factory) -> Path:
     cfg.train.batch_size = 2
     mp.spawn(worker, args=(2, free_port(), cfg.to_dict(), str(root)), nprocs=2, join=True)
     cfg.train.batch_size = 4
-    engine.train(cfg, root / "single")
+    train(cfg, root / "single")
     return root
 
 
@@ -161,7 +164,7 @@ def test_torchrun_launches_the_cli(tmp_path):
                       "data: {synthetic_sizes: {train: 8, val: 4, test: 4}, synthetic_image_size: 64, num_workers: 0}\n"
                       "train: {batch_size: 2, log_every: 1}\n")
     out = tmp_path / "run"
-    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(engine.__file__).parents[1])}
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(multibox.__file__).parents[1])}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            "-m", "multibox", "train", "--config", str(config), "--out", str(out), "--steps", "2", "--device", "cpu"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)

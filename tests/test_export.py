@@ -11,13 +11,14 @@ import torch
 from PIL import Image
 from torchvision.ops import nms as torchvision_nms
 
-from multibox import export
-from multibox.checkpoint import save_checkpoint
+from multibox.inference import export
+from multibox.jobs.export import export_job
+from multibox.engine.checkpoint import save_checkpoint
 from multibox.cli import main
 from multibox.config import Config
-from multibox.model import build_model
-from multibox.postprocess import postprocess
-from multibox.preprocess import crop_resize
+from multibox.modeling.localizer import build_model
+from multibox.inference.postprocess import postprocess
+from multibox.data.transforms import crop_resize
 
 TOLERANCE = 1e-4
 
@@ -64,7 +65,7 @@ def calibrate_batchnorm(model: torch.nn.Module, size: int) -> None:
 def test_exported_outputs_match_eager_at_batch_1_and_3(tmp_path, fmt):
     path, model, size = checkpoint(tmp_path)
     out = tmp_path / f"localizer.{fmt}"
-    info = export.export_job(path, fmt, out)
+    info = export_job(path, fmt, out)
     run = export.load_exported(out, fmt)
     for batch in (1, 3):
         noise = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(batch))
@@ -84,7 +85,7 @@ def test_onnx_export_of_a_torchvision_backbone_with_uneven_pooling(tmp_path):
     """mobilenet_v3_small at 96 px ends in a 3 x 3 map pooled to 4 x 4: the matrix pooling must be exact."""
     path, model, size = checkpoint(tmp_path, "mobilenet_v3_small", 96)
     out = tmp_path / "m.onnx"
-    export.export_job(path, "onnx", out)
+    export_job(path, "onnx", out)
     images = torch.rand(3, 3, size, size)
     with torch.no_grad():
         eager = model(images)["pred_boxes"].numpy()

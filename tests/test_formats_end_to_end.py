@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from fixtures.datasets import SpecImage, write_coco, write_voc, write_yolo
-from multibox import engine
+from multibox.data.build import load_split
+from multibox.engine.tasks import training_samples
 from multibox.cli import main
 from multibox.config import Config
 from multibox.data.pipeline import EpochBatchSampler, collate
@@ -42,10 +43,10 @@ def folders(tmp_path):
 def first_batch(data: str) -> tuple:
     cfg = Config()
     cfg.data.data, cfg.model.image_size = data, 64
-    dataset = engine.load_split(cfg, "train")
+    dataset = load_split(cfg, "train")
     order = np.argsort([Path(r.path).stem for r in dataset.records])
     priors = torch.rand(8, 4, generator=torch.Generator().manual_seed(0))  # the same priors for every format
-    samples = engine.training_samples(cfg, dataset, priors)
+    samples = training_samples(cfg, dataset, priors)
     keys = next(iter(EpochBatchSampler(len(dataset), 6, seed=3)))
     return collate([samples[k] for k in keys]), order
 

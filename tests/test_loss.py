@@ -2,7 +2,7 @@
 
 import torch
 
-from multibox.loss import MultiBoxLoss, weighted_total
+from multibox.modeling.losses import MultiBoxLoss, weighted_total
 
 ALPHA = 0.3
 

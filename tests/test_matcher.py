@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from multibox.matcher import assignment_cost, match_predictions, match_priors, solve_assignment
+from multibox.modeling.matcher import assignment_cost, match_predictions, match_priors, solve_assignment
 
 ALPHA = 0.3
 

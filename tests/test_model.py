@@ -4,9 +4,10 @@ import pytest
 import torch
 import torchvision
 
-from multibox.backbones import BACKBONES, build_backbone
+from multibox.config import BACKBONES
+from multibox.modeling.backbones import build_backbone
 from multibox.errors import UserError
-from multibox.model import build_model
+from multibox.modeling.localizer import build_model
 
 
 @pytest.mark.parametrize("name", BACKBONES)

@@ -4,11 +4,13 @@ import torch
 
 from multibox.boxes import center_square_crop
 from multibox.data.synthetic import SyntheticDataset
-from multibox.evaluation.runner import predict_dataset
-from multibox.model import build_model
-from multibox.multiscale import MultiScaleLocalizer, merge_windows, multiscale_windows
-from multibox.postprocess import postprocess
-from multibox.preprocess import crop_resize
+from multibox.inference.predict import predict_dataset
+from multibox.modeling.localizer import build_model
+from multibox.inference.localizer import Localizer
+from multibox.inference.windows import multiscale_windows
+from multibox.inference.postprocess import merge_windows
+from multibox.inference.postprocess import postprocess
+from multibox.data.transforms import crop_resize
 
 
 def test_windows_of_a_100_by_50_image():
@@ -63,7 +65,7 @@ def test_all_windows_of_all_images_run_as_one_batch():
     dataset = SyntheticDataset("test", size=2, image_size=48)
     images = [dataset.load_image(0), dataset.load_image(1).resize((64, 40))]
     recorder = Recorder()
-    located = MultiScaleLocalizer(recorder, 16).predict_batch(images, top_k=None)
+    located = Localizer(recorder, 16, windows="multiscale").predict_batch(images, top_k=None)
     [batch] = recorder.inputs
     assert batch.shape == (20, 3, 16, 16)
     windows = multiscale_windows(torch.tensor([48.0, 64.0]), torch.tensor([48.0, 40.0]))
@@ -81,11 +83,10 @@ def test_predict_dataset_multiscale_matches_the_localizer():
     dataset = SyntheticDataset("test", size=3, image_size=48)
     torch.manual_seed(0)
     model = build_model("tiny", torch.rand(6, 2).repeat(1, 2) * torch.tensor([0.5, 0.5, 1, 1]), hidden_dim=16).eval()
-    via_dataset = predict_dataset(model, dataset, 32, torch.device("cpu"), batch_size=30, num_workers=0,
-                                  multiscale=True)
+    via_dataset = predict_dataset(Localizer(model, 32, windows="multiscale"), dataset, batch_size=30, num_workers=0)
     images = [dataset.load_image(i) for i in range(3)]  # the same 30 inputs in one batch as the 3 x 10 above
-    via_localizer = MultiScaleLocalizer(model, 32).predict_batch(images, top_k=None)
+    via_localizer = Localizer(model, 32, windows="multiscale").predict_batch(images, top_k=None)
     for d, (boxes, scores) in zip(via_dataset, via_localizer):
         assert torch.allclose(d["boxes"], boxes, atol=1e-5) and torch.allclose(d["scores"], scores)
-    single = predict_dataset(model, dataset, 32, torch.device("cpu"), num_workers=0)
+    single = predict_dataset(Localizer(model, 32), dataset, num_workers=0)
     assert all(len(s["boxes"]) <= 6 for s in single) and any(len(d["boxes"]) > 6 for d in via_dataset)

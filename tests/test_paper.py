@@ -3,8 +3,8 @@
 import torch
 from PIL import Image
 
-from multibox.paper import Plan, time_detector
-from multibox.paper_report import write_report
+from multibox.jobs.paper import Plan, time_detector
+from multibox.reports.paper import write_report
 
 
 def test_plan_scales_every_step_count_and_keeps_at_least_one():

@@ -2,7 +2,7 @@
 
 import torch
 
-from multibox.postprocess import postprocess, select
+from multibox.inference.postprocess import postprocess, select
 
 
 def test_postprocess_maps_clips_and_suppresses():

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from multibox.priors import kmeans_priors
+from multibox.modeling.priors import kmeans_priors
 
 
 def clustered_boxes(seed=0, per=50):

@@ -12,12 +12,15 @@ import torch
 from fixtures.datasets import basic_spec, write_coco
 from fixtures.models import train_tiny
 
-from multibox import engine
+from multibox.data.build import load_split
+from multibox.jobs.baseline import run_baseline
+from multibox.jobs.compare import compare
+from multibox.jobs.evaluate import evaluate, evaluate_detections
 from multibox.cli import main
 from multibox.config import Config
 from multibox.evaluation.coco import STAT_KEYS
 from multibox.evaluation.detection_rate import SIZE_RANGES, DetectionRateBySize
-from multibox.evaluation.runner import dataset_targets
+from multibox.evaluation.scoring import dataset_targets
 from multibox.evaluation.voc import ClassAgnosticPR
 
 # The per-method numbers a detection file must reproduce exactly.
@@ -30,7 +33,7 @@ def model_eval(tmp_path_factory) -> tuple[Path, dict, Config]:
     """A 2-step model evaluated on its 8 training images (21 objects: some are hit, the numbers are not all 0)."""
     root = tmp_path_factory.mktemp("model")
     model, cfg = train_tiny(root / "run")
-    metrics = engine.evaluate(model, root / "eval", split="train", device="cpu")
+    metrics = evaluate(model, root / "eval", split="train", device="cpu")
     return root / "eval", metrics, cfg
 
 
@@ -40,7 +43,7 @@ def test_metrics_json_keys_and_values(model_eval):
     assert saved == metrics
     assert {"num_images", "num_objects", "detection_rate", "curve", "baselines", "skipped_images",
             "detection_rate_by_size", "pr_ap50", "coco"} <= set(saved)
-    dataset = engine.load_split(cfg, "train")
+    dataset = load_split(cfg, "train")
     assert saved["num_images"] == 8 and saved["skipped_images"] == 0
     assert saved["num_objects"] == dataset.num_objects() > 0
     assert list(saved["detection_rate"]) == ["1", "5", "10"] and len(saved["curve"]) == 16  # K = 16
@@ -94,7 +97,7 @@ def test_report_files_and_no_class_tables_without_labels(model_eval):
 def test_pr_ap50_and_coco_are_those_of_the_written_detections(model_eval):
     """The model's detections.json, scored directly (ClassAgnosticPR; pycocotools with useCats=0)."""
     out, metrics, cfg = model_eval
-    dataset = engine.load_split(cfg, "train")
+    dataset = load_split(cfg, "train")
     entries = json.loads((out / "detections.json").read_text())
     preds = [{"boxes": np.array(e["boxes"], np.float32).reshape(-1, 4), "scores": np.array(e["scores"], np.float32)}
              for e in entries]
@@ -130,14 +133,14 @@ def pycocotools_stats(dataset, entries) -> list[float]:
 
 def test_detection_files_give_the_models_numbers(model_eval, tmp_path, capsys):
     out, metrics, cfg = model_eval
-    ours = engine.evaluate_detections(out / "detections.json", tmp_path / "ours", split="train", cfg=cfg, num_boxes=16)
+    ours = evaluate_detections(out / "detections.json", tmp_path / "ours", split="train", cfg=cfg, num_boxes=16)
     entries = json.loads((out / "detections.json").read_text())
     results = [{"image_id": e["image_id"], "category_id": 1, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": s}
                for e in entries for (x1, y1, x2, y2), s in zip(e["boxes"], e["scores"])]
     results.insert(3, {"image_id": "no-such-image", "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.99})
     (tmp_path / "results.json").write_text(json.dumps(results))
     capsys.readouterr()
-    coco = engine.evaluate_detections(tmp_path / "results.json", tmp_path / "coco", split="train", cfg=cfg, num_boxes=16)
+    coco = evaluate_detections(tmp_path / "results.json", tmp_path / "coco", split="train", cfg=cfg, num_boxes=16)
     for key in SCORE_KEYS:
         assert ours[key] == metrics[key], key
         assert coco[key] == metrics[key], key
@@ -154,7 +157,7 @@ def test_images_missing_from_the_file_count_as_missed(model_eval, tmp_path, caps
     entries = json.loads((out / "detections.json").read_text())
     hit = max(range(len(entries)), key=lambda i: len(entries[i]["boxes"]))
     (tmp_path / "d.json").write_text(json.dumps(entries[:hit] + entries[hit + 1:]))
-    got = engine.evaluate_detections(tmp_path / "d.json", tmp_path / "o", split="train", cfg=cfg, num_boxes=16)
+    got = evaluate_detections(tmp_path / "d.json", tmp_path / "o", split="train", cfg=cfg, num_boxes=16)
     assert got["images_without_detections"] == 1 and got["num_objects"] == metrics["num_objects"]
     assert "1 of 8 images have no detections" in capsys.readouterr().err
     assert "1 image(s) had no detections" in (tmp_path / "o" / "report.md").read_text()
@@ -203,7 +206,7 @@ def coco_data(tmp_path) -> str:
 
 def evaluate_file(tmp_path, name, entries, data) -> dict:
     (tmp_path / name).write_text(json.dumps(entries))
-    return engine.evaluate_detections(tmp_path / name, tmp_path / f"out-{name}", data, split="train")
+    return evaluate_detections(tmp_path / name, tmp_path / f"out-{name}", data, split="train")
 
 
 def test_labelled_detections_give_table_1_and_2(tmp_path, coco_data):
@@ -238,7 +241,7 @@ def test_unlabelled_detections_have_no_class_tables(tmp_path, coco_data):
 
 def test_compare_writes_a_table_with_each_run(model_eval, tmp_path, capsys):
     out, metrics, cfg = model_eval
-    random = engine.run_baseline("random", tmp_path / "random", split="train", num_boxes=16, cfg=cfg)
+    random = run_baseline("random", tmp_path / "random", split="train", num_boxes=16, cfg=cfg)
     capsys.readouterr()
     code = main(["compare", str(out / "metrics.json"), str(tmp_path / "random"), "--out", str(tmp_path / "cmp"),
                  "--names", "tiny model,uniform"])
@@ -253,11 +256,11 @@ def test_compare_writes_a_table_with_each_run(model_eval, tmp_path, capsys):
 
 def test_compare_names_runs_by_method_and_rejects_bad_names(model_eval, tmp_path, capsys):
     out, _, _ = model_eval
-    assert list(engine.compare([str(out / "metrics.json")], tmp_path / "c")) == ["DeepMultiBox"]
+    assert list(compare([str(out / "metrics.json")], tmp_path / "c")) == ["DeepMultiBox"]
     for run in ("a", "b"):
         (tmp_path / run).mkdir()
         (tmp_path / run / "metrics.json").write_text((out / "metrics.json").read_text())
-    runs = engine.compare([str(tmp_path / "a" / "metrics.json"), str(tmp_path / "b")], tmp_path / "c")
+    runs = compare([str(tmp_path / "a" / "metrics.json"), str(tmp_path / "b")], tmp_path / "c")
     assert list(runs) == ["DeepMultiBox (a)", "DeepMultiBox (b)"]  # one method twice: told apart by folder
     assert main(["compare", str(out), "--out", str(tmp_path / "c"), "--names", "a,b"]) == 2
     assert "2 name(s) for 1 metrics file(s)" in capsys.readouterr().err

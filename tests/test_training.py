@@ -5,8 +5,10 @@ import json
 import pytest
 import torch
 
-from multibox import engine
-from multibox.checkpoint import load_checkpoint
+from multibox.engine.trainer import train
+from multibox.jobs.evaluate import evaluate
+from multibox.modeling.losses import MultiBoxLoss
+from multibox.engine.checkpoint import load_checkpoint
 from multibox.errors import TrainingDiverged, UserError
 
 
@@ -17,8 +19,8 @@ def test_overfits_one_small_batch(tiny_cfg, tmp_path):
     cfg.train.optimizer, cfg.train.lr, cfg.train.steps, cfg.train.batch_size = "adam", 1e-3, 450, 8
     cfg.model.hidden_dim = 256  # room to memorise eight scenes
     cfg.train.log_every = 1
-    path = engine.train(cfg, tmp_path / "run")
-    metrics = engine.evaluate(path, tmp_path / "eval", split="train", device="cpu")
+    path = train(cfg, tmp_path / "run")
+    metrics = evaluate(path, tmp_path / "eval", split="train", device="cpu")
     assert metrics["num_objects"] > 0
     assert metrics["detection_rate"]["10"] == 1.0, metrics["detection_rate"]
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
@@ -28,11 +30,11 @@ def test_overfits_one_small_batch(tiny_cfg, tmp_path):
 
 def test_resume_gives_identical_weights(tiny_cfg, tmp_path):
     tiny_cfg.train.steps = 6
-    straight = load_checkpoint(engine.train(tiny_cfg, tmp_path / "a"))
+    straight = load_checkpoint(train(tiny_cfg, tmp_path / "a"))
     tiny_cfg.train.steps = 3
-    engine.train(tiny_cfg, tmp_path / "b")
+    train(tiny_cfg, tmp_path / "b")
     tiny_cfg.train.steps = 6
-    resumed = load_checkpoint(engine.train(tiny_cfg, tmp_path / "b", resume=True))
+    resumed = load_checkpoint(train(tiny_cfg, tmp_path / "b", resume=True))
     assert resumed["step"] == straight["step"] == 6
     for name, value in straight["model"].items():
         assert torch.equal(value, resumed["model"][name]), name
@@ -41,23 +43,23 @@ def test_resume_gives_identical_weights(tiny_cfg, tmp_path):
 
 def test_non_finite_loss_stops_with_step_and_term(tiny_cfg, tmp_path, monkeypatch):
     tiny_cfg.train.steps = 3
-    original = engine.MultiBoxLoss.forward
+    original = MultiBoxLoss.forward
 
     def poisoned(self, outputs, targets):
         terms = original(self, outputs, targets)
         return terms | {"loc": terms["loc"] * float("nan")}
 
-    monkeypatch.setattr(engine.MultiBoxLoss, "forward", poisoned)
+    monkeypatch.setattr(MultiBoxLoss, "forward", poisoned)
     with pytest.raises(TrainingDiverged, match=r"step 1: loss term 'loc' is nan"):
-        engine.train(tiny_cfg, tmp_path / "run")
+        train(tiny_cfg, tmp_path / "run")
 
 
 def test_time_budget_stops_and_saves(tiny_cfg, tmp_path):
     tiny_cfg.train.time_minutes = 0.001
-    state = load_checkpoint(engine.train(tiny_cfg, tmp_path / "run"))
+    state = load_checkpoint(train(tiny_cfg, tmp_path / "run"))
     assert state["step"] >= 0 and "optimizer" in state and state["model"]["priors"].shape == (16, 4)
 
 
 def test_training_needs_a_stop_rule(tiny_cfg, tmp_path):
     with pytest.raises(UserError, match="--steps"):
-        engine.train(tiny_cfg, tmp_path / "run")
+        train(tiny_cfg, tmp_path / "run")

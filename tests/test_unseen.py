@@ -4,14 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from multibox import engine
+from multibox.data.build import load_split
+from multibox.engine.trainer import train
+from multibox.jobs.evaluate import evaluate
+from multibox.jobs.train import train_classifier
 from multibox.cli import main
 from multibox.data.classifier_samples import ClassifierSamples
 from multibox.data.pipeline import TrainSamples
 from multibox.data.synthetic import SyntheticDataset
 from multibox.errors import UserError
 from multibox.evaluation.voc import ClassAgnosticPR
-from multibox.unseen import only_classes, without_classes
+from multibox.data.unseen import only_classes, without_classes
 
 
 def test_without_classes_drops_exactly_the_images_holding_them():
@@ -31,7 +34,7 @@ def test_an_excluded_class_never_reaches_a_training_target(tiny_cfg, tmp_path, m
     tiny_cfg.data.synthetic_sizes["train"] = 24
     tiny_cfg.data.exclude_classes = ["ellipse"]
     tiny_cfg.train.steps = 3
-    full = engine.load_split(tiny_cfg, "train")
+    full = load_split(tiny_cfg, "train")
     ellipse_images = {r.image_id for r in full.records if 1 in r.labels}
     assert ellipse_images  # the test means something
     seen_images, seen_labels = set(), []
@@ -48,8 +51,8 @@ def test_an_excluded_class_never_reaches_a_training_target(tiny_cfg, tmp_path, m
 
     monkeypatch.setattr(TrainSamples, "draw", spy_draw)
     monkeypatch.setattr(ClassifierSamples, "__getitem__", spy_get)
-    state = torch.load(engine.train(tiny_cfg, tmp_path / "loc"), weights_only=False)
-    engine.train_classifier(tiny_cfg, tmp_path / "cls")
+    state = torch.load(train(tiny_cfg, tmp_path / "loc"), weights_only=False)
+    train_classifier(tiny_cfg, tmp_path / "cls")
     assert seen_images and not seen_images & ellipse_images
     assert len(seen_labels) >= 3 * tiny_cfg.train.batch_size and 1 not in seen_labels  # (+1 batch fetched at the stop)
     assert state["config"]["data"]["exclude_classes"] == ["ellipse"]
@@ -70,9 +73,9 @@ def test_other_classes_are_ignored_not_false_positives():
 
 def test_evaluate_on_a_class_subset(tiny_cfg, tmp_path, capsys):
     tiny_cfg.train.steps = 1
-    model = engine.train(tiny_cfg, tmp_path / "run")
-    metrics = engine.evaluate(model, tmp_path / "eval", split="test", device="cpu", classes=["triangle"])
-    test = engine.load_split(tiny_cfg, "test")
+    model = train(tiny_cfg, tmp_path / "run")
+    metrics = evaluate(model, tmp_path / "eval", split="test", device="cpu", classes=["triangle"])
+    test = load_split(tiny_cfg, "test")
     triangles = sum(int(((r.labels == 2) & ~r.ignore).sum()) for r in test.records)
     assert metrics["num_objects"] == triangles and metrics["classes"] == ["triangle"]
     assert set(metrics["class_agnostic_pr"]) == {"AP", "precision", "recall"}

@@ -1,36 +1,58 @@
-"""The `multibox` command line: parses arguments and dispatches to :mod:`multibox.engine`.
+"""The `multibox` command line: builds one parser, turns flags into calls of :mod:`multibox.jobs`.
 
-User mistakes (:class:`multibox.errors.UserError`, bad flags) print one line and exit with code 2.
+Nothing here computes: each command's handler maps its flags to one job. The parser is built in
+:func:`build_parser` from shared option groups (as torchvision's reference scripts and DETR's
+``get_args_parser`` do); choice lists come from :mod:`multibox.config`. User mistakes
+(:class:`multibox.errors.UserError`, bad flags) print one line and exit with code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
+from collections.abc import Callable
 
-from multibox.config import Config
+from multibox.config import (
+    AMP_MODES,
+    BACKBONES,
+    CLASSIFIER_REGIONS,
+    DETECTOR_MODES,
+    EXPORT_FORMATS,
+    OPTIMIZERS,
+    Config,
+)
 from multibox.errors import TrainingDiverged, UserError
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def number(cast: type, minimum: float, strict: bool) -> Callable[[str], float]:
+    """An argparse type: ``cast`` of the text, finite and > minimum (strict) or >= minimum."""
+    noun = "integer" if cast is int else "number"
+    what = f"a positive {noun}" if strict and minimum == 0 else f"{'an' if cast is int else 'a'} {noun} >= {minimum:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+positive_int, positive_float = number(int, 0, True), number(float, 0, True)
+non_negative_int, non_negative_float = number(int, 0, False), number(float, 0, False)
+
+
+def class_list(text: str) -> list[str]:
+    """A comma-separated list of class names ("A,B"); names are checked against the data later."""
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated class names, got {text!r}")
+    return names
 
 
 class Parser(argparse.ArgumentParser):
@@ -49,11 +71,17 @@ TRAIN_FLAGS = {
     "epochs": ("train", "epochs"), "time": ("train", "time_minutes"), "workers": ("data", "num_workers"),
     "alpha": ("train", "alpha"), "checkpoint_every": ("train", "checkpoint_every"), "amp": ("train", "amp"),
     "channels_last": ("train", "channels_last"), "compile": ("train", "compile"), "sync_bn": ("train", "sync_bn"),
+    "exclude_classes": ("data", "exclude_classes"), "region": ("model", "classifier_region"),
+    "negatives_per_positive": ("data", "negatives_per_positive"),
 }
 
+MULTISCALE_HELP = "center square + 3x3 windows of 60%% (§4.3)"
 
-def add_run_options(p: argparse.ArgumentParser) -> None:
-    """The options every training command shares: data, run directory, config, stop rule, backbone."""
+
+
+def run_options() -> Parser:
+    """What every training command shares: data, run directory, config, stop rule, network, optimizer."""
+    p = Parser(add_help=False)
     p.add_argument("--data", help="dataset: synthetic (default) or a dataset path / YAML")
     p.add_argument("--split", help="training split (default train)")
     p.add_argument("--out", required=True, help="run directory; the checkpoint is OUT/model.pt")
@@ -62,56 +90,121 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     stop.add_argument("--steps", type=positive_int, help="optimizer steps")
     stop.add_argument("--epochs", type=positive_float, help="passes over the training split")
     stop.add_argument("--time", type=positive_float, metavar="MINUTES", help="wall-clock budget in minutes")
-    p.add_argument("--backbone", help="alexnet, resnet18, mobilenet_v3_small, mobilenet_v3_large, efficientnet_lite0, tiny")
+    p.add_argument("--backbone", help=", ".join(BACKBONES))  # checked with the config, as a YAML's value is
     p.add_argument("--weights", help="backbone weights: imagenet (download) or a local .pth file")
-
-
-def add_train(sub) -> None:
-    p = sub.add_parser("train", help="train a localizer")
-    add_run_options(p)
-    p.add_argument("--num-boxes", type=positive_int, help="K, boxes per image (default 100)")
-    p.add_argument("--image-size", type=positive_int, help="S, network input side (default 220)")
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--lr", type=positive_float)
-    p.add_argument("--optimizer", choices=["adagrad", "sgd", "adam"])
-    p.add_argument("--alpha", type=positive_float, help="weight of the location term (default 0.3)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS)
     p.add_argument("--device", help="cpu, cuda or auto")
     p.add_argument("--seed", type=int)
     p.add_argument("--workers", type=int, help="DataLoader workers")
     p.add_argument("--checkpoint-every", type=positive_int)
-    p.add_argument("--no-prior-matching", action="store_true", help="match predictions, not priors (§3 ablation)")
     p.add_argument("--resume", action="store_true", help="continue OUT/model.pt where it stopped")
-    p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"],
+    p.add_argument("--exclude-classes", type=class_list, metavar="A,B",
+                   help="unseen classes (§4.4.2): drop the training images holding them")
+    return p
+
+
+def baseline_options() -> Parser:
+    """What `evaluate` and `baseline` share: the baselines' box budget, seed, data config."""
+    p = Parser(add_help=False)
+    p.add_argument("--num-boxes", type=positive_int, help="boxes per image of the baselines (default: the model's K, "
+                   "else 100); with --detections also the most boxes per image counted")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random baseline")
+    p.add_argument("--config", help="YAML whose data section sets the dataset options (e.g. synthetic sizes) "
+                   "when no --model gives them")
+    return p
+
+
+def device_option() -> Parser:
+    p = Parser(add_help=False)
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    return p
+
+
+
+def add_train(sub, run: Parser) -> None:
+    p = sub.add_parser("train", parents=[run], help="train a localizer")
+    p.add_argument("--num-boxes", type=positive_int, help="K, boxes per image (default 100)")
+    p.add_argument("--image-size", type=positive_int, help="S, network input side (default 220)")
+    p.add_argument("--alpha", type=positive_float, help="weight of the location term (default 0.3)")
+    p.add_argument("--no-prior-matching", action="store_true", help="match predictions, not priors (§3 ablation)")
+    p.add_argument("--amp", choices=AMP_MODES,
                    help="mixed precision (default auto: bf16 on CUDA where supported, else fp16; off on CPU)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="NHWC layout (default: on CUDA)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the model")
     p.add_argument("--sync-bn", action=argparse.BooleanOptionalAction,
                    help="under torchrun: batch norm over the global batch (default on)")
+    p = sub.add_parser("train-classifier", parents=[run], help="train the C+1-way box classifier (§4.2.1)")
+    p.add_argument("--image-size", type=positive_int, help="S, classifier input side (default 220)")
+    p.add_argument("--region", choices=CLASSIFIER_REGIONS,
+                   help="square around each box: max (§4.2.2, default) or min (§4.4.1)")
+    p.add_argument("--negatives-per-positive", type=non_negative_float,
+                   help="background crops per object crop (default 2, §4.2.1)")
+    p.set_defaults(no_prior_matching=False)
 
 
-def add_commands(sub) -> None:
-    add_train(sub)
-    p = sub.add_parser("demo", help="train and evaluate on the embedded synthetic data (runs/demo)")
+def add_demo_and_paper(sub, device: Parser) -> None:
+    p = sub.add_parser("demo", parents=[device], help="train and evaluate on the embedded synthetic data (runs/demo)")
     p.add_argument("--out", default="runs/demo")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=positive_int, default=None, help="training steps (default 1200)")
     budget.add_argument("--time", type=positive_float, metavar="MINUTES", help="wall-clock training budget instead")
-    p.add_argument("--device", default="auto")
-    p = sub.add_parser("evaluate", help="detection rate vs number of boxes on a split, PR, COCO proposal metrics; report.md")
+    p.add_argument("--multiscale", action="store_true", help="evaluate with the §4.3 two scales")
+    p = sub.add_parser("paper", parents=[device], help="train on the embedded data; the paper's tables and figures")
+    p.add_argument("--out", default="runs/paper", help="OUT/report.md, OUT/results.json, figures, the trained networks")
+    p.add_argument("--scale", type=positive_float, default=1.0,
+                   help="multiply every training step count (0.05: smoke run)")
+    p.add_argument("--unseen-class", default="triangle", help="the class held out for Fig. 5")
+
+
+def add_evaluate(sub, device: Parser, baselines: Parser) -> None:
+    p = sub.add_parser("evaluate", parents=[device, baselines],
+                       help="detection rate vs number of boxes on a split, PR, COCO proposal metrics; report.md")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="a checkpoint to run on the split")
-    source.add_argument("--detections", metavar="FILE", help="evaluate boxes from a file instead: COCO results JSON or detections.json")
+    source.add_argument("--detections", metavar="FILE",
+                        help="evaluate boxes from a file instead: COCO results JSON or detections.json")
     p.add_argument("--data", help="dataset (default: the one the model was trained on; synthetic with --detections)")
     p.add_argument("--split", default="test")
     p.add_argument("--out", required=True)
-    p.add_argument("--device", default="auto")
-    add_baseline_options(p, "--baselines")
-    p = sub.add_parser("detect", help="boxes for images: OUT/detections.json and drawn images")
+    p.add_argument("--baselines", metavar="NAMES", help="proposal baselines to compare with: all, none or a comma "
+                   "list of priors, sliding-window, random, selective-search (default: priors with --model)")
+    p.add_argument("--multiscale", action="store_true", help=MULTISCALE_HELP)
+    p.add_argument("--classes", type=class_list, metavar="A,B",
+                   help="count only these classes' objects (others ignored); adds class-agnostic PR (§4.4.2)")
+    p = sub.add_parser("baseline", parents=[baselines],
+                       help="boxes of a proposal baseline on a split: detections.json, metrics.json, report.md")
+    p.add_argument("name", metavar="NAME", help="priors, sliding-window, random or selective-search")
+    p.add_argument("--data", help="dataset (default: the model's with --model, else synthetic)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--out", required=True)
+    p.add_argument("--model", help="checkpoint (needed by priors: its k-means priors and match counts)")
+    p = sub.add_parser("compare", help="overlay the detection-rate curves of several runs; one table")
+    p.add_argument("metrics", nargs="+", metavar="METRICS", help="metrics.json files (or run folders holding one)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--names", help="comma-separated display names, one per METRICS")
+
+
+def add_detect(sub, device: Parser) -> None:
+    p = sub.add_parser("detect", parents=[device], help="boxes for images: OUT/detections.json and drawn images")
     p.add_argument("--model", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--top-k", type=positive_int, default=10)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--classifier", help="classifier checkpoint: label and score each box (§4.2.2)")
+    p.add_argument("--multiscale", action="store_true", help=MULTISCALE_HELP)
+    p.add_argument("--mode", choices=DETECTOR_MODES, default="voc",
+                   help="voc: NMS 0.5, every class per box; ilsvrc: NMS 0.4, best box per class (§4.4.1)")
+    p.add_argument("--region", choices=CLASSIFIER_REGIONS, help="square around each box (default: the classifier's)")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    p = sub.add_parser("export", help="a trained localizer as ONNX or TorchScript (see multibox.inference.export)")
+    p.add_argument("--model", required=True, help="checkpoint (RUN/model.pt)")
+    p.add_argument("--format", required=True, choices=EXPORT_FORMATS)
+    p.add_argument("--out", required=True, help="file to write; FILE.json beside it describes the contract")
+    p.add_argument("--opset", type=positive_int, default=17, help="ONNX opset (default 17)")
+
+
+def add_data_tools(sub) -> None:
     p = sub.add_parser("priors", help="k-means priors of a dataset's training boxes")
     p.add_argument("--data", default="synthetic")
     p.add_argument("--split", default="train")
@@ -119,17 +212,6 @@ def add_commands(sub) -> None:
     p.add_argument("--image-size", type=positive_int, help="network input side, for the training crops")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
-    add_data(sub)
-    add_report_commands(sub)
-    p = sub.add_parser("export", help="a trained localizer as ONNX or TorchScript (see multibox.export)")
-    p.add_argument("--model", required=True, help="checkpoint (RUN/model.pt)")
-    p.add_argument("--format", required=True, choices=["onnx", "torchscript"])
-    p.add_argument("--out", required=True, help="file to write; FILE.json beside it describes the contract")
-    p.add_argument("--opset", type=positive_int, default=17, help="ONNX opset (default 17)")
-    add_detection_commands(sub)
-
-
-def add_data(sub) -> None:
     data = sub.add_parser("data", help="inspect a dataset: check (counts, histograms, problems), show (draw boxes)")
     actions = data.add_subparsers(dest="action", required=True, parser_class=Parser)
     p = actions.add_parser("check", help="counts, histograms, coverage buckets and every problem; exit 0/1/2")
@@ -144,95 +226,68 @@ def add_data(sub) -> None:
     p.add_argument("-n", type=positive_int, default=16)
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def add_baseline_options(p: argparse.ArgumentParser, baselines_flag: str | None) -> None:
-    """Options shared by `evaluate` and `baseline`: which baselines, their box budget, seed, data config."""
-    if baselines_flag:
-        p.add_argument(baselines_flag, metavar="NAMES", help="proposal baselines to compare with: all, none or a "
-                       "comma list of priors, sliding-window, random, selective-search (default: priors with --model)")
-    p.add_argument("--num-boxes", type=positive_int, help="boxes per image of the baselines (default: the model's K, "
-                   "else 100); with --detections also the most boxes per image counted")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random baseline")
-    p.add_argument("--config", help="YAML whose data section sets the dataset options (e.g. synthetic sizes) "
-                   "when no --model gives them")
-
-
-def add_report_commands(sub) -> None:
-    p = sub.add_parser("baseline", help="boxes of a proposal baseline on a split: detections.json, metrics.json, report.md")
-    # NAME is checked by the engine (the list lives in multibox.evaluation.baselines, which imports torch).
-    p.add_argument("name", metavar="NAME", help="priors, sliding-window, random or selective-search")
-    p.add_argument("--data", help="dataset (default: the model's with --model, else synthetic)")
-    p.add_argument("--split", default="test")
-    p.add_argument("--out", required=True)
-    p.add_argument("--model", help="checkpoint (needed by priors: its k-means priors and match counts)")
-    add_baseline_options(p, None)
-    p = sub.add_parser("compare", help="overlay the detection-rate curves of several runs; one table")
-    p.add_argument("metrics", nargs="+", metavar="METRICS", help="metrics.json files (or run folders holding one)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--names", help="comma-separated display names, one per METRICS")
-
-
 def build_parser() -> Parser:
+    """The one parser of every command."""
     parser = Parser(prog="multibox", description="DeepMultiBox: scalable class-agnostic object detection.")
-    add_commands(parser.add_subparsers(dest="command", required=True, parser_class=Parser))
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    device, baselines = device_option(), baseline_options()
+    add_train(sub, run_options())
+    add_demo_and_paper(sub, device)
+    add_evaluate(sub, device, baselines)
+    add_detect(sub, device)
+    add_data_tools(sub)
     return parser
 
 
+
 def train_config(args: argparse.Namespace) -> Config:
-    cfg = Config.from_yaml(args.config) if args.config else Config()
+    """Defaults < --config YAML < the flags of TRAIN_FLAGS that were given."""
+    cfg = Config.from_yaml(args.config) if getattr(args, "config", None) else Config()
     for flag, (section, name) in TRAIN_FLAGS.items():
         value = getattr(args, flag, None)
         if value is not None:
             setattr(getattr(cfg, section), name, value)
-    if args.no_prior_matching:
+    if getattr(args, "no_prior_matching", False):
         cfg.train.prior_matching = False
     return cfg
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from multibox import engine
-
-    path = engine.train(train_config(args), args.out, args.resume)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank returns here; one line is enough
-        print(f"checkpoint: {path}")
-    return 0
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from multibox import engine
-    from multibox.report import print_summary
-
-    steps = args.steps or (None if args.time else engine.DEMO_STEPS)
-    print_summary(engine.demo(args.out, steps, args.time, args.device, args.multiscale), args.out)
-    return 0
 
 
 def data_config(args: argparse.Namespace) -> Config | None:
     return Config.from_yaml(args.config) if args.config else None
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from multibox.jobs.train import train, train_classifier
+
+    job = train_classifier if args.command == "train-classifier" else train
+    path = job(train_config(args), args.out, args.resume)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank returns here; one line is enough
+        print(f"checkpoint: {path}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from multibox.jobs.demo import DEMO_STEPS, demo
+    from multibox.reports.terminal import print_summary
+
+    steps = args.steps or (None if args.time else DEMO_STEPS)
+    print_summary(demo(args.out, steps, args.time, args.device, args.multiscale), args.out)
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from multibox import engine
-    from multibox.report import print_summary
+    from multibox.jobs.evaluate import evaluate, evaluate_detections
+    from multibox.reports.terminal import print_summary
 
     if args.detections:
-        metrics = engine.evaluate_detections(args.detections, args.out, args.data, args.split, cfg=data_config(args),
-                                             baselines=args.baselines or "none", num_boxes=args.num_boxes, seed=args.seed)
+        metrics = evaluate_detections(args.detections, args.out, args.data, args.split, cfg=data_config(args),
+                                      baselines=args.baselines or "none", num_boxes=args.num_boxes, seed=args.seed)
     else:
         if args.config:
             raise UserError("--config goes with --detections; a --model brings its own data options")
-        metrics = engine.evaluate(args.model, args.out, args.data, args.split, args.device,
-                                  baselines=args.baselines or "priors", num_boxes=args.num_boxes, seed=args.seed,
-                                  multiscale=args.multiscale, classes=args.classes)
+        metrics = evaluate(args.model, args.out, args.data, args.split, args.device,
+                           baselines=args.baselines or "priors", num_boxes=args.num_boxes, seed=args.seed,
+                           multiscale=args.multiscale, classes=args.classes)
     print_summary(metrics, args.out)
     if "class_agnostic_pr" in metrics:
         print(f"class-agnostic AP on {', '.join(args.classes)} (other classes ignored): "
@@ -241,51 +296,44 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from multibox import engine
-    from multibox.report import print_summary
+    from multibox.jobs.baseline import run_baseline
+    from multibox.reports.terminal import print_summary
 
     if args.config and args.model:
         raise UserError("--config and --model both give data options; give one")
-    metrics = engine.run_baseline(args.name, args.out, args.data, args.split, num_boxes=args.num_boxes or 100,
-                                  model_path=args.model, seed=args.seed, cfg=data_config(args))
+    metrics = run_baseline(args.name, args.out, args.data, args.split, num_boxes=args.num_boxes or 100,
+                           model_path=args.model, seed=args.seed, cfg=data_config(args))
     print_summary(metrics, args.out)
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from multibox import engine
-    from multibox.report import print_comparison
+    from multibox.jobs.compare import compare
+    from multibox.reports.terminal import print_comparison
 
     names = [n.strip() for n in args.names.split(",")] if args.names else None
-    print_comparison(engine.compare(args.metrics, args.out, names), args.out)
+    print_comparison(compare(args.metrics, args.out, names), args.out)
     return 0
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    from multibox import engine
+    from multibox.jobs.detect import detect
 
-    if args.classifier or args.multiscale:
-        path = engine.detect_full(args.model, args.inputs, args.out, args.classifier, args.top_k, args.device,
-                                  multiscale=args.multiscale, mode=args.mode, region=args.region)
-    else:
-        path = engine.detect(args.model, args.inputs, args.out, args.top_k, args.device)
+    path = detect(args.model, args.inputs, args.out, args.classifier, args.top_k, args.device,
+                  multiscale=args.multiscale, mode=args.mode, region=args.region)
     print(f"detections: {path}")
     return 0
 
 
 def cmd_priors(args: argparse.Namespace) -> int:
-    from multibox import engine
+    from multibox.jobs.train import priors_job
 
-    cfg = Config()
-    cfg.data.data, cfg.data.split, cfg.model.num_boxes, cfg.train.seed = args.data, args.split, args.num_boxes, args.seed
-    if args.image_size:
-        cfg.model.image_size = args.image_size
-    print(f"priors: {engine.priors_job(cfg, args.out)}")
+    print(f"priors: {priors_job(train_config(args), args.out)}")
     return 0
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from multibox.data.check import check_main, show_main
+    from multibox.jobs.data import check_main, show_main
 
     if args.action == "check":
         return check_main(args.data, args.split, args.crops_per_image, load_images=not args.no_images)
@@ -294,7 +342,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from multibox.export import export_job
+    from multibox.jobs.export import export_job
 
     info = export_job(args.model, args.format, args.out, args.opset)
     print(f"exported: {args.out} ({info['format']}, S={info['image_size']}, K={info['num_boxes']}, "
@@ -302,101 +350,35 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "demo": cmd_demo, "evaluate": cmd_evaluate, "detect": cmd_detect,
-            "priors": cmd_priors, "data": cmd_data, "baseline": cmd_baseline, "compare": cmd_compare,
-            "export": cmd_export}
-
-
-# ----------------------------------------------------------------------- full detection (§4.2-4.4)
-
-
-def class_list(text: str) -> list[str]:
-    """A comma-separated list of class names ("A,B"); names are checked against the data later."""
-    names = [name.strip() for name in text.split(",")]
-    if not all(names):
-        raise argparse.ArgumentTypeError(f"expected comma-separated class names, got {text!r}")
-    return names
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
-TRAIN_FLAGS |= {"exclude_classes": ("data", "exclude_classes"), "region": ("model", "classifier_region"),
-                "negatives_per_positive": ("data", "negatives_per_positive")}
-
-
-def add_train_classifier(sub) -> None:
-    p = sub.add_parser("train-classifier", help="train the C+1-way box classifier (§4.2.1)")
-    add_run_options(p)
-    p.add_argument("--image-size", type=positive_int, help="S, classifier input side (default 220)")
-    p.add_argument("--region", choices=["max", "min"],
-                   help="square around each box: max (§4.2.2, default) or min (§4.4.1)")
-    p.add_argument("--negatives-per-positive", type=non_negative_float,
-                   help="background crops per object crop (default 2, §4.2.1)")
-    p.add_argument("--exclude-classes", type=class_list, metavar="A,B",
-                   help="drop training images holding these classes")
-    p.add_argument("--batch-size", type=positive_int)
-    p.add_argument("--lr", type=positive_float)
-    p.add_argument("--optimizer", choices=["adagrad", "sgd", "adam"])
-    p.add_argument("--device", help="cpu, cuda or auto")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--workers", type=int, help="DataLoader workers")
-    p.add_argument("--checkpoint-every", type=positive_int)
-    p.add_argument("--resume", action="store_true", help="continue OUT/model.pt where it stopped")
-    p.set_defaults(no_prior_matching=False)
-
-
-def add_paper(sub) -> None:
-    p = sub.add_parser("paper", help="train on the embedded data; the paper's tables and figures")
-    p.add_argument("--out", default="runs/paper", help="OUT/report.md, OUT/results.json, figures, the trained networks")
-    p.add_argument("--scale", type=positive_float, default=1.0,
-                   help="multiply every training step count (0.05: smoke run)")
-    p.add_argument("--unseen-class", default="triangle", help="the class held out for Fig. 5")
-    p.add_argument("--device", default="auto")
-
-
-def add_detection_commands(sub) -> None:
-    """train-classifier, paper, and the full-detection flags of existing commands (train, evaluate, detect, demo)."""
-    add_train_classifier(sub)
-    add_paper(sub)
-    p = sub.choices["train"]
-    p.add_argument("--exclude-classes", type=class_list, metavar="A,B",
-                   help="unseen classes (§4.4.2): drop the training images holding them")
-    p = sub.choices["evaluate"]
-    p.add_argument("--multiscale", action="store_true", help="center square + 3x3 windows of 60%% (§4.3)")
-    p.add_argument("--classes", type=class_list, metavar="A,B",
-                   help="count only these classes' objects (others ignored); adds class-agnostic PR (§4.4.2)")
-    p = sub.choices["detect"]
-    p.add_argument("--classifier", help="classifier checkpoint: label and score each box (§4.2.2)")
-    p.add_argument("--multiscale", action="store_true", help="center square + 3x3 windows of 60%% (§4.3)")
-    p.add_argument("--mode", choices=["voc", "ilsvrc"], default="voc",
-                   help="voc: NMS 0.5, every class per box; ilsvrc: NMS 0.4, best box per class (§4.4.1)")
-    p.add_argument("--region", choices=["max", "min"], help="square around each box (default: the classifier's)")
-    sub.choices["demo"].add_argument("--multiscale", action="store_true", help="evaluate with the §4.3 two scales")
-
-
-def cmd_train_classifier(args: argparse.Namespace) -> int:
-    from multibox import engine
-
-    print(f"checkpoint: {engine.train_classifier(train_config(args), args.out, args.resume)}")
-    return 0
-
-
 def cmd_paper(args: argparse.Namespace) -> int:
-    from multibox.paper import paper
+    from multibox.jobs.paper import paper
 
     print(f"report: {paper(args.out, args.scale, args.device, args.unseen_class)}")
     return 0
 
 
-COMMANDS |= {"train-classifier": cmd_train_classifier, "paper": cmd_paper}
+COMMANDS = {"train": cmd_train, "train-classifier": cmd_train, "demo": cmd_demo, "evaluate": cmd_evaluate,
+            "detect": cmd_detect, "priors": cmd_priors, "data": cmd_data, "baseline": cmd_baseline,
+            "compare": cmd_compare, "export": cmd_export, "paper": cmd_paper}
+
+
+FLAG_OF_ROLE = {"localizer": "model"}  # what the library calls an input -> its flag, where the two differ
+
+
+def name_flag(message: str, args: argparse.Namespace) -> str:
+    """The library names the file or value it could not use ("runs/x/model.pt: no such checkpoint", or
+    with its role, "classifier runs/x/model.pt: ..."); the CLI names the flag that gave it instead."""
+    for dest, value in vars(args).items():
+        if not isinstance(value, str) or not value or dest in {"command", "action"}:
+            continue
+        flag = f"--{dest.replace('_', '-')} {value}:"
+        roles = [role for role, d in FLAG_OF_ROLE.items() if d == dest] + [dest]
+        for role in roles:
+            if message.startswith(f"{role} {value}:"):
+                return flag + message[len(f"{role} {value}:"):]
+        if message.startswith(f"{value}:"):
+            return flag + message[len(f"{value}:"):]
+    return message
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -404,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:
-        print(f"multibox {args.command}: error: {exc}", file=sys.stderr)
+        print(f"multibox {args.command}: error: {name_flag(str(exc), args)}", file=sys.stderr)
         return 2
     except TrainingDiverged as exc:
         print(f"multibox {args.command}: {exc}", file=sys.stderr)

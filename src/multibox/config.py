@@ -15,16 +15,31 @@ import yaml
 
 from multibox.errors import UserError
 
+# The choice lists, each written once: the parser's choices, the config checks and the code use these.
+BACKBONES = ("alexnet", "resnet18", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_lite0", "tiny")
+OPTIMIZERS = ("adagrad", "sgd", "adam")  # §4.1 trains with Adagrad
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+CROPS = ("auto", "coverage", "max_square")  # training crops (§4.1 coverage buckets, or the maximal square)
+CLASSIFIER_REGIONS = ("max", "min")  # square around a box: §4.2.2 max, §4.4.1 min
+DETECTOR_MODES = ("voc", "ilsvrc")  # §4.2.2 (NMS 0.5, every class) and §4.4.1 (NMS 0.4, best box per class)
+EXPORT_FORMATS = ("onnx", "torchscript")
+WINDOW_MODES = ("center", "multiscale")  # what the localizer looks at: §4.1 center square, §4.3 two scales
+BASELINES = ("priors", "sliding-window", "random", "selective-search")  # proposal baselines of `evaluate`
+
+# config field -> its choice list, checked by :func:`check_choices`.
+CHOICE_FIELDS = {("model", "backbone"): BACKBONES, ("model", "classifier_region"): CLASSIFIER_REGIONS,
+                 ("data", "crop"): CROPS, ("train", "optimizer"): OPTIMIZERS, ("train", "amp"): AMP_MODES}
+
 
 @dataclass
 class ModelConfig:
-    backbone: str = "alexnet"  # feature extractor (§4.1 uses Krizhevsky et al.'s network); see backbones.BACKBONES
+    backbone: str = "alexnet"  # feature extractor (§4.1 uses Krizhevsky et al.'s network); one of BACKBONES
     weights: str | None = None  # backbone init: None (random; packaged ImageNet for efficientnet_lite0), "imagenet", or a .pth path
     num_boxes: int = 100  # K, predicted boxes per image (§3: 100 or 200)
     image_size: int = 220  # S, the square network input (§4.2.2: 220 x 220)
     hidden_dim: int = 1024  # width of the last hidden layer feeding the two outputs (0: use backbone features directly)
     grid: int = 4  # spatial grid the backbone's feature map is pooled to before the fully connected head
-    classifier_region: str = "max"  # classifier input around a box: "max" (§4.2.2) or "min" (§4.4.1) square, see multibox.regions
+    classifier_region: str = "max"  # classifier input around a box: "max" (§4.2.2) or "min" (§4.4.1) square, see multibox.data.regions
 
 
 @dataclass
@@ -111,3 +126,11 @@ def set_fields(obj: Any, values: dict[str, Any], where: str) -> None:
         if key not in names:
             raise UserError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(names))})")
         setattr(obj, key, value)
+
+
+def check_choices(cfg: Config) -> None:
+    """Every choice field of ``cfg`` holds one of its names (a UserError naming the config key)."""
+    for (section, name), choices in CHOICE_FIELDS.items():
+        value = getattr(getattr(cfg, section), name)
+        if value not in choices:
+            raise UserError(f"{section}.{name} {value!r}: unknown {name.replace('_', ' ')} (choose from {', '.join(choices)})")

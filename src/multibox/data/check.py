@@ -1,38 +1,35 @@
-"""``multibox data check`` and ``multibox data show``: what is in a dataset, and what is wrong with it.
+"""What is in a dataset and what is wrong with it: the report of ``multibox data check``
+(:mod:`multibox.jobs.data`).
 
-``check_main`` indexes the split, decodes every image (so corrupt files are found now, not mid-training),
+``multibox data check`` indexes the split, decodes every image (so corrupt files are found now, not mid-training),
 prints counts, per-class totals, text histograms of box size and aspect ratio, the coverage buckets of a
 few §4.1 crops per image, and every problem -- the same one-line messages training prints. Exit code:
 0 usable, 1 problems found (the rest is still usable), 2 unreadable (no dataset, or no usable image).
-
-``show_main`` draws the ground truth (class names; ignored objects in grey) on N images for a look.
 """
 
 from __future__ import annotations
 
-import re
-import sys
-from pathlib import Path
-from typing import TextIO
-
 import numpy as np
-from PIL import ImageDraw
 
+from multibox.data.build import build_dataset
+from multibox.data.crops import (
+    BUCKETS,
+    CoverageCropSampler,
+    bucket_of,
+    coverage_grid,
+    crop_coverage,
+)
 from multibox.data.dataset import DetectionDataset
 from multibox.data.problems import BadImage, ProblemLog
-from multibox.data.sampling import BUCKETS, CoverageCropSampler, bucket_of, coverage_grid, crop_coverage
-from multibox.errors import UserError
 
-__all__ = ["check_main", "show_main", "histogram", "coverage_counts"]
+__all__ = ["open_for_check", "load_all", "report", "histogram", "coverage_counts"]
 
 _SIZE_EDGES = [16, 32, 64, 128, 256, 512]  # sqrt(box area), pixels
 _ASPECT_EDGES = [1 / 4, 1 / 2, 1, 2, 4]  # width / height
 _BAR = 40
 
 
-def _open(data: str, split: str, log: ProblemLog, **options) -> DetectionDataset:
-    from multibox.data import build_dataset  # the one entry point the CLI also uses
-
+def open_for_check(data: str, split: str, log: ProblemLog, **options) -> DetectionDataset:
     if data == "synthetic":
         return build_dataset(data, split, **options)
     return build_dataset(data, split, problems=log, **options)
@@ -75,7 +72,7 @@ def coverage_counts(
     return counts, sampler
 
 
-def _load_all(dataset: DetectionDataset, log: ProblemLog) -> int:
+def load_all(dataset: DetectionDataset, log: ProblemLog) -> int:
     """Decode every image (at a small draft size); report failures. Returns how many failed."""
     failed = 0
     for i in range(len(dataset)):
@@ -119,7 +116,7 @@ def _coverage_lines(dataset: DetectionDataset, crops_per_image: int, seed: int) 
     return [head, *body, f"  {moved} crop(s) moved to the nearest feasible bucket (bucket impossible for the image)"]
 
 
-def _report(dataset: DetectionDataset, crops_per_image: int, seed: int, negatives: int) -> list[str]:
+def report(dataset: DetectionDataset, crops_per_image: int, seed: int, negatives: int) -> list[str]:
     head = (
         f"dataset {dataset.name}: {len(dataset)} images ({negatives} without objects), "
         f"{dataset.num_objects(include_ignored=True)} objects ({dataset.num_objects(include_ignored=True) - dataset.num_objects()} ignored), "
@@ -132,75 +129,3 @@ def _report(dataset: DetectionDataset, crops_per_image: int, seed: int, negative
         *_box_lines(dataset),
         *_coverage_lines(dataset, crops_per_image, seed),
     ]
-
-
-def check_main(
-    data: str,
-    split: str = "train",
-    crops_per_image: int = 4,
-    seed: int = 0,
-    load_images: bool = True,
-    out: TextIO | None = None,
-    **options,
-) -> int:
-    """``multibox data check DATA --split S``: print the report; return 0 usable / 1 problems / 2 unreadable."""
-    out = out or sys.stdout
-    write = lambda line: print(line, file=out)  # noqa: E731
-    log = ProblemLog(echo=write, max_kept_per_kind=None)
-    try:
-        dataset = _open(data, split, log, **options)
-    except UserError as error:
-        write(f"error: {error}")
-        return 2
-    failed = _load_all(dataset, log) if load_images else 0
-    negatives = sum(1 for r in dataset.records if len(r.boxes) == 0)
-    for line in _report(dataset, crops_per_image, seed, negatives):
-        write(line)
-    write(log.summary())
-    if len(dataset) - failed <= 0:
-        write("result: unreadable (no usable image)")
-        return 2
-    write("result: " + ("problems found (the rest is usable)" if log else "usable"))
-    return 1 if log else 0
-
-
-def _colour(label: int) -> tuple[int, int, int]:
-    rng = np.random.default_rng(label)  # a fixed colour per class
-    return tuple(int(v) for v in rng.integers(64, 256, 3))
-
-
-def _draw(image, record, class_names: list[str]):
-    draw = ImageDraw.Draw(image)
-    sx, sy = image.width / record.width, image.height / record.height
-    for box, label, ignored in zip(record.boxes, record.labels, record.ignore):
-        xy = [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy]
-        colour = (128, 128, 128) if ignored else _colour(int(label))
-        draw.rectangle(xy, outline=colour, width=1 if ignored else 2)
-        text = class_names[label] + (" (ignored)" if ignored else "")
-        draw.text((xy[0] + 2, xy[1] + 1), text, fill=colour)
-    return image
-
-
-def show_main(data: str, split: str, out: str | Path, n: int = 16, **options) -> None:
-    """``multibox data show DATA --out DIR -n N``: JPEGs of N images (spread over the split) with their boxes."""
-    log = ProblemLog()
-    dataset = _open(data, split, log, **options)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    picks = (
-        np.unique(np.linspace(0, len(dataset) - 1, num=min(n, len(dataset))).round().astype(int))
-        if len(dataset)
-        else []
-    )
-    written = 0
-    for i in picks:
-        record = dataset.records[i]
-        try:
-            image = dataset.load_image(int(i))
-        except BadImage as error:
-            log.report(error.problem)
-            continue
-        name = re.sub(r"[^A-Za-z0-9._-]+", "_", record.image_id)
-        _draw(image, record, dataset.class_names).save(out / f"{int(i):05d}_{name}.jpg", quality=90)
-        written += 1
-    print(f"wrote {written} image(s) with ground-truth boxes to {out}")

@@ -26,8 +26,8 @@ twice as many negatives as positives. Here:
 * **Ratio**: sample position p is a positive iff floor((p + 1) f) > floor(p f) with
   f = 1 / (1 + negatives_per_positive), so every run of 1 + r positions holds exactly the 1:r mix
   (1:2 as in the paper by default), independently of the image order.
-* **Pixels**: the classifier sees the window's square region (:func:`multibox.regions.square_regions`,
-  "max" by default) cut by :func:`multibox.regions.crop_regions`, as the detector will show it at test
+* **Pixels**: the classifier sees the window's square region (:func:`multibox.data.regions.square_regions`,
+  "max" by default) cut by :func:`multibox.data.regions.crop_regions`, as the detector will show it at test
   time; the label is decided on the window itself, the stand-in for a localizer box.
 
 Keys and randomness follow :mod:`multibox.data.pipeline`: a sample is keyed by (image index, epoch,
@@ -48,8 +48,8 @@ from multibox.boxes import box_iou
 from multibox.data.dataset import DetectionDataset, ImageRecord
 from multibox.data.pipeline import MAX_REPLACEMENTS, first_readable, load_for_crop
 from multibox.data.problems import Problem
+from multibox.data.regions import crop_regions, image_tensor, square_regions
 from multibox.errors import UserError
-from multibox.regions import crop_regions, image_tensor, square_regions
 
 POSITIVE_IOU = 0.5  # §4.2.1: positives overlap an object by at least 0.5 Jaccard
 NEGATIVE_IOU = 0.2  # §4.2.1: negatives overlap every object by at most 0.2

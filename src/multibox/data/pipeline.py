@@ -17,12 +17,11 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 from multibox.boxes import center_square_crop
+from multibox.data.crops import clip_boxes_to_crop, decode_size_for_crop
 from multibox.data.dataset import DetectionDataset, ImageRecord
 from multibox.data.problems import BadImage, Problem
-from multibox.data.sampling import clip_boxes_to_crop, decode_size_for_crop
+from multibox.data.transforms import crop_resize
 from multibox.errors import UserError
-from multibox.matcher import match_priors
-from multibox.preprocess import crop_resize
 
 T = TypeVar("T")
 MAX_REPLACEMENTS = 100  # unusable images skipped in a row before giving up on the dataset
@@ -48,7 +47,7 @@ def targets_in_crop(record: ImageRecord, crop: np.ndarray, flip: bool) -> Tensor
     """Positive ground truth of ``record`` in the crop's frame: Tensor[M', 4], xyxy in [0, 1].
 
     Ignored objects (difficult, crowd) and boxes keeping less than half their area inside the crop
-    are no positives (:func:`multibox.data.sampling.clip_boxes_to_crop` states the rule).
+    are no positives (:func:`multibox.data.crops.clip_boxes_to_crop` states the rule).
     """
     boxes, _, ignore = clip_boxes_to_crop(record.boxes, crop, record.ignore)
     kept = torch.from_numpy(boxes[~ignore])  # [M', 4]
@@ -82,12 +81,15 @@ class TrainSamples(Dataset):
     """Map-style dataset of training samples keyed by (index, epoch, position).
 
     Each item: {"image": Tensor[3, S, S] uint8, "boxes": Tensor[M, 4] xyxy in [0, 1],
-    "prior_match": Tensor[M] int64 (when priors are given)}.
+    "prior_match": Tensor[M] int64 (when ``match`` is given)}.
+
+    match: the §3 prior matching, boxes Tensor[M, 4] -> prior index Tensor[M] (the engine passes
+    :func:`multibox.modeling.matcher.match_priors` bound to the priors), run here in the data workers.
     """
 
-    def __init__(self, dataset: DetectionDataset, image_size: int, priors: Tensor | None = None,
+    def __init__(self, dataset: DetectionDataset, image_size: int, match: Callable[[Tensor], Tensor] | None = None,
                  crop_sampler: CropSampler | None = None, flip: bool = True, seed: int = 0) -> None:
-        self.dataset, self.image_size, self.priors = dataset, image_size, priors
+        self.dataset, self.image_size, self.match = dataset, image_size, match
         self.crop_sampler = crop_sampler or MaxSquareCrop()
         self.flip, self.seed = flip, seed
 
@@ -113,8 +115,8 @@ class TrainSamples(Dataset):
 
         (image, crop, flip, boxes), skipped = first_readable(self.dataset, index, attempt)
         item = {"image": crop_resize(image, crop, self.image_size, flip), "boxes": boxes, "problems": skipped}
-        if self.priors is not None:
-            item["prior_match"] = match_priors(self.priors, boxes)
+        if self.match is not None:
+            item["prior_match"] = self.match(boxes)
         return item
 
 

@@ -35,11 +35,11 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from multibox.boxes import center_square_crop, clip_boxes, crop_to_image
+from multibox.config import BASELINES
 from multibox.data import BadImage, DetectionDataset
 from multibox.errors import UserError
-from multibox.evaluation.runner import prior_detections
-
-BASELINES = ("priors", "sliding-window", "random", "selective-search")
+from multibox.inference.postprocess import select
 
 WINDOW_SCALES = tuple(2 ** (-i / 2) for i in range(9))  # of the shorter image side: 1 .. 1/16
 WINDOW_SHAPES = (1.0, 2.0, 0.5)  # width / height, in rank order
@@ -122,6 +122,20 @@ def selective_search_boxes(image: Image.Image, max_side: int = SELECTIVE_SEARCH_
     xywh = xywh[order].astype(np.float64) * np.array([image.width / small.width, image.height / small.height] * 2)
     boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
     return np.clip(boxes, 0, [image.width, image.height] * 2)
+
+
+def prior_detections(priors: Tensor, match_counts: Tensor, dataset: DetectionDataset,
+                     nms_iou: float = 0.5) -> list[dict[str, Tensor]]:
+    """The priors-only baseline: the K priors themselves as boxes on each image's center crop, scored
+    by how often prior matching picked them in training, with the same NMS as the model."""
+    sizes = torch.tensor([[r.width, r.height] for r in dataset.records], dtype=torch.float32)  # [B, 2]
+    crops = center_square_crop(sizes[:, 0], sizes[:, 1])  # [B, 4]
+    boxes = crop_to_image(priors.float().expand(len(sizes), -1, -1), crops)  # [B, K, 4]
+    boxes = clip_boxes(boxes, sizes[:, 0, None], sizes[:, 1, None])
+    scores = (match_counts.float() / max(float(match_counts.sum()), 1.0)).expand(len(sizes), -1)  # [B, K]
+    # Ties (priors never matched) keep k-means order; a tiny rank offset makes NMS order deterministic.
+    scores = scores - torch.arange(priors.shape[0]) * 1e-9
+    return select(boxes, scores, nms_iou, None)
 
 
 # ----------------------------------------------------------------------------------- over a dataset split

@@ -44,157 +44,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from multibox.evaluation.coco_matching import (
+    AREA_RANGES,
+    IOU_THRESHOLDS,
+    MAX_DETS,
+    RECALL_THRESHOLDS,
+    Matches,
+    RankedDetections,
+    greedy_match,
+    outside_area_ranges,
+    rank_detections,
+    sort_ground_truths,
+)
 from multibox.evaluation.metric import DetectionMetric, FlatDetections, class_indices
-from multibox.evaluation.overlaps import overlapping_pairs, runs
-
-#: T IoU thresholds; linspace (not arange) so that 0.75 is exactly the double 0.75, as in COCOeval.
-IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
-#: R recall thresholds at which precision is read (101-point interpolation).
-RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)
-#: D per-image (per-class when class-aware) detection limits.
-MAX_DETS = (1, 10, 100)
-#: A inclusive [low, high] box-area ranges: all, small, medium, large.
-AREA_RANGES = np.array([[0.0, 1e5**2], [0.0, 32.0**2], [32.0**2, 96.0**2], [96.0**2, 1e5**2]])
+from multibox.evaluation.overlaps import runs
 
 STAT_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
-
-
-def box_areas(boxes: np.ndarray) -> np.ndarray:
-    """w * h of pixel xyxy boxes [K, 4] -> [K] (the area COCOeval's area ranges are applied to)."""
-    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-
-
-def outside_area_ranges(areas: np.ndarray) -> np.ndarray:
-    """bool [A, K]: the box lies outside area range a (bounds inclusive, as in COCOeval)."""
-    return (areas[None, :] < AREA_RANGES[:, :1]) | (areas[None, :] > AREA_RANGES[:, 1:])
-
-
-@dataclass
-class _Detections:
-    """Detections that take part, grouped by (image, class) and ranked within the group.
-
-    Every array is [N]; ``rank`` is the 0-based position in the group's descending-score order.
-    """
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    image: np.ndarray
-    cls: np.ndarray
-    rank: np.ndarray
-    area: np.ndarray
-
-
-@dataclass
-class _GroundTruths:
-    """Ground truths sorted by (image, label, input order): the order COCOeval breaks IoU ties in.
-
-    ``boxes`` [M, 4]; ``image``, ``cls``, ``crowd`` [M].
-    """
-
-    boxes: np.ndarray
-    image: np.ndarray
-    cls: np.ndarray
-    crowd: np.ndarray
-    ignored: np.ndarray  # bool [A, M]: crowd, or outside area range a
-
-
-def _group_ranks(sorted_keys: np.ndarray) -> np.ndarray:
-    """0-based rank of each row within its run of equal keys; ``sorted_keys`` int64 [K] grouped."""
-    starts, run = runs(sorted_keys)
-    return np.arange(len(sorted_keys)) - starts[run]
-
-
-def _rank_detections(flat: FlatDetections, det_cls: np.ndarray, keep: np.ndarray,
-                     labels_break_ties: bool) -> _Detections:
-    """Sort the ``keep`` detections by (image, class, -score) stably; keep each group's top 100."""
-    idx = np.flatnonzero(keep)
-    cls, score = det_cls[idx], flat.det_scores[idx]
-    group = flat.det_image[idx] * (int(cls.max(initial=0)) + 1) + cls  # (image, class) as one key
-    if labels_break_ties:  # class-agnostic COCOeval ranks a list it built class by class
-        order = np.lexsort((flat.det_labels[idx], -score, group))
-    else:
-        order = np.lexsort((-score, group))
-    idx, cls = idx[order], cls[order]
-    rank = _group_ranks(group[order])
-    top = rank < MAX_DETS[-1]
-    idx = idx[top]
-    boxes = flat.det_boxes[idx]
-    return _Detections(boxes, flat.det_scores[idx], flat.det_image[idx], cls[top], rank[top], box_areas(boxes))
-
-
-def _sort_ground_truths(flat: FlatDetections, gt_cls: np.ndarray) -> _GroundTruths:
-    """Ground truths in (image, label, input) order, with per-area-range ignore flags."""
-    order = np.lexsort((flat.gt_labels, flat.gt_image))
-    boxes, crowd = flat.gt_boxes[order], flat.gt_ignore[order]
-    ignored = crowd[None, :] | outside_area_ranges(box_areas(boxes))
-    return _GroundTruths(boxes, flat.gt_image[order], gt_cls[order], crowd, ignored)
-
-
-@dataclass
-class _Matches:
-    """Every (area range, threshold, detection) that greedy matching paired with a ground truth.
-
-    All arrays are [E]; ``ignored`` says the partner was an ignored ground truth.
-    """
-
-    area: np.ndarray
-    thr: np.ndarray
-    det: np.ndarray
-    ignored: np.ndarray
-
-    @staticmethod
-    def concat(parts: list[_Matches]) -> _Matches:
-        """All ``parts`` as one :class:`_Matches`, in order."""
-        if not parts:
-            empty = np.zeros(0, dtype=np.int64)
-            return _Matches(empty, empty, empty, np.zeros(0, dtype=bool))
-        return _Matches(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("area", "thr", "det", "ignored")))
-
-
-class _GreedyMatcher:
-    """COCOeval's greedy matching, for one detection rank at a time across all images and classes.
-
-    State: ``taken`` bool [A, T, M], whether a ground truth is already matched at (area range, IoU
-    threshold). Crowd regions stay available however often they are matched.
-    """
-
-    def __init__(self, gts: _GroundTruths) -> None:
-        self.ignored = gts.ignored  # [A, M]
-        self.crowd = gts.crowd  # [M]
-        # A match needs IoU >= threshold; COCOeval caps the threshold just below 1.
-        self.thr = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)[None, :, None]  # [1, T, 1]
-        self.taken = np.zeros((len(AREA_RANGES), len(IOU_THRESHOLDS), len(gts.crowd)), dtype=bool)
-
-    def step(self, det: np.ndarray, gt: np.ndarray, iou: np.ndarray) -> _Matches:
-        """Match the P pairs (det, gt, iou) [P] of detections of one rank, sorted by det then gt."""
-        starts, seg = runs(det)
-        free = ~self.taken[:, :, gt] | self.crowd[gt]  # [A, T, P]
-        candidate = free & (iou >= self.thr)
-        regular = candidate & ~self.ignored[:, None, gt]
-        # Fall back to ignored ground truths only where no regular one qualifies.
-        has_regular = np.logical_or.reduceat(regular, starts, axis=2)[..., seg]
-        eligible = regular | (candidate & ~has_regular)
-        score = np.where(eligible, iou, -1.0)
-        best = np.maximum.reduceat(score, starts, axis=2)[..., seg]
-        # Among equal best IoUs the later ground truth wins (COCOeval's ">=" scan).
-        choice = np.maximum.reduceat(np.where(eligible & (score == best), gt, -1), starts, axis=2)
-        a, t, s = np.nonzero(choice >= 0)
-        chosen = choice[a, t, s]
-        self.taken[a, t, chosen] = True
-        return _Matches(a, t, det[starts[s]], self.ignored[a, chosen])
-
-
-def _greedy_match(dets: _Detections, gts: _GroundTruths, num_classes: int) -> _Matches:
-    """Run :class:`_GreedyMatcher` over detection ranks 0, 1, ... on all pairs with IoU >= 0.5."""
-    # Pairs live within an (image, class) group; class-agnostic runs have a single class.
-    pairs = overlapping_pairs(dets.boxes, dets.image * num_classes + dets.cls, gts.boxes,
-                              gts.image * num_classes + gts.cls, float(IOU_THRESHOLDS.min()), gts.crowd)
-    order = np.argsort(dets.rank[pairs.det], kind="stable")  # keeps (det, gt) order within a rank
-    det, gt, iou = pairs.det[order], pairs.gt[order], pairs.iou[order]
-    bounds = np.searchsorted(dets.rank[det], np.arange(MAX_DETS[-1] + 1))
-    matcher = _GreedyMatcher(gts)
-    ranks = zip(bounds[:-1], bounds[1:])
-    return _Matches.concat([matcher.step(det[lo:hi], gt[lo:hi], iou[lo:hi]) for lo, hi in ranks if hi > lo])
 
 
 def _segment_cumsum(values: np.ndarray, starts: np.ndarray, seg: np.ndarray, inclusive: bool) -> np.ndarray:
@@ -239,7 +104,7 @@ class _Events:
                        self.true_positive[keep], self.in_range[keep])
 
 
-def _sorted_events(matches: _Matches, pos: np.ndarray, det_cls: np.ndarray, det_out: np.ndarray,
+def _sorted_events(matches: Matches, pos: np.ndarray, det_cls: np.ndarray, det_out: np.ndarray,
                    num_classes: int) -> _Events:
     """:class:`_Events` from matches; ``pos`` [N] is each detection's accumulation position."""
     lane = matches.area * len(IOU_THRESHOLDS) + matches.thr
@@ -295,7 +160,7 @@ class _Ranking:
     events: _Events
 
 
-def _rank_for_accumulation(dets: _Detections, matches: _Matches, num_classes: int) -> _Ranking:
+def _rank_for_accumulation(dets: RankedDetections, matches: Matches, num_classes: int) -> _Ranking:
     """Per class, all images' detections by descending score, ties in (image, rank) order.
 
     That is COCOeval's stable sort of the per-image lists concatenated in image order; ``dets`` is
@@ -355,9 +220,9 @@ def coco_precision_recall(flat: FlatDetections, class_aware: bool = True) -> tup
     K runs over the ground truth's distinct labels in increasing order (1 class when agnostic).
     """
     det_cls, keep, gt_cls, num_classes = _classes(flat, class_aware)
-    dets = _rank_detections(flat, det_cls, keep, labels_break_ties=not class_aware)
-    gts = _sort_ground_truths(flat, gt_cls)
-    matches = _greedy_match(dets, gts, num_classes)
+    dets = rank_detections(flat, det_cls, keep, labels_break_ties=not class_aware)
+    gts = sort_ground_truths(flat, gt_cls)
+    matches = greedy_match(dets, gts, num_classes)
     npig = np.stack([np.bincount(gts.cls[~ig], minlength=num_classes) for ig in gts.ignored], axis=1)  # [K, A]
     ranking = _rank_for_accumulation(dets, matches, num_classes)
     per_max_det = [_accumulate_max_det(ranking, npig, m) for m in MAX_DETS]

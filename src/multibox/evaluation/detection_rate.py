@@ -24,7 +24,7 @@ class DetectionRate:
     """Accumulates first-hit ranks; ``compute()`` gives the curve for k = 1..max_k.
 
     update(predictions, targets): predictions are dicts {"boxes": Tensor[N, 4], "scores": Tensor[N]}
-    sorted by descending score (as :func:`multibox.postprocess.postprocess` returns them); targets are
+    sorted by descending score (as :func:`multibox.inference.postprocess.postprocess` returns them); targets are
     dicts {"boxes": Tensor[M, 4], "ignore": Tensor[M] bool (optional)}, same pixel frame.
     """
 

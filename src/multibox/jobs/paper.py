@@ -3,7 +3,7 @@
 One command trains three small networks on CPU and writes OUT/report.md with PNGs and OUT/results.json:
 
 * **Fig. 1** (§4.3): detection rate of class "object" vs boxes per image, single scale (max center
-  square) vs two scales (plus 3 x 3 windows of 60 %, :mod:`multibox.multiscale`), priors baseline.
+  square) vs two scales (plus 3 x 3 windows of 60 %, :mod:`multibox.inference.windows`), priors baseline.
 * **Table 1** (§4.2): per-class VOC AP (11-point, VOC2007) and mAP of the full detector, top 10 boxes
   after NMS 0.5, each scored by localizer confidence x classifier probability on its max square.
 * **Table 2** (§4.4): det@5 / class@5 (ILSVRC-2012) with the classifier applied to the top 1, 3, 5,
@@ -30,16 +30,22 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from multibox import engine
-from multibox.checkpoint import load_checkpoint
 from multibox.config import Config
 from multibox.data import DetectionDataset
-from multibox.detector import Detector
+from multibox.data.build import load_split
+from multibox.data.unseen import class_ids
+from multibox.engine.checkpoint import load_checkpoint
+from multibox.engine.precision import resolve_device
+from multibox.engine.tasks import classifier_task, localizer_task
+from multibox.engine.trainer import train
 from multibox.evaluation.ilsvrc import ILSVRCMetric
-from multibox.evaluation.runner import dataset_targets
+from multibox.evaluation.scoring import dataset_targets
 from multibox.evaluation.voc import VOCMetric
-from multibox.paper_report import write_report
-from multibox.unseen import class_ids
+from multibox.inference.detector import Detector
+from multibox.jobs.demo import demo_config
+from multibox.jobs.evaluate import evaluate
+from multibox.reports.paper import write_report
+from multibox.reports.plots import plot_detection_rate, plot_pr_curves
 
 TOP_NS = (1, 3, 5, 10, 25)  # Table 2's window counts
 
@@ -63,8 +69,8 @@ class Plan:
 
 
 def localizer_config(plan: Plan, steps: int, exclude: list[str] | None = None) -> Config:
-    """The demo's localizer (tiny CNN, 128 px, K = 100; :func:`multibox.engine.demo_config`)."""
-    cfg = engine.demo_config(steps)
+    """The demo's localizer (tiny CNN, 128 px, K = 100; :func:`multibox.jobs.demo.demo_config`)."""
+    cfg = demo_config(steps)
     cfg.train.device, cfg.data.exclude_classes = plan.device, list(exclude or [])
     return cfg
 
@@ -78,7 +84,7 @@ def classifier_config(plan: Plan) -> Config:
     return cfg
 
 
-def train_or_reuse(cfg: Config, out: Path, task=engine.localizer_task) -> tuple[Path, float]:
+def train_or_reuse(cfg: Config, out: Path, task=localizer_task) -> tuple[Path, float]:
     """Train into ``out``, resuming a run found there, or reuse it if it is finished. Returns the
     checkpoint and the training's wall-clock seconds over all sessions (kept in OUT/train_seconds.json)."""
     record, checkpoint = out / "train_seconds.json", out / "model.pt"
@@ -86,7 +92,7 @@ def train_or_reuse(cfg: Config, out: Path, task=engine.localizer_task) -> tuple[
     if checkpoint.is_file() and load_checkpoint(checkpoint)["step"] >= cfg.train.steps:
         return checkpoint, before
     start = time.perf_counter()
-    path = engine.train(cfg, out, resume=checkpoint.is_file(), make_task=task)
+    path = train(cfg, out, resume=checkpoint.is_file(), make_task=task)
     seconds = before + time.perf_counter() - start
     record.write_text(json.dumps({"seconds": seconds}))
     return path, seconds
@@ -96,7 +102,7 @@ def train_all(out: Path, plan: Plan) -> dict[str, tuple[Path, float]]:
     """The localizer, the classifier and the localizer without ``plan.unseen_class``."""
     return {
         "localizer": train_or_reuse(localizer_config(plan, plan.localizer_steps), out / "localizer"),
-        "classifier": train_or_reuse(classifier_config(plan), out / "classifier", engine.classifier_task),
+        "classifier": train_or_reuse(classifier_config(plan), out / "classifier", classifier_task),
         "unseen": train_or_reuse(localizer_config(plan, plan.unseen_steps, [plan.unseen_class]), out / "unseen"),
     }
 
@@ -106,10 +112,8 @@ def train_all(out: Path, plan: Plan) -> dict[str, tuple[Path, float]]:
 
 def figure1(localizer: Path, out: Path, device: str) -> dict:
     """Detection-rate curves of the localizer at one and at two scales (§4.3), with the priors baseline."""
-    from multibox.evaluation.plots import plot_detection_rate
-
-    single = engine.evaluate(localizer, out / "fig1" / "single", split="test", device=device)
-    multi = engine.evaluate(localizer, out / "fig1" / "multiscale", split="test", device=device, multiscale=True)
+    single = evaluate(localizer, out / "fig1" / "single", split="test", device=device)
+    multi = evaluate(localizer, out / "fig1" / "multiscale", split="test", device=device, multiscale=True)
     curves = {"max-center crop": single["curve"], "max-center crop + 3x3 windows of 60%": multi["curve"],
               "priors only (baseline)": single["baselines"]["priors"]["curve"]}
     plot_detection_rate(curves, out / "fig1_detection_rate.png")
@@ -198,30 +202,12 @@ def figure5(models: dict, plan: Plan, names: list[str], out: Path, device: str) 
             f"trained on all classes: on {unseen[0]}": (models["localizer"][0], unseen)}
     results = {}
     for i, (label, (model, classes)) in enumerate(runs.items()):
-        m = engine.evaluate(model, out / "fig5" / str(i), split="test", device=device, classes=classes)
+        m = evaluate(model, out / "fig5" / str(i), split="test", device=device, classes=classes)
         results[label] = {"AP": m["class_agnostic_pr"]["AP"], "detection_rate": m["detection_rate"],
                           "num_objects": m["num_objects"], "precision": m["class_agnostic_pr"]["precision"],
                           "recall": m["class_agnostic_pr"]["recall"]}
-    plot_pr({k: (v["recall"], v["precision"]) for k, v in results.items()}, out / "fig5_unseen_pr.png")
+    plot_pr_curves(results, out / "fig5_unseen_pr.png", "Class-agnostic precision-recall, IoU >= 0.5")
     return results
-
-
-def plot_pr(curves: dict[str, tuple[list[float], list[float]]], path: Path) -> None:
-    """Precision (y) against recall (x), one line per named curve."""
-    import matplotlib.pyplot as plt
-
-    from multibox.evaluation import plots  # noqa: F401  (selects the file-only backend)
-
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    for name, (recall, precision) in curves.items():
-        ax.plot(recall, precision, label=name)
-    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02),
-           title="Class-agnostic precision-recall, IoU >= 0.5")
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------------------------------------- cost
@@ -281,14 +267,14 @@ def cost(models: dict, images: list[Image.Image], device: str) -> dict:
 
 def embedded_test_split() -> tuple[DetectionDataset, list[Image.Image], list[dict]]:
     """The embedded test split, its images and its targets."""
-    dataset = engine.load_split(Config(), "test")
+    dataset = load_split(Config(), "test")
     return dataset, [dataset.load_image(i) for i in range(len(dataset))], dataset_targets(dataset)
 
 
 def paper(out_dir: str | Path = "runs/paper", scale: float = 1.0, device: str = "auto",
           unseen_class: str = "triangle") -> Path:
     """Train, evaluate and write OUT/report.md, OUT/results.json and the figures; returns the report path."""
-    out, dev = Path(out_dir), engine.resolve_device(device)
+    out, dev = Path(out_dir), resolve_device(device)
     plan = Plan(unseen_class=unseen_class, device=device).scaled(scale)
     dataset, images, targets = embedded_test_split()
     names = list(dataset.class_names)

@@ -1,7 +1,7 @@
 """The second network of the detector: a C+1-way classifier of box regions (§4.2, §4.2.1).
 
 "Our second model then classifies each bounding box as objects of interest or background" (§4.1).
-It uses the same named backbones as the localizer (:func:`multibox.backbones.build_backbone`), a
+It uses the same named backbones as the localizer (:func:`multibox.modeling.backbones.build_backbone`), a
 hidden layer and a linear layer of C + 1 logits: the dataset's C classes at their own indices, and
 background at index C. Its training crops come from :mod:`multibox.data.classifier_samples`.
 """
@@ -9,17 +9,16 @@ background at index C. Its training crops come from :mod:`multibox.data.classifi
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from multibox.backbones import build_backbone
-from multibox.model import IMAGENET_MEAN, IMAGENET_STD
+from multibox.modeling.backbones import build_backbone
+from multibox.modeling.localizer import IMAGENET_MEAN, IMAGENET_STD
 
 
 class Classifier(nn.Module):
     """images Tensor[B, 3, S, S] (RGB in [0, 1], or uint8) -> {"logits": Tensor[B, C + 1]}.
 
-    Input normalization is part of the model, as in :class:`multibox.model.MultiBox`.
+    Input normalization is part of the model, as in :class:`multibox.modeling.localizer.MultiBox`.
     """
 
     def __init__(self, backbone: nn.Module, num_outputs: int, hidden_dim: int = 1024, dropout: float = 0.5) -> None:
@@ -46,14 +45,3 @@ def build_classifier(backbone: str, num_classes: int, weights: str | None = None
                      grid: int = 4) -> Classifier:
     """A classifier over ``num_classes`` object classes plus background (num_classes + 1 logits)."""
     return Classifier(build_backbone(backbone, weights, grid), num_classes + 1, hidden_dim)
-
-
-class ClassifierLoss(nn.Module):
-    """Cross-entropy over the C + 1 classes, averaged over the batch: {"cls": loss} (unweighted)."""
-
-    def weights(self) -> dict[str, float]:
-        return {"cls": 1.0}
-
-    def forward(self, outputs: dict[str, Tensor], targets: dict[str, Tensor]) -> dict[str, Tensor]:
-        """outputs: logits Tensor[B, C + 1]; targets: labels Tensor[B] int64 in 0..C (C = background)."""
-        return {"cls": F.cross_entropy(outputs["logits"], targets["labels"])}

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from multibox.evaluation.report_md import fraction, method_rows, reported_ks
+from multibox.reports.markdown import method_rows, reported_ks
+from multibox.reports.tables import fraction
 
 
 def rate_lines(rows: dict[str, dict]) -> list[str]:

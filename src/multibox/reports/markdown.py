@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from multibox.evaluation.detection_rate import REPORT_KS, SIZE_RANGES
+from multibox.reports.tables import fraction, percent, table
 
 COCO_COLUMNS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 CLASSES_PER_TABLE = 10  # Table 1 splits its 20 classes over two rows of 10
@@ -21,21 +22,6 @@ def method_rows(metrics: dict) -> dict[str, dict]:
     """{display name: per-method metrics}: the evaluated method first, then each baseline."""
     rows = {metrics.get("method", "DeepMultiBox"): metrics}
     return rows | {f"{name} baseline": b for name, b in metrics.get("baselines", {}).items()}
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    """A GitHub-flavoured Markdown table; the first column left-aligned, the others right-aligned."""
-    lines = ["| " + " | ".join(header) + " |", "|:--" + "|--:" * (len(header) - 1) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
-def percent(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f}"
-
-
-def fraction(value: float | None) -> str:
-    """Like the paper's tables (.413); undefined values (None, COCO's -1) as a dash."""
-    return "–" if value is None or value < 0 else f"{value:.3f}"
 
 
 def reported_ks(rates: list[dict[str, float]]) -> list[str]:

@@ -26,7 +26,8 @@ from PIL import Image
 from torch import Tensor
 from torchvision.ops import roi_align
 
-REGIONS = ("max", "min")
+from multibox.config import CLASSIFIER_REGIONS
+
 MIN_SIDE = 1.0  # pixels: the smallest region side, so a zero-width box still has pixels to classify
 
 
@@ -35,8 +36,8 @@ def square_regions(boxes: Tensor, width: float | Tensor, height: float | Tensor,
 
     width, height: the image size, floats or tensors broadcastable to ``boxes[..., 0]``.
     """
-    if mode not in REGIONS:
-        raise ValueError(f"region {mode!r}: expected one of {', '.join(REGIONS)}")
+    if mode not in CLASSIFIER_REGIONS:
+        raise ValueError(f"region {mode!r}: expected one of {', '.join(CLASSIFIER_REGIONS)}")
     boxes = boxes.float()
     w = torch.as_tensor(width, dtype=boxes.dtype).expand_as(boxes[..., 0])
     h = torch.as_tensor(height, dtype=boxes.dtype).expand_as(boxes[..., 0])

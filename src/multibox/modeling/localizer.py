@@ -8,40 +8,14 @@ their own modules. Input normalization is part of the model, so exported graphs 
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
-from multibox.backbones import build_backbone
+from multibox.modeling.backbones import build_backbone
+from multibox.modeling.heads import FCHead
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class FCHead(nn.Module):
-    """Fully connected box head: features Tensor[B, D] -> (residuals Tensor[B, K, 4], logits Tensor[B, K]).
-
-    The head interface is (features) -> (residuals, logits); a convolutional, translation-invariant
-    head with priors per feature-map cell can replace it without touching the model's contract.
-    """
-
-    def __init__(self, in_features: int, num_boxes: int, hidden_dim: int = 1024, prior_confidence: float = 0.05) -> None:
-        super().__init__()
-        self.num_boxes = num_boxes
-        self.hidden = nn.Sequential(nn.Linear(in_features, hidden_dim), nn.ReLU(inplace=True)) if hidden_dim else nn.Identity()
-        width = hidden_dim or in_features
-        self.loc = nn.Linear(width, num_boxes * 4)
-        self.conf = nn.Linear(width, num_boxes)
-        # Start exactly at the priors, and at a low confidence since few of K slots hold an object.
-        nn.init.zeros_(self.loc.weight)
-        nn.init.zeros_(self.loc.bias)
-        nn.init.normal_(self.conf.weight, std=0.01)
-        nn.init.constant_(self.conf.bias, math.log(prior_confidence / (1 - prior_confidence)))
-
-    def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.hidden(features)
-        return self.loc(h).view(-1, self.num_boxes, 4), self.conf(h)  # [B, K*4] -> [B, K, 4]
 
 
 class MultiBox(nn.Module):

@@ -2,7 +2,7 @@
 
 Per image: the localizer's boxes (center square, or the §4.3 two scales) -> NMS -> the top N boxes
 (N = 10 by default, §4.2.2 "the top 10 highest scoring detections are kept") -> each box's square
-region (:mod:`multibox.regions`: "max" for VOC, §4.2.2; "min" for ILSVRC, §4.4.1) -> all regions of
+region (:mod:`multibox.data.regions`: "max" for VOC, §4.2.2; "min" for ILSVRC, §4.4.1) -> all regions of
 all images of the batch classified in one forward pass -> per box and class c < C,
 ``score = localizer confidence x classifier probability of c`` ("The final detection score is the
 product of the localizer score for the given box multiplied by the score of the classifier").
@@ -25,13 +25,16 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from multibox.checkpoint import load_checkpoint, model_from_checkpoint
-from multibox.classifier import Classifier
-from multibox.data import BadImage, DetectionDataset
+from multibox.config import CLASSIFIER_REGIONS, DETECTOR_MODES, Config
+from multibox.data import DetectionDataset
+from multibox.data.regions import crop_regions, image_tensor, square_regions
+from multibox.data.transforms import to_pil
+from multibox.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from multibox.errors import UserError
-from multibox.postprocess import ImageLike, Localizer
-from multibox.preprocess import to_pil
-from multibox.regions import REGIONS, crop_regions, image_tensor, square_regions
+from multibox.inference.localizer import ImageLike, Localizer
+from multibox.inference.predict import predict_dataset
+from multibox.inference.samples import ImageSamples
+from multibox.modeling.classifier import Classifier
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ class Mode:
     best_box_per_class: bool
 
 
-MODES = {"voc": Mode(0.5, False), "ilsvrc": Mode(0.4, True)}  # §4.2.2 and §4.4.1
+MODES = dict(zip(DETECTOR_MODES, (Mode(0.5, False), Mode(0.4, True))))  # §4.2.2 and §4.4.1
 
 
 def combine_scores(confidences: Tensor, probs: Tensor,
@@ -65,15 +68,13 @@ def combine_scores(confidences: Tensor, probs: Tensor,
     return box[order], labels[order], flat[order]
 
 
-def _load_kind(path: str | Path, kind: str, flag: str) -> tuple[torch.nn.Module, dict]:
-    """(network, checkpoint dict) of the ``kind`` at ``path``; errors name ``flag``."""
-    if not Path(path).is_file():
-        raise UserError(f"{flag} {path}: no such checkpoint")
+def _load_kind(path: str | Path, kind: str) -> tuple[torch.nn.Module, dict]:
+    """(network, checkpoint dict) of the ``kind`` at ``path``; errors say "KIND PATH: what is wrong"."""
     try:
         state = load_checkpoint(path)
         return model_from_checkpoint(state, kind)[0], state
     except UserError as exc:
-        raise UserError(f"{flag} {path}: {str(exc).removeprefix(f'--model {path}: ')}") from None
+        raise UserError(f"{kind} {path}: {str(exc).removeprefix(f'{path}: ')}") from None
 
 
 class Detector:
@@ -87,10 +88,10 @@ class Detector:
 
     def __init__(self, localizer: Localizer, classifier: Classifier, class_names: list[str], classifier_size: int,
                  region: str = "max", top_n: int = 10, mode: str = "voc") -> None:
-        if region not in REGIONS:
-            raise UserError(f"--region {region!r}: expected one of {', '.join(REGIONS)}")
+        if region not in CLASSIFIER_REGIONS:
+            raise UserError(f"region {region!r}: expected one of {', '.join(CLASSIFIER_REGIONS)}")
         if mode not in MODES:
-            raise UserError(f"--mode {mode!r}: expected one of {', '.join(MODES)}")
+            raise UserError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
         if classifier.num_outputs != len(class_names) + 1:
             raise ValueError(f"classifier has {classifier.num_outputs} outputs for {len(class_names)} classes "
                              "+ background")
@@ -105,13 +106,11 @@ class Detector:
                          multiscale: bool = False) -> Detector:
         """A detector from a localizer and a classifier checkpoint; ``region`` defaults to the square
         the classifier was trained on, ``multiscale`` uses the §4.3 two-scale localizer."""
-        from multibox.config import Config
-        from multibox.multiscale import MultiScaleLocalizer
-
-        loc_model, loc_state = _load_kind(localizer, "localizer", "--model")
-        cls_model, cls_state = _load_kind(classifier, "classifier", "--classifier")
+        loc_model, loc_state = _load_kind(localizer, "localizer")
+        cls_model, cls_state = _load_kind(classifier, "classifier")
         loc_cfg, cls_cfg = (Config.from_dict(s["config"], "checkpoint config") for s in (loc_state, cls_state))
-        located = (MultiScaleLocalizer if multiscale else Localizer)(loc_model, loc_cfg.model.image_size, device)
+        windows = "multiscale" if multiscale else "center"
+        located = Localizer(loc_model, loc_cfg.model.image_size, device, windows=windows)
         return cls(located, cls_model, cls_state["class_names"], cls_cfg.model.image_size,
                    region or cls_cfg.model.classifier_region, top_n, mode)
 
@@ -149,24 +148,21 @@ class Detector:
         """Detections of one image (PIL image, path or Tensor[3, H, W]); see :meth:`detect_batch`."""
         return self.detect_batch([image])[0]
 
+    # --- over a dataset (:func:`multibox.inference.predict.predict_dataset`) -------------------------
 
-def load_images(dataset: DetectionDataset, indices: range) -> list[Image.Image | None]:
-    """The images ``indices`` of ``dataset``, None for an unreadable one (reported by the reader)."""
-    images: list[Image.Image | None] = []
-    for i in indices:  # per image
-        try:
-            images.append(dataset.load_image(i))
-        except BadImage:
-            images.append(None)
-    return images
+    windows_per_image = 1
+    collate = staticmethod(list)
+
+    def samples(self, dataset: DetectionDataset) -> ImageSamples:
+        return ImageSamples(dataset)
+
+    def predict_samples(self, images: list[Image.Image | None]) -> list[dict[str, Tensor] | None]:
+        """Detections of a batch of decoded images; None stays None (an unreadable image)."""
+        found = iter(self.detect_batch([im for im in images if im is not None]))
+        return [None if im is None else next(found) for im in images]
 
 
 def detect_dataset(detector: Detector, dataset: DetectionDataset,
                    batch_size: int = 16) -> list[dict[str, Tensor] | None]:
     """:meth:`Detector.detect_batch` over every image of ``dataset``; None for unreadable images."""
-    out: list[dict[str, Tensor] | None] = []
-    for start in range(0, len(dataset), batch_size):
-        images = load_images(dataset, range(start, min(start + batch_size, len(dataset))))
-        found = iter(detector.detect_batch([im for im in images if im is not None]))
-        out += [None if im is None else next(found) for im in images]
-    return out
+    return predict_dataset(detector, dataset, batch_size, num_workers=0)

@@ -1,4 +1,4 @@
-"""The Markdown report of `multibox paper` (:mod:`multibox.paper`): its results dict as the paper's
+"""The Markdown report of `multibox paper` (:mod:`multibox.jobs.paper`): its results dict as the paper's
 tables, with the figures linked and the paper's own numbers alongside for orientation."""
 
 from __future__ import annotations
@@ -8,17 +8,13 @@ from pathlib import Path
 
 import torch
 
+from multibox.reports.tables import percent, table
+
 RATE_KS = ("1", "5", "10", "25", "100")
 
 
-def pct(value: float) -> str:
-    return f"{100 * value:.1f} %"
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    """A Markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+def percent_sign(value: float) -> str:
+    return f"{percent(value)} %"
 
 
 def setup_section(results: dict) -> str:
@@ -47,7 +43,7 @@ def setup_section(results: dict) -> str:
 
 
 def figure1_section(fig1: dict) -> str:
-    rows = [[name] + [pct(fig1[key][k]) for k in RATE_KS if k in fig1[key]]
+    rows = [[name] + [percent_sign(fig1[key][k]) for k in RATE_KS if k in fig1[key]]
             for name, key in (("max-center crop", "single"), ("+ 3 x 3 windows of 60 % (two scales)", "multiscale"),
                               ("priors only (baseline)", "priors"))]
     return "\n".join([
@@ -80,7 +76,7 @@ def table1_section(rows: dict, names: list[str]) -> str:
 
 
 def table2_section(rows: dict) -> str:
-    body = [[label] + [pct(v[k]) for k in ("det@5", "class@5", "det@1", "class@1")] for label, v in rows.items()]
+    body = [[label] + [percent_sign(v[k]) for k in ("det@5", "class@5", "det@1", "class@1")] for label, v in rows.items()]
     return "\n".join([
         "## Table 2: ILSVRC-2012 metrics, classifier applied to the top N windows",
         "",
@@ -97,7 +93,7 @@ def table2_section(rows: dict) -> str:
 
 
 def figure5_section(fig5: dict) -> str:
-    body = [[label, str(v["num_objects"]), f"{v['AP']:.3f}", pct(v["detection_rate"]["10"])]
+    body = [[label, str(v["num_objects"]), f"{v['AP']:.3f}", percent_sign(v["detection_rate"]["10"])]
             for label, v in fig5.items()]
     return "\n".join([
         "## Fig. 5: class-agnostic detection of seen and unseen classes",
@@ -131,7 +127,7 @@ def cost_section(cost: dict) -> str:
 
 
 def write_report(results: dict, names: list[str], out: Path) -> Path:
-    """OUT/report.md from the results of :func:`multibox.paper.paper`."""
+    """OUT/report.md from the results of :func:`multibox.jobs.paper.paper`."""
     sections = [setup_section(results), figure1_section(results["fig1"]), table1_section(results["table1"], names),
                 table2_section(results["table2"]), figure5_section(results["fig5"]), cost_section(results["cost"])]
     path = Path(out) / "report.md"

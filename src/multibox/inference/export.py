@@ -1,4 +1,4 @@
-"""`multibox export`: a trained localizer as an ONNX or TorchScript file for deployment.
+"""A trained localizer as an ONNX or TorchScript graph for deployment (`multibox export`, :mod:`multibox.jobs.export`).
 
 The exported graph::
 
@@ -28,7 +28,6 @@ becomes the same average written as two constant matrix products (:class:`Matrix
 from __future__ import annotations
 
 import copy
-import json
 import math
 import warnings
 from pathlib import Path
@@ -39,11 +38,9 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from multibox.checkpoint import load_checkpoint, model_from_checkpoint
 from multibox.errors import UserError
-from multibox.model import MultiBox
+from multibox.modeling.localizer import MultiBox
 
-FORMATS = ("onnx", "torchscript")
 NMS_IOU = 0.5  # §4.1
 VERIFY_TOLERANCE = 1e-4  # max |exported - eager| accepted right after exporting
 
@@ -163,25 +160,8 @@ CONTRACT = {
              "antialiased), /255; ImageNet normalisation is inside the graph",
     "outputs": "boxes float32 [B, K, 4] xyxy in [0, 1] of the input square; scores float32 [B, K] = sigmoid(logits)",
     "postprocessing": "map boxes to image pixels (crop origin + box * crop side), clip to the image, NMS at "
-                      "IoU > nms_iou suppressed, top-k by score: multibox.export.detections",
+                      "IoU > nms_iou suppressed, top-k by score: multibox.inference.export.detections",
 }
-
-
-def export_job(model_path: str | Path, fmt: str, out: str | Path, opset: int = 17) -> dict:
-    """`multibox export`: write OUT (and OUT.json), check it against the eager model, return the summary."""
-    if fmt not in FORMATS:
-        raise UserError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    model, cfg = model_from_checkpoint(load_checkpoint(model_path))
-    net, size, out = DecodedLocalizer(model).eval(), cfg.model.image_size, Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    (export_onnx(net, size, out, opset) if fmt == "onnx" else export_torchscript(net, size, out))
-    diff = max_difference(net, load_exported(out, fmt), size)
-    if not diff <= VERIFY_TOLERANCE:
-        raise RuntimeError(f"{out}: exported outputs differ from the eager model by {diff:.2e} (> {VERIFY_TOLERANCE})")
-    info = {"format": fmt, "file": out.name, "image_size": size, "num_boxes": model.num_boxes, "nms_iou": NMS_IOU,
-            "backbone": cfg.model.backbone, "max_abs_diff_vs_eager": diff, **CONTRACT}
-    Path(f"{out}.json").write_text(json.dumps(info, indent=1))
-    return info
 
 
 # ------------------------------------------------------------------------- pre- and post-processing

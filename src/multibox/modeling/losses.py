@@ -1,4 +1,5 @@
-"""The DeepMultiBox training objective, Eqs. 1-3: F = alpha * F_match + F_conf.
+"""The training objectives: the localizer's, Eqs. 1-3 (F = alpha * F_match + F_conf), and the
+classifier's cross-entropy (§4.2.1).
 
 For one image with assignment x (x_ij = 1 iff prediction i takes ground truth j):
 
@@ -16,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from multibox.matcher import match_predictions
+from multibox.modeling.matcher import match_predictions
 
-__all__ = ["MultiBoxLoss", "weighted_total"]
+__all__ = ["ClassifierLoss", "MultiBoxLoss", "weighted_total"]
 
 
 def weighted_total(terms: dict[str, Tensor], weights: dict[str, float]) -> Tensor:
@@ -64,3 +65,14 @@ class MultiBoxLoss(nn.Module):
         assigned = torch.zeros_like(logits).scatter_add_(1, slot, valid.to(logits.dtype))  # x_i, [B, K]
         conf = F.binary_cross_entropy_with_logits(logits, assigned, reduction="sum") / batch
         return {"loc": loc, "conf": conf}
+
+
+class ClassifierLoss(nn.Module):
+    """Cross-entropy over the C + 1 classes, averaged over the batch: {"cls": loss} (unweighted)."""
+
+    def weights(self) -> dict[str, float]:
+        return {"cls": 1.0}
+
+    def forward(self, outputs: dict[str, Tensor], targets: dict[str, Tensor]) -> dict[str, Tensor]:
+        """outputs: logits Tensor[B, C + 1]; targets: labels Tensor[B] int64 in 0..C (C = background)."""
+        return {"cls": F.cross_entropy(outputs["logits"], targets["labels"])}

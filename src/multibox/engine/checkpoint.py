@@ -19,7 +19,7 @@ from torch import nn
 
 from multibox.config import Config
 from multibox.errors import UserError
-from multibox.model import build_model
+from multibox.modeling.localizer import build_model
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -40,13 +40,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint dict at ``path``; a missing or unreadable file is a one-line UserError."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"--model {path}: no such checkpoint")
+        raise UserError(f"{path}: no such checkpoint")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
-        raise UserError(f"--model {path}: not a multibox checkpoint ({type(exc).__name__})") from None
+        raise UserError(f"{path}: not a multibox checkpoint ({type(exc).__name__})") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
-        raise UserError(f"--model {path}: not a multibox checkpoint (no model/config entries)")
+        raise UserError(f"{path}: not a multibox checkpoint (no model/config entries)")
     return state
 
 
@@ -58,7 +58,7 @@ def checkpoint_kind(state: dict[str, Any]) -> str:
 
 def model_from_checkpoint(state: dict[str, Any], kind: str | None = "localizer") -> tuple[nn.Module, Config]:
     """Rebuild the network of a checkpoint dict (the backbone's random init is overwritten): a
-    :class:`MultiBox` localizer or a :class:`multibox.classifier.Classifier`.
+    :class:`MultiBox` localizer or a :class:`multibox.modeling.classifier.Classifier`.
 
     kind: the network the caller needs ("localizer", "classifier"); another kind is a UserError.
     None accepts either.
@@ -70,7 +70,7 @@ def model_from_checkpoint(state: dict[str, Any], kind: str | None = "localizer")
     m = cfg.model
     weights = "none" if m.backbone == "efficientnet_lite0" else None  # skip loading packaged weights twice
     if found == "classifier":
-        from multibox.classifier import build_classifier
+        from multibox.modeling.classifier import build_classifier
 
         model = build_classifier(m.backbone, len(state["class_names"]), weights, m.hidden_dim, m.grid)
     else:

@@ -16,9 +16,8 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
+from multibox.config import BACKBONES
 from multibox.errors import UserError
-
-BACKBONES = ["alexnet", "resnet18", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_lite0", "tiny"]
 
 
 class GridFeatures(nn.Module):
@@ -125,5 +124,5 @@ def build_backbone(name: str, weights: str | None = None, grid: int = 4) -> nn.M
         "efficientnet_lite0": lambda: _efficientnet_lite0(weights, grid),
     }
     if name not in builders:
-        raise UserError(f"--backbone {name!r}: unknown backbone (choose from {', '.join(BACKBONES)})")
+        raise UserError(f"backbone {name!r}: unknown backbone (choose from {', '.join(BACKBONES)})")
     return builders[name]()

@@ -1,6 +1,6 @@
-"""Running a localizer (or the priors-only baseline) over a dataset split and scoring it.
+"""Scoring one method's per-image detections against a dataset split's ground truth.
 
-Detections are computed on the maximal center square crop (§4.2.2), mapped back to image pixels and
+Detections come in image pixels (the inference maps them back from the network's windows) and are
 compared with the records' pixel boxes, so the numbers are in the frame users annotate in.
 
 :func:`score` turns one method's per-image detections into every number the reports show: the
@@ -12,54 +12,25 @@ Shapes: N detections and M ground-truth objects per image.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
 
-from multibox.boxes import center_square_crop, clip_boxes, crop_to_image
 from multibox.data import DetectionDataset
-from multibox.data.pipeline import CenterCropSamples
 from multibox.evaluation.coco import COCOMetric
 from multibox.evaluation.detection_rate import DetectionRate, DetectionRateBySize
 from multibox.evaluation.ilsvrc import ILSVRCMetric
-from multibox.evaluation.plots import plot_detection_rate, plot_pr_curves
 from multibox.evaluation.voc import ClassAgnosticPR, VOCMetric
-from multibox.model import MultiBox
-from multibox.postprocess import postprocess, select
 
 
 def dataset_targets(dataset: DetectionDataset) -> list[dict[str, Tensor]]:
     """Per-image ground truth: {"boxes": Tensor[M, 4] pixel xyxy, "labels": Tensor[M], "ignore": Tensor[M]}."""
     return [{"boxes": torch.from_numpy(r.boxes), "labels": torch.from_numpy(r.labels),
              "ignore": torch.from_numpy(r.ignore)} for r in dataset.records]
-
-
-@torch.no_grad()
-def predict_dataset(model: MultiBox, dataset: DetectionDataset, image_size: int, device: torch.device,
-                    batch_size: int = 32, num_workers: int = 2, nms_iou: float = 0.5,
-                    multiscale: bool = False) -> list[dict[str, Tensor]]:
-    """The localizer's detections for every image of ``dataset`` (pixel xyxy, sorted by score, after NMS);
-    None for an image that could not be read (see :func:`drop_unreadable`). ``multiscale``: the §4.3
-    center square plus 3 x 3 windows (:mod:`multibox.multiscale`) instead of the center square alone."""
-    if multiscale:
-        from multibox.multiscale import predict_dataset_multiscale
-
-        return predict_dataset_multiscale(model, dataset, image_size, device, batch_size, num_workers, nms_iou)
-    model.eval().to(device)
-    loader = DataLoader(CenterCropSamples(dataset, image_size), batch_size=batch_size, num_workers=num_workers)
-    detections = []
-    for images, crops, sizes, ok in loader:
-        outputs = model(images.to(device))
-        dets = postprocess(outputs, crops.to(device), sizes.to(device), nms_iou)
-        detections += [{k: v.cpu() for k, v in d.items()} if good else None for d, good in zip(dets, ok.tolist())]
-    return detections
 
 
 def drop_unreadable(dataset: DetectionDataset, detections: list, *per_image: list) -> tuple[int, list, ...]:
@@ -71,20 +42,6 @@ def drop_unreadable(dataset: DetectionDataset, detections: list, *per_image: lis
     if skipped:
         print(f"{dataset.name}: {skipped} unreadable image(s) left out of the evaluation", file=sys.stderr)
     return (skipped, *([items[i] for i in keep] for items in lists))
-
-
-def prior_detections(priors: Tensor, match_counts: Tensor, dataset: DetectionDataset,
-                     nms_iou: float = 0.5) -> list[dict[str, Tensor]]:
-    """The priors-only baseline: the K priors themselves as boxes on each image's center crop, scored
-    by how often prior matching picked them in training, with the same NMS as the model."""
-    sizes = torch.tensor([[r.width, r.height] for r in dataset.records], dtype=torch.float32)  # [B, 2]
-    crops = center_square_crop(sizes[:, 0], sizes[:, 1])  # [B, 4]
-    boxes = crop_to_image(priors.float().expand(len(sizes), -1, -1), crops)  # [B, K, 4]
-    boxes = clip_boxes(boxes, sizes[:, 0, None], sizes[:, 1, None])
-    scores = (match_counts.float() / max(float(match_counts.sum()), 1.0)).expand(len(sizes), -1)  # [B, K]
-    # Ties (priors never matched) keep k-means order; a tiny rank offset makes NMS order deterministic.
-    scores = scores - torch.arange(priors.shape[0]) * 1e-9
-    return select(boxes, scores, nms_iou, None)
 
 
 def detection_rate(detections: list[dict[str, Tensor]], targets: list[dict[str, Tensor]], max_k: int) -> dict:
@@ -182,19 +139,3 @@ def score(detections: list[dict[str, Tensor]], targets: list[dict[str, Tensor]],
 def method_summary(scored: Scored) -> dict:
     """The per-method keys of a scored run, as stored under metrics.json's ``baselines``."""
     return {key: scored.metrics[key] for key in SCORE_KEYS if key in scored.metrics}
-
-
-def write_report(metrics: dict, out_dir: str | Path, pr_curves: dict[str, dict] | None = None) -> None:
-    """metrics.json, detection_rate.png and report.md; with ``pr_curves`` ({method: curve}) also
-    pr_curve.json and pr_curve.png."""
-    from multibox.evaluation.report_md import method_rows, write_markdown
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    rows = method_rows(metrics)
-    plot_detection_rate({name: m["curve"] for name, m in rows.items()}, out / "detection_rate.png")
-    if pr_curves:
-        (out / "pr_curve.json").write_text(json.dumps(pr_curves))
-        plot_pr_curves(pr_curves, out / "pr_curve.png")
-    write_markdown(metrics, out / "report.md", pr_plot=bool(pr_curves))

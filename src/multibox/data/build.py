@@ -1,0 +1,40 @@
+"""Opening datasets: by the name ``--data`` gives (:func:`build_dataset`), or as the split a config names
+(:func:`load_split`; the training split without §4.4.2's excluded classes)."""
+
+from __future__ import annotations
+
+from multibox.config import Config
+from multibox.data.dataset import DetectionDataset
+from multibox.data.unseen import without_classes
+
+
+def build_dataset(spec: str, split: str = "train", **options) -> DetectionDataset:
+    """The dataset named by ``spec`` (``--data``): ``synthetic``, or a dataset YAML, COCO JSON or dataset
+    folder (VOC, COCO, YOLO; see :mod:`multibox.data.formats`).
+
+    ``options`` go to the dataset's constructor (e.g. the synthetic split sizes; for files: names, cache,
+    cache_dir, probe_images, max_pixels, problems -- see :class:`multibox.data.file_dataset.FileDataset`).
+    Raises :class:`~multibox.errors.UserError` for a missing root, split or unrecognised format.
+    """
+    if spec == "synthetic":
+        from multibox.data.synthetic import SyntheticDataset
+
+        return SyntheticDataset(split=split, **options)
+    from multibox.data.formats import open_dataset
+
+    return open_dataset(spec, split, **options)
+
+
+def load_split(cfg: Config, split: str, data: str | None = None) -> DetectionDataset:
+    """The dataset split named by the config (``data`` overrides cfg.data.data)."""
+    spec = data or cfg.data.data
+    options = {}
+    if spec == "synthetic":
+        options = {"size": cfg.data.synthetic_sizes.get(split), "image_size": cfg.data.synthetic_image_size,
+                   "seed": cfg.data.synthetic_seed, "preload": cfg.data.synthetic_preload and split == cfg.data.split}
+    return build_dataset(spec, split, **options)
+
+
+def training_split(cfg: Config) -> DetectionDataset:
+    """The training split without the images of cfg.data.exclude_classes (§4.4.2, :mod:`multibox.data.unseen`)."""
+    return without_classes(load_split(cfg, cfg.data.split), list(cfg.data.exclude_classes))

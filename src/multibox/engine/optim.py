@@ -1,0 +1,20 @@
+"""The optimizers a run can use (§4.1 trains with Adagrad), by the names of :data:`multibox.config.OPTIMIZERS`."""
+
+from __future__ import annotations
+
+import torch
+
+from multibox.config import OPTIMIZERS, Config
+
+BUILDERS = {  # one per name of config.OPTIMIZERS
+    "adagrad": lambda params, t: torch.optim.Adagrad(params, lr=t.lr, weight_decay=t.weight_decay),  # §4.1
+    "sgd": lambda params, t: torch.optim.SGD(params, lr=t.lr, momentum=0.9, weight_decay=t.weight_decay),
+    "adam": lambda params, t: torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay),
+}
+
+
+assert set(BUILDERS) == set(OPTIMIZERS)
+
+
+def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
+    return BUILDERS[cfg.train.optimizer]([p for p in model.parameters() if p.requires_grad], cfg.train)

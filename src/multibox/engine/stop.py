@@ -1,0 +1,52 @@
+"""When training ends: a step count, a number of epochs, a wall-clock budget, agreed by every rank."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from multibox.config import Config
+from multibox.engine import distributed
+from multibox.errors import UserError
+
+if TYPE_CHECKING:
+    from multibox.engine.trainer import Run
+
+
+@dataclass
+class StopRule:
+    """When training ends: a step count (from --steps or --epochs), a wall-clock deadline, or both."""
+
+    max_steps: int | None
+    deadline: float | None  # time.monotonic() value
+
+    def done(self, step: int) -> bool:
+        return (self.max_steps is not None and step >= self.max_steps) or self.past_deadline()
+
+    def past_deadline(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+
+def stop_rule(cfg: Config, steps_per_epoch: int) -> StopRule:
+    """The stop rule of cfg.train; with several limits, the first reached ends training."""
+    t = cfg.train
+    if t.steps is None and t.epochs is None and t.time_minutes is None:
+        raise UserError("say how long to train: --steps N, --epochs N or --time MINUTES")
+    limits = [v for v in (t.steps, None if t.epochs is None else math.ceil(t.epochs * steps_per_epoch)) if v is not None]
+    deadline = None if t.time_minutes is None else time.monotonic() + 60 * t.time_minutes
+    return StopRule(min(limits) if limits else None, deadline)
+
+
+def should_stop(stop: StopRule, run: Run) -> bool:
+    """The stop rule, agreed by all ranks: the step count is the same everywhere, while the clocks are
+    compared (one small all-reduce) on log steps only, so distributed runs stop within log_every steps
+    of the deadline."""
+    if stop.max_steps is not None and run.step >= stop.max_steps:
+        return True
+    if not run.world.distributed:
+        return stop.past_deadline()
+    if stop.deadline is None or run.step % max(1, run.cfg.train.log_every):
+        return False
+    return distributed.any_rank(stop.past_deadline(), run.device)

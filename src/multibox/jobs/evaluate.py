@@ -1,0 +1,131 @@
+"""`multibox evaluate`: a localizer (or boxes from a file) on a split, scored against the proposal
+baselines on the same images, with every report file written."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from multibox.config import Config
+from multibox.data import DetectionDataset
+from multibox.data.build import load_split
+from multibox.data.unseen import class_ids, only_classes
+from multibox.engine.checkpoint import load_checkpoint, model_from_checkpoint
+from multibox.engine.precision import resolve_device
+from multibox.evaluation.baselines import (
+    BaselineInputs,
+    baseline_detections,
+    resolve_baselines,
+)
+from multibox.evaluation.detection_files import read_detections, write_detections
+from multibox.evaluation.scoring import (
+    dataset_targets,
+    drop_unreadable,
+    method_summary,
+    score,
+)
+from multibox.evaluation.voc import ClassAgnosticPR
+from multibox.inference.localizer import Localizer
+from multibox.inference.predict import predict_dataset
+from multibox.reports.evaluation import write_report
+
+
+def evaluate(model_path: str | Path, out_dir: str | Path, data: str | None = None, split: str = "test",
+             device: str = "auto", batch_size: int = 32, *, baselines: str = "priors", num_boxes: int | None = None,
+             seed: int = 0, multiscale: bool = False, classes: list[str] | None = None) -> dict:
+    """`multibox evaluate --model`: the localizer on a split against proposal baselines.
+
+    ``baselines``: "all", "none" or a comma list of :data:`multibox.evaluation.baselines.BASELINES`,
+    given ``num_boxes`` boxes per image (default: the model's K) and ``seed`` (random baseline).
+    multiscale: the §4.3 two-scale localizer. classes: only objects of these classes count, the others
+    are marked ignore (§4.4.2, :mod:`multibox.data.unseen`), and their class-agnostic PR is added.
+    Writes OUT_DIR/metrics.json, report.md, detection_rate.png, pr_curve.{json,png} and the model's
+    detections.json; returns the metrics dict.
+    """
+    state = load_checkpoint(model_path)
+    model, cfg = model_from_checkpoint(state)
+    dataset = load_split(cfg, split, data)
+    localizer = Localizer(model, cfg.model.image_size, resolve_device(device),
+                          windows="multiscale" if multiscale else "center")
+    detections = predict_dataset(localizer, dataset, batch_size, cfg.data.num_workers)
+    counts = state.get("prior_match_counts", torch.zeros(model.num_boxes, dtype=torch.int64))
+    inputs = BaselineInputs(num_boxes or model.num_boxes, seed, model.priors.cpu(), counts)
+    source = {"method": "DeepMultiBox", "model": str(model_path)}
+    targets = restrict_targets(dataset_targets(dataset), dataset, classes)
+    return report_run(dataset, detections, model.num_boxes, source, out_dir, resolve_baselines(baselines, True), inputs,
+                      targets=targets, extra=lambda dets, tgts: subset_metrics(dets, tgts, classes, multiscale))
+
+
+def report_run(dataset: DetectionDataset, detections: list, max_k: int, source: dict, out_dir: str | Path,
+               baseline_names: list[str], inputs, write_boxes: bool = True, targets: list[dict] | None = None,
+               extra: Callable[[list, list], dict] | None = None) -> dict:
+    """Score one method's per-image detections (None: unreadable image) and the named baselines on the
+    same images; write the report files (and with ``write_boxes`` detections.json) to ``out_dir``.
+    targets: the ground truth to score against (default: the dataset's); extra: more metrics entries
+    from the readable images' (detections, targets)."""
+    if write_boxes:
+        write_detections(Path(out_dir) / "detections.json", dataset, detections)
+    others = {name: baseline_detections(name, dataset, inputs) for name in baseline_names}
+    targets = dataset_targets(dataset) if targets is None else targets
+    skipped, detections, targets, *rest = drop_unreadable(dataset, detections, targets, *others.values())
+    main = score(detections, targets, max_k, dataset.class_names)
+    metrics = {"dataset": dataset.name, **source, "skipped_images": skipped, "max_boxes": max_k} | main.metrics
+    scored = {name: score(dets, targets, inputs.num_boxes) for name, dets in zip(others, rest)}
+    metrics["baselines"] = {name: method_summary(s) for name, s in scored.items()}
+    metrics |= extra(detections, targets) if extra else {}
+    curves = {metrics["method"]: main.pr_curve} | {f"{name} baseline": s.pr_curve for name, s in scored.items()}
+    write_report(metrics, out_dir, curves)
+    return metrics
+
+
+def evaluate_detections(detections_path: str | Path, out_dir: str | Path, data: str | None = None,
+                        split: str = "test", *, cfg: Config | None = None, baselines: str = "none",
+                        num_boxes: int | None = None, seed: int = 0) -> dict:
+    """`multibox evaluate --detections`: boxes from any source (COCO results JSON or our
+    detections.json) scored like a model's; no model, so no priors baseline.
+
+    ``num_boxes``: the most boxes per image counted (default: the most any image has in the file);
+    ``cfg``: the data options (synthetic sizes) when not the defaults.
+    """
+    dataset = load_split(cfg or Config(), split, data)
+    loaded = read_detections(detections_path, dataset)
+    say_unmatched(detections_path, loaded, dataset)
+    max_k = num_boxes or max(len(d["scores"]) for d in loaded.detections) or 1
+    source = {"method": Path(detections_path).name, "detections": str(detections_path),
+              "unmatched_detections": loaded.unmatched,
+              "images_without_detections": loaded.images_without_detections}
+    names = resolve_baselines(baselines, have_model=False)
+    # The boxes are the input file's: not written again (OUT_DIR may be where that file lives).
+    return report_run(dataset, loaded.detections, max_k, source, out_dir, names, BaselineInputs(num_boxes or 100, seed),
+                      write_boxes=False)
+
+
+def say_unmatched(detections_path: str | Path, loaded, dataset: DetectionDataset) -> None:
+    """On stderr: the file's entries that named no image, and the images the file has no entry for."""
+    if loaded.unmatched:
+        print(f"--detections {detections_path}: {loaded.unmatched} entries name no image of {dataset.name} "
+              f"(e.g. {', '.join(map(repr, loaded.unmatched_examples))}); left out of the evaluation", file=sys.stderr)
+    if loaded.images_without_detections:
+        print(f"--detections {detections_path}: {loaded.images_without_detections} of {len(dataset)} images have "
+              "no detections in the file (their objects count as missed)", file=sys.stderr)
+
+
+def restrict_targets(targets: list[dict], dataset: DetectionDataset, classes: list[str] | None) -> list[dict]:
+    """With ``classes`` (`evaluate --classes`), every object of another class is marked ignore (§4.4.2)."""
+    if not classes:
+        return targets
+    return only_classes(targets, class_ids(list(dataset.class_names), classes, "--classes"))
+
+
+def subset_metrics(detections: list[dict], targets: list[dict], classes: list[str] | None, multiscale: bool) -> dict:
+    """The extra `evaluate` entries: "multiscale" when used; with ``classes``, the class-agnostic
+    precision-recall on those classes' objects (Fig. 5)."""
+    out: dict = {"multiscale": True} if multiscale else {}
+    if classes:
+        pr = ClassAgnosticPR()
+        pr.update(detections, targets)
+        out |= {"classes": list(classes), "class_agnostic_pr": pr.compute()}
+    return out
