@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from eval_coco_reference import pycocotools_eval, random_fixture
+from fixtures.eval_coco_reference import pycocotools_eval, random_fixture
 from multibox.evaluation.coco import STAT_KEYS, COCOMetric, coco_precision_recall
 
 

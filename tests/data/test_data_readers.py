@@ -30,7 +30,7 @@ from multibox.data.voc import VOCDataset
 from multibox.data.yolo import YOLODataset, label_path
 from multibox.errors import UserError
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 LABELME = Path("/usr/share/doc/labelme-examples/examples")
 
 

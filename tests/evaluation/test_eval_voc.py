@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from eval_coco_reference import random_fixture
+from fixtures.eval_coco_reference import random_fixture
 from multibox.evaluation.voc import ClassAgnosticPR, VOCMetric, average_precision
 
 
