@@ -23,11 +23,12 @@ CROPS = ("auto", "coverage", "max_square")  # training crops (§4.1 coverage buc
 CLASSIFIER_REGIONS = ("max", "min")  # square around a box: §4.2.2 max, §4.4.1 min
 DETECTOR_MODES = ("voc", "ilsvrc")  # §4.2.2 (NMS 0.5, every class) and §4.4.1 (NMS 0.4, best box per class)
 EXPORT_FORMATS = ("onnx", "torchscript")
-WINDOW_MODES = ("center", "multiscale")  # what the localizer looks at: §4.1 center square, §4.3 two scales
+WINDOW_MODES = ("whole", "center", "multiscale", "tiles")  # what the localizer looks at: the padded image, §4.1, §4.3, tiles
 BASELINES = ("priors", "sliding-window", "random", "selective-search")  # proposal baselines of `evaluate`
 
 # config field -> its choice list, checked by :func:`check_choices`.
-CHOICE_FIELDS = {("model", "backbone"): BACKBONES, ("model", "classifier_region"): CLASSIFIER_REGIONS,
+CHOICE_FIELDS = {("model", "backbone"): BACKBONES, ("model", "windows"): WINDOW_MODES,
+                 ("model", "classifier_region"): CLASSIFIER_REGIONS,
                  ("data", "crop"): CROPS, ("train", "optimizer"): OPTIMIZERS, ("train", "amp"): AMP_MODES}
 
 
@@ -39,6 +40,7 @@ class ModelConfig:
     image_size: int = 220  # S, the square network input (§4.2.2: 220 x 220)
     hidden_dim: int = 1024  # width of the last hidden layer feeding the two outputs (0: use backbone features directly)
     grid: int = 4  # spatial grid the backbone's feature map is pooled to before the fully connected head
+    windows: str = "whole"  # what the localizer looks at in an image, one of WINDOW_MODES ("center": §4.1, the paper's)
     classifier_region: str = "max"  # classifier input around a box: "max" (§4.2.2) or "min" (§4.4.1) square, see multibox.data.regions
 
 

@@ -12,13 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from multibox.data.build import build_dataset
-from multibox.data.crops import (
-    BUCKETS,
-    CoverageCropSampler,
-    bucket_of,
-    coverage_grid,
-    crop_coverage,
-)
+from multibox.data.crops import BUCKETS, CoverageCropSampler, bucket_of, coverage_grid, crop_coverage
 from multibox.data.dataset import DetectionDataset
 from multibox.data.problems import BadImage, ProblemLog
 

@@ -16,12 +16,7 @@ from PIL import Image
 
 from multibox.data.dataset import DetectionDataset
 from multibox.data.images import DEFAULT_MAX_PIXELS, load_rgb
-from multibox.data.index_cache import (
-    IndexData,
-    default_cache_dir,
-    files_key,
-    load_or_build,
-)
+from multibox.data.index_cache import IndexData, default_cache_dir, files_key, load_or_build
 from multibox.data.problems import ProblemLog
 
 __all__ = ["FileDataset"]

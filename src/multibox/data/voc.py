@@ -22,12 +22,7 @@ import numpy as np
 from multibox.data.file_dataset import FileDataset
 from multibox.data.index_cache import IndexBuilder, IndexData
 from multibox.data.problems import ProblemLog
-from multibox.data.validate import (
-    VOC_CLASSES,
-    clean_boxes,
-    probe_or_report,
-    reconcile_size,
-)
+from multibox.data.validate import VOC_CLASSES, clean_boxes, probe_or_report, reconcile_size
 from multibox.errors import UserError
 
 __all__ = ["VOCDataset", "voc_root", "voc_splits"]

@@ -44,18 +44,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from multibox.evaluation.coco_matching import (
-    AREA_RANGES,
-    IOU_THRESHOLDS,
-    MAX_DETS,
-    RECALL_THRESHOLDS,
-    Matches,
-    RankedDetections,
-    greedy_match,
-    outside_area_ranges,
-    rank_detections,
-    sort_ground_truths,
-)
+from multibox.evaluation.coco_matching import (AREA_RANGES, IOU_THRESHOLDS, MAX_DETS, RECALL_THRESHOLDS, Matches,
+                                               RankedDetections, greedy_match, outside_area_ranges, rank_detections,
+                                               sort_ground_truths)
 from multibox.evaluation.metric import DetectionMetric, FlatDetections, class_indices
 from multibox.evaluation.overlaps import runs
 

@@ -103,14 +103,15 @@ class Detector:
     @classmethod
     def from_checkpoints(cls, localizer: str | Path, classifier: str | Path, device: str | torch.device = "cpu",
                          top_n: int = 10, mode: str = "voc", region: str | None = None,
-                         multiscale: bool = False) -> Detector:
+                         multiscale: bool = False, located: Localizer | None = None) -> Detector:
         """A detector from a localizer and a classifier checkpoint; ``region`` defaults to the square
-        the classifier was trained on, ``multiscale`` uses the §4.3 two-scale localizer."""
+        the classifier was trained on, ``multiscale`` uses the §4.3 two-scale localizer; a given
+        ``located`` localizer (built from the same checkpoint, with its own windows) is used as it is."""
         loc_model, loc_state = _load_kind(localizer, "localizer")
         cls_model, cls_state = _load_kind(classifier, "classifier")
         loc_cfg, cls_cfg = (Config.from_dict(s["config"], "checkpoint config") for s in (loc_state, cls_state))
-        windows = "multiscale" if multiscale else "center"
-        located = Localizer(loc_model, loc_cfg.model.image_size, device, windows=windows)
+        windows = "multiscale" if multiscale else loc_cfg.model.windows
+        located = located or Localizer(loc_model, loc_cfg.model.image_size, device, windows=windows)
         return cls(located, cls_model, cls_state["class_names"], cls_cfg.model.image_size,
                    region or cls_cfg.model.classifier_region, top_n, mode)
 

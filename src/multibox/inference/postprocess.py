@@ -17,21 +17,57 @@ from multibox.boxes import clip_boxes, crop_to_image, order_corners
 
 
 def merge_windows(outputs: dict[str, Tensor], windows: Tensor, image_sizes: Tensor, nms_iou: float | None = 0.5,
-                  top_k: int | None = None) -> list[dict[str, Tensor]]:
-    """Network outputs of B x W windows -> per-image detections in image pixels (one NMS per image).
+                  top_k: int | None = None, counts: Tensor | None = None, drop_cut: bool = False) -> list[dict[str, Tensor]]:
+    """Network outputs of every window of B images -> per-image detections in image pixels (one NMS per image).
 
-    outputs: pred_boxes Tensor[B*W, K, 4] (xyxy in [0, 1] of each window), pred_logits Tensor[B*W, K],
-    rows ordered image by image. windows: Tensor[B, W, 4] pixel xyxy; image_sizes: Tensor[B, 2] (w, h).
+    outputs: pred_boxes Tensor[T, K, 4] (xyxy in [0, 1] of each window), pred_logits Tensor[T, K], rows
+    ordered image by image. windows: Tensor[B, W, 4] pixel xyxy (T = B*W), or with ``counts``
+    (Tensor[B], windows per image, e.g. tiles) Tensor[T, 4]. image_sizes: Tensor[B, 2] (width, height).
+    drop_cut (tiles): a box that touches a tile border inside the image, and lies mostly inside a
+    higher-scoring box, is the cut-off part of an object the neighbouring tile sees whole: dropped.
     Returns B dicts {"boxes": Tensor[N, 4], "scores": Tensor[N]} sorted by score.
     """
-    b = windows.shape[0]
+    b = image_sizes.shape[0]
+    if counts is None:
+        counts = torch.full((b,), windows.shape[1], dtype=torch.int64)
+        windows = windows.reshape(-1, 4)  # [B*W, 4]
     pred = order_corners(outputs["pred_boxes"].float())  # x1 <= x2, y1 <= y2 before mapping and NMS
-    boxes = crop_to_image(pred, windows.reshape(-1, 4).to(pred))  # [B*W, K, 4]
-    boxes = boxes.reshape(b, -1, 4)  # [B, W*K, 4]: every window's boxes in its image's frame
-    sizes = image_sizes.to(boxes)
-    boxes = clip_boxes(boxes, sizes[:, 0, None], sizes[:, 1, None])  # per-image (width, height) as [B, 1]
-    scores = outputs["pred_logits"].float().sigmoid().reshape(b, -1)  # [B, W*K]
-    return select(boxes, scores, nms_iou, top_k)
+    t, k = pred.shape[:2]
+    boxes = crop_to_image(pred, windows.to(pred))  # [T, K, 4] in each window's image
+    image_of = torch.repeat_interleave(torch.arange(b, device=pred.device), counts.to(pred.device))  # [T]
+    sizes = image_sizes.to(boxes)[image_of]  # [T, 2]
+    boxes = clip_boxes(boxes, sizes[:, 0, None], sizes[:, 1, None])  # per window's image (width, height) as [T, 1]
+    scores = outputs["pred_logits"].float().sigmoid()  # [T, K]
+    cut = touches_inner_border(pred, windows.to(pred), sizes) if drop_cut else None  # [T, K]
+    dets = select_flat(boxes.reshape(-1, 4), scores.reshape(-1), image_of.repeat_interleave(k), b, nms_iou,
+                       None if drop_cut else top_k, None if cut is None else cut.reshape(-1))
+    return [drop_cut_parts(d, top_k) for d in dets] if drop_cut else dets
+
+
+CUT_MARGIN = 0.01  # of a window's side: a box edge this close to a window border touches it
+CUT_CONTAINED = 0.7  # a cut box this much inside a better box is a part of it
+
+
+def touches_inner_border(pred: Tensor, windows: Tensor, sizes: Tensor) -> Tensor:
+    """Bool Tensor[T, K]: box k of window t (pred Tensor[T, K, 4] in the window's [0, 1] frame) touches a
+    border of its window that lies inside the image (windows Tensor[T, 4] pixels, sizes Tensor[T, 2])."""
+    inner = torch.stack([windows[:, 0] > 0.5, windows[:, 1] > 0.5, windows[:, 2] < sizes[:, 0] - 0.5,
+                         windows[:, 3] < sizes[:, 1] - 0.5], dim=-1)  # [T, 4]: left, top, right, bottom
+    touch = torch.cat([pred[..., :2] <= CUT_MARGIN, pred[..., 2:] >= 1 - CUT_MARGIN], dim=-1)  # [T, K, 4]
+    return (touch & inner[:, None, :]).any(-1)
+
+
+def drop_cut_parts(det: dict[str, Tensor], top_k: int | None) -> dict[str, Tensor]:
+    """One image's detections without the cut boxes (det["cut"]) lying mostly inside a higher-scoring box."""
+    boxes, cut = det["boxes"], det.pop("cut")
+    lo = torch.maximum(boxes[:, None, :2], boxes[None, :, :2])  # [N, N, 2]
+    hi = torch.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    inter = (hi - lo).clamp(min=0).prod(-1)  # [N, N]: inter[i, j] of boxes i, j
+    area = (boxes[:, 2:] - boxes[:, :2]).clamp(min=1e-9).prod(-1)  # [N]
+    inside = inter / area[:, None] >= CUT_CONTAINED  # [N, N]: box i mostly inside box j
+    better = torch.ones_like(inside).triu(1).T  # j < i: sorted by score, so j scores higher
+    keep = ~(cut & (inside & better).any(1))
+    return {k: v[keep][:top_k] for k, v in det.items()}
 
 
 def postprocess(outputs: dict[str, Tensor], crops: Tensor, image_sizes: Tensor, nms_iou: float | None = 0.5,
@@ -46,19 +82,24 @@ def postprocess(outputs: dict[str, Tensor], crops: Tensor, image_sizes: Tensor, 
 
 
 def select(boxes: Tensor, scores: Tensor, nms_iou: float | None, top_k: int | None) -> list[dict[str, Tensor]]:
-    """NMS per image (one batched_nms call over the whole batch) and top-k by score.
-
-    boxes: Tensor[B, K, 4]; scores: Tensor[B, K]. Returns B dicts of Tensor[N, 4] and Tensor[N].
-    """
+    """NMS per image and top-k by score. boxes: Tensor[B, K, 4]; scores: Tensor[B, K].
+    Returns B dicts of Tensor[N, 4] and Tensor[N]."""
     b, k = scores.shape
-    flat_boxes, flat_scores = boxes.reshape(-1, 4), scores.reshape(-1)  # [B*K, 4], [B*K]
     image_of = torch.arange(b, device=boxes.device).repeat_interleave(k)  # [B*K]
+    return select_flat(boxes.reshape(-1, 4), scores.reshape(-1), image_of, b, nms_iou, top_k)  # [B*K, 4], [B*K]
+
+
+def select_flat(boxes: Tensor, scores: Tensor, image_of: Tensor, num_images: int, nms_iou: float | None,
+                top_k: int | None, cut: Tensor | None = None) -> list[dict[str, Tensor]]:
+    """:func:`select` of the boxes Tensor[N, 4] and scores Tensor[N] of several images, image_of
+    Tensor[N] naming each box's image: one batched_nms call for them all (``cut`` Tensor[N] travels
+    with the kept boxes)."""
     if nms_iou is None:
-        keep = torch.argsort(flat_scores, descending=True, stable=True)
+        keep = torch.argsort(scores, descending=True, stable=True)
     else:
-        keep = batched_nms(flat_boxes, flat_scores, image_of, nms_iou)  # sorted by score
+        keep = batched_nms(boxes, scores, image_of, nms_iou)  # sorted by score
     results = []
-    for i in range(b):  # split the kept indices per image
+    for i in range(num_images):  # split the kept indices per image
         idx = keep[image_of[keep] == i][:top_k]
-        results.append({"boxes": flat_boxes[idx], "scores": flat_scores[idx]})
+        results.append({"boxes": boxes[idx], "scores": scores[idx]} | ({} if cut is None else {"cut": cut[idx]}))
     return results

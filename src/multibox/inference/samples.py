@@ -23,8 +23,10 @@ class WindowSamples(Dataset):
     """Item i: (inputs Tensor[W, 3, S, S] uint8, windows Tensor[W, 4] pixel xyxy, size Tensor[2]
     (width, height), ok) -- blank inputs with ok=False for an unreadable image."""
 
-    def __init__(self, dataset: DetectionDataset, image_size: int, windows: str = "center") -> None:
+    def __init__(self, dataset: DetectionDataset, image_size: int, windows: str = "whole", tile: float | None = None,
+                 overlap: float = 0.2) -> None:
         self.dataset, self.image_size, self.windows = dataset, image_size, windows
+        self.tile, self.overlap = tile, overlap
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -32,7 +34,7 @@ class WindowSamples(Dataset):
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor, Tensor, bool]:
         record = self.dataset.records[index]
         size = torch.tensor([record.width, record.height], dtype=torch.float32)
-        windows = image_windows(size[0], size[1], self.windows)  # [W, 4]
+        windows = image_windows(record.width, record.height, self.windows, self.tile, self.overlap)  # [W, 4]
         smallest = windows[int((windows[:, 2] - windows[:, 0]).argmin())]
         try:  # decoded at the resolution the smallest window needs
             image, _ = load_for_crop(self.dataset, index, smallest.numpy(), self.image_size)
@@ -57,3 +59,11 @@ class ImageSamples(Dataset):
             return self.dataset.load_image(index)
         except BadImage:
             return None
+
+
+def collate_windows(items: list[tuple[Tensor, Tensor, Tensor, bool]]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """WindowSamples items -> (inputs Tensor[T, 3, S, S], windows Tensor[T, 4], counts Tensor[B] (windows per
+    image), sizes Tensor[B, 2], ok Tensor[B]); T = sum of the images' window counts, which may differ (tiles)."""
+    inputs, windows, sizes, ok = zip(*items)
+    counts = torch.tensor([len(w) for w in windows], dtype=torch.int64)
+    return torch.cat(inputs), torch.cat(windows), counts, torch.stack(sizes), torch.tensor(ok)

@@ -1,7 +1,14 @@
 """The windows of an image the localizer looks at, pixel xyxy squares each resized to S x S.
 
-* ``"center"`` (§4.1, §4.2.2): the maximal center square, one window;
-* ``"multiscale"`` (§4.3, the second model of Fig. 1): the center square plus a 3 x 3 grid.
+* ``"whole"`` (the default): the whole image padded to a square (black below or right of it), one
+  window, so no part of a non-square photo goes unsearched;
+* ``"center"`` (§4.1, §4.2.2): the maximal center square, one window (the paper's; on a 4:3 photo the
+  left and right eighths are never searched);
+* ``"multiscale"`` (§4.3, the second model of Fig. 1): the center square plus a 3 x 3 grid;
+* ``"tiles"``: squares of ``tile`` pixels overlapping by ``overlap`` of their side, covering the image
+  (the last row and column aligned with its edges), for images much larger than the network input
+  (aerial photos, microscopy, documents): an object cut by a tile border is whole in a neighbouring
+  tile when the overlap exceeds its size, and the one NMS over all tiles reports it once.
 
 For the grid of §4.3:
 
@@ -20,6 +27,8 @@ box seen in two windows survives once.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -58,9 +67,39 @@ def window_inputs(image, windows: Tensor, size: int) -> Tensor:
     return torch.stack([crop_resize(image, window, size) for window in windows])
 
 
-def image_windows(width: float | Tensor, height: float | Tensor, mode: str = "center") -> Tensor:
-    """The windows Tensor[W, 4] (pixel xyxy, float32) of one width x height image in ``mode``
-    (one of :data:`multibox.config.WINDOW_MODES`)."""
+def padded_square(width: float, height: float) -> Tensor:
+    """The whole image as one square window Tensor[1, 4], anchored at the top-left corner."""
+    side = max(float(width), float(height))
+    return torch.tensor([[0.0, 0.0, side, side]])
+
+
+def tile_offsets(length: float, tile: float, overlap: float) -> Tensor:
+    """Offsets Tensor[n] of tiles of side ``tile`` along a side of ``length``: evenly spread from 0 to
+    length - tile, neighbours sharing at least ``overlap`` of a tile (one tile when it covers the side)."""
+    if length <= tile:
+        return torch.zeros(1)
+    step = tile * (1 - overlap)
+    n = math.ceil((length - tile) / step - 1e-9) + 1
+    return torch.linspace(0, length - tile, n)
+
+
+def tile_windows(width: float, height: float, tile: float, overlap: float = 0.2) -> Tensor:
+    """Square tiles Tensor[W, 4] pixel xyxy covering a width x height image, row by row."""
+    xs, ys = tile_offsets(float(width), tile, overlap), tile_offsets(float(height), tile, overlap)
+    x0, y0 = xs[None, :].expand(len(ys), -1).reshape(-1), ys[:, None].expand(-1, len(xs)).reshape(-1)  # [W]
+    return torch.stack([x0, y0, x0 + tile, y0 + tile], dim=-1)
+
+
+def image_windows(width: float | Tensor, height: float | Tensor, mode: str = "whole", tile: float | None = None,
+                  overlap: float = 0.2) -> Tensor:
+    """The windows Tensor[W, 4] (pixel xyxy, float32) of one width x height image in ``mode`` (one of
+    :data:`multibox.config.WINDOW_MODES`); ``tile`` (pixels) and ``overlap`` for "tiles"."""
+    if mode == "whole":
+        return padded_square(float(width), float(height))
+    if mode == "tiles":
+        if not tile or tile <= 0:
+            raise ValueError("window mode 'tiles' needs a tile size in pixels")
+        return tile_windows(float(width), float(height), float(tile), overlap)
     if mode == "center":
         return center_square_crop(torch.as_tensor(width, dtype=torch.float32),
                                   torch.as_tensor(height, dtype=torch.float32))[None]  # [1, 4]

@@ -49,7 +49,7 @@ def draw_examples(model_path: Path, cfg: Config, out: Path, device: str, n: int 
                   multiscale: bool = False) -> None:
     """Test images with the top-k boxes (red) and the ground truth (green)."""
     dataset = load_split(cfg, "test")
-    localizer = Localizer.from_checkpoint(model_path, resolve_device(device), "multiscale" if multiscale else "center")
+    localizer = Localizer.from_checkpoint(model_path, resolve_device(device), "multiscale" if multiscale else None)
     out.mkdir(parents=True, exist_ok=True)
     images = [dataset.load_image(i) for i in range(min(n, len(dataset)))]
     for i, (image, (boxes, scores)) in enumerate(zip(images, localizer.predict_batch(images, top_k))):

@@ -55,24 +55,28 @@ def draw_detections(image, det: dict, class_names: list[str] | None):
 
 
 def detection_predictor(model_path: str | Path, classifier: str | Path | None, device: str, top_k: int,
-                        multiscale: bool, mode: str, region: str | None):
-    """(images -> per-image detection dicts, class names or None) for `detect`."""
+                        windows: dict, mode: str, region: str | None):
+    """(images -> per-image detection dicts, class names or None) for `detect`; windows: the
+    Localizer's windows / tile / overlap."""
     dev = resolve_device(device)
+    localizer = Localizer.from_checkpoint(model_path, dev, **windows)
     if classifier is not None:
-        detector = Detector.from_checkpoints(model_path, classifier, dev, top_k, mode, region, multiscale)
+        detector = Detector.from_checkpoints(model_path, classifier, dev, top_k, mode, region, located=localizer)
         return detector.detect_batch, detector.class_names
-    localizer = Localizer.from_checkpoint(model_path, dev, windows="multiscale" if multiscale else "center")
     return lambda images: [{"boxes": b, "scores": s} for b, s in localizer.predict_batch(images, top_k)], None
 
 
 def detect(model_path: str | Path, inputs: list[str], out_dir: str | Path, classifier: str | Path | None = None,
            top_k: int = 10, device: str = "auto", batch_size: int = 16, draw: bool = True,
-           multiscale: bool = False, mode: str = "voc", region: str | None = None) -> Path:
+           multiscale: bool = False, mode: str = "voc", region: str | None = None, windows: str | None = None,
+           tile: float | None = None, overlap: float = 0.2) -> Path:
     """`multibox detect`: OUT_DIR/detections.json (pixel xyxy boxes, scores, and with a classifier
     (§4.2.2) class names ``labels`` and indices ``label_ids``) and the images with the boxes drawn.
-    multiscale: the §4.3 two-scale localizer."""
+    windows / tile / overlap: what the localizer looks at (default: the checkpoint's, see
+    :mod:`multibox.inference.windows`); multiscale: windows="multiscale" (§4.3)."""
     files = expand_inputs(inputs)
-    predict, names = detection_predictor(model_path, classifier, device, top_k, multiscale, mode, region)
+    spec = {"windows": "multiscale" if multiscale else windows, "tile": tile, "overlap": overlap}
+    predict, names = detection_predictor(model_path, classifier, device, top_k, spec, mode, region)
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     entries = []

@@ -15,18 +15,9 @@ from multibox.data.build import load_split
 from multibox.data.unseen import class_ids, only_classes
 from multibox.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from multibox.engine.precision import resolve_device
-from multibox.evaluation.baselines import (
-    BaselineInputs,
-    baseline_detections,
-    resolve_baselines,
-)
+from multibox.evaluation.baselines import BaselineInputs, baseline_detections, resolve_baselines
 from multibox.evaluation.detection_files import read_detections, write_detections
-from multibox.evaluation.scoring import (
-    dataset_targets,
-    drop_unreadable,
-    method_summary,
-    score,
-)
+from multibox.evaluation.scoring import dataset_targets, drop_unreadable, method_summary, score
 from multibox.evaluation.voc import ClassAgnosticPR
 from multibox.inference.localizer import Localizer
 from multibox.inference.predict import predict_dataset
@@ -35,12 +26,14 @@ from multibox.reports.evaluation import write_report
 
 def evaluate(model_path: str | Path, out_dir: str | Path, data: str | None = None, split: str = "test",
              device: str = "auto", batch_size: int = 32, *, baselines: str = "priors", num_boxes: int | None = None,
-             seed: int = 0, multiscale: bool = False, classes: list[str] | None = None) -> dict:
+             seed: int = 0, multiscale: bool = False, classes: list[str] | None = None, windows: str | None = None,
+             tile: float | None = None, overlap: float = 0.2) -> dict:
     """`multibox evaluate --model`: the localizer on a split against proposal baselines.
 
     ``baselines``: "all", "none" or a comma list of :data:`multibox.evaluation.baselines.BASELINES`,
     given ``num_boxes`` boxes per image (default: the model's K) and ``seed`` (random baseline).
-    multiscale: the §4.3 two-scale localizer. classes: only objects of these classes count, the others
+    windows / tile / overlap: what the localizer looks at (default: the checkpoint's, see
+    :mod:`multibox.inference.windows`); multiscale: windows="multiscale" (§4.3). classes: only objects of these classes count, the others
     are marked ignore (§4.4.2, :mod:`multibox.data.unseen`), and their class-agnostic PR is added.
     Writes OUT_DIR/metrics.json, report.md, detection_rate.png, pr_curve.{json,png} and the model's
     detections.json; returns the metrics dict.
@@ -48,15 +41,16 @@ def evaluate(model_path: str | Path, out_dir: str | Path, data: str | None = Non
     state = load_checkpoint(model_path)
     model, cfg = model_from_checkpoint(state)
     dataset = load_split(cfg, split, data)
-    localizer = Localizer(model, cfg.model.image_size, resolve_device(device),
-                          windows="multiscale" if multiscale else "center")
+    windows = "multiscale" if multiscale else windows or cfg.model.windows
+    localizer = Localizer(model, cfg.model.image_size, resolve_device(device), windows=windows, tile=tile,
+                          overlap=overlap)
     detections = predict_dataset(localizer, dataset, batch_size, cfg.data.num_workers)
     counts = state.get("prior_match_counts", torch.zeros(model.num_boxes, dtype=torch.int64))
     inputs = BaselineInputs(num_boxes or model.num_boxes, seed, model.priors.cpu(), counts)
     source = {"method": "DeepMultiBox", "model": str(model_path)}
     targets = restrict_targets(dataset_targets(dataset), dataset, classes)
     return report_run(dataset, detections, model.num_boxes, source, out_dir, resolve_baselines(baselines, True), inputs,
-                      targets=targets, extra=lambda dets, tgts: subset_metrics(dets, tgts, classes, multiscale))
+                      targets=targets, extra=lambda dets, tgts: subset_metrics(dets, tgts, classes, windows))
 
 
 def report_run(dataset: DetectionDataset, detections: list, max_k: int, source: dict, out_dir: str | Path,
@@ -120,10 +114,10 @@ def restrict_targets(targets: list[dict], dataset: DetectionDataset, classes: li
     return only_classes(targets, class_ids(list(dataset.class_names), classes, "--classes"))
 
 
-def subset_metrics(detections: list[dict], targets: list[dict], classes: list[str] | None, multiscale: bool) -> dict:
-    """The extra `evaluate` entries: "multiscale" when used; with ``classes``, the class-agnostic
-    precision-recall on those classes' objects (Fig. 5)."""
-    out: dict = {"multiscale": True} if multiscale else {}
+def subset_metrics(detections: list[dict], targets: list[dict], classes: list[str] | None, windows: str) -> dict:
+    """The extra `evaluate` entries: "multiscale" (§4.3) or "windows": "tiles" when used;
+    with ``classes``, the class-agnostic precision-recall on those classes' objects (Fig. 5)."""
+    out: dict = {"multiscale": True} if windows == "multiscale" else {"windows": windows} if windows == "tiles" else {}
     if classes:
         pr = ClassAgnosticPR()
         pr.update(detections, targets)

@@ -9,16 +9,8 @@ from pathlib import Path
 from multibox.config import EXPORT_FORMATS
 from multibox.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from multibox.errors import UserError
-from multibox.inference.export import (
-    CONTRACT,
-    NMS_IOU,
-    VERIFY_TOLERANCE,
-    DecodedLocalizer,
-    export_onnx,
-    export_torchscript,
-    load_exported,
-    max_difference,
-)
+from multibox.inference.export import (CONTRACT, NMS_IOU, VERIFY_TOLERANCE, DecodedLocalizer, export_onnx,
+                                       export_torchscript, load_exported, max_difference)
 
 
 def export_job(model_path: str | Path, fmt: str, out: str | Path, opset: int = 17) -> dict:

@@ -8,12 +8,7 @@ from pathlib import Path
 from multibox.config import Config
 from multibox.data.build import load_split
 from multibox.engine.checkpoint import save_checkpoint
-from multibox.engine.tasks import (
-    check_classifier_config,
-    classifier_task,
-    fit_priors,
-    training_samples,
-)
+from multibox.engine.tasks import check_classifier_config, classifier_task, fit_priors, training_samples
 from multibox.engine.trainer import train
 
 

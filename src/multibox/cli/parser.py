@@ -1,29 +1,14 @@
-"""The `multibox` command line: builds one parser, turns flags into calls of :mod:`multibox.jobs`.
-
-Nothing here computes: each command's handler maps its flags to one job. The parser is built in
-:func:`build_parser` from shared option groups (as torchvision's reference scripts and DETR's
-``get_args_parser`` do); choice lists come from :mod:`multibox.config`. User mistakes
-(:class:`multibox.errors.UserError`, bad flags) print one line and exit with code 2.
-"""
+"""The one parser of every `multibox` command, built from shared option groups (as torchvision's
+reference scripts and DETR's ``get_args_parser`` do); choice lists come from :mod:`multibox.config`."""
 
 from __future__ import annotations
 
 import argparse
 import math
-import os
-import sys
 from collections.abc import Callable
 
-from multibox.config import (
-    AMP_MODES,
-    BACKBONES,
-    CLASSIFIER_REGIONS,
-    DETECTOR_MODES,
-    EXPORT_FORMATS,
-    OPTIMIZERS,
-    Config,
-)
-from multibox.errors import TrainingDiverged, UserError
+from multibox.config import (AMP_MODES, BACKBONES, CLASSIFIER_REGIONS, DETECTOR_MODES, EXPORT_FORMATS, OPTIMIZERS,
+                             WINDOW_MODES)
 
 
 def number(cast: type, minimum: float, strict: bool) -> Callable[[str], float]:
@@ -61,19 +46,6 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:
         self.exit(2, f"{self.prog}: error: {message}\n")
 
-
-# flag -> (config section, field): CLI values override the YAML, which overrides the defaults.
-TRAIN_FLAGS = {
-    "data": ("data", "data"), "split": ("data", "split"), "backbone": ("model", "backbone"),
-    "weights": ("model", "weights"), "num_boxes": ("model", "num_boxes"), "image_size": ("model", "image_size"),
-    "batch_size": ("train", "batch_size"), "lr": ("train", "lr"), "optimizer": ("train", "optimizer"),
-    "device": ("train", "device"), "seed": ("train", "seed"), "steps": ("train", "steps"),
-    "epochs": ("train", "epochs"), "time": ("train", "time_minutes"), "workers": ("data", "num_workers"),
-    "alpha": ("train", "alpha"), "checkpoint_every": ("train", "checkpoint_every"), "amp": ("train", "amp"),
-    "channels_last": ("train", "channels_last"), "compile": ("train", "compile"), "sync_bn": ("train", "sync_bn"),
-    "exclude_classes": ("data", "exclude_classes"), "region": ("model", "classifier_region"),
-    "negatives_per_positive": ("data", "negatives_per_positive"),
-}
 
 MULTISCALE_HELP = "center square + 3x3 windows of 60%% (§4.3)"
 
@@ -122,6 +94,17 @@ def device_option() -> Parser:
     return p
 
 
+def window_options() -> Parser:
+    """What the localizer looks at in each image (multibox.inference.windows)."""
+    p = Parser(add_help=False)
+    p.add_argument("--windows", choices=WINDOW_MODES, help="whole (the image padded to a square), center (§4.1), "
+                   "multiscale (§4.3) or tiles (default: the model's)")
+    p.add_argument("--tile", type=positive_float, metavar="PIXELS", help="tiles of this side (implies --windows tiles)")
+    p.add_argument("--overlap", type=non_negative_float, default=0.2, help="tiles' overlap, a fraction of their side")
+    p.add_argument("--multiscale", action="store_true", help=MULTISCALE_HELP)
+    return p
+
+
 
 def add_train(sub, run: Parser) -> None:
     p = sub.add_parser("train", parents=[run], help="train a localizer")
@@ -159,7 +142,7 @@ def add_demo_and_paper(sub, device: Parser) -> None:
 
 
 def add_evaluate(sub, device: Parser, baselines: Parser) -> None:
-    p = sub.add_parser("evaluate", parents=[device, baselines],
+    p = sub.add_parser("evaluate", parents=[device, baselines, window_options()],
                        help="detection rate vs number of boxes on a split, PR, COCO proposal metrics; report.md")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="a checkpoint to run on the split")
@@ -170,7 +153,6 @@ def add_evaluate(sub, device: Parser, baselines: Parser) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--baselines", metavar="NAMES", help="proposal baselines to compare with: all, none or a comma "
                    "list of priors, sliding-window, random, selective-search (default: priors with --model)")
-    p.add_argument("--multiscale", action="store_true", help=MULTISCALE_HELP)
     p.add_argument("--classes", type=class_list, metavar="A,B",
                    help="count only these classes' objects (others ignored); adds class-agnostic PR (§4.4.2)")
     p = sub.add_parser("baseline", parents=[baselines],
@@ -187,12 +169,11 @@ def add_evaluate(sub, device: Parser, baselines: Parser) -> None:
 
 
 def add_detect(sub, device: Parser) -> None:
-    p = sub.add_parser("detect", parents=[device], help="boxes for images: OUT/detections.json and drawn images")
+    p = sub.add_parser("detect", parents=[device, window_options()], help="boxes for images: detections.json, drawn images")
     p.add_argument("--model", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--top-k", type=positive_int, default=10)
     p.add_argument("--classifier", help="classifier checkpoint: label and score each box (§4.2.2)")
-    p.add_argument("--multiscale", action="store_true", help=MULTISCALE_HELP)
     p.add_argument("--mode", choices=DETECTOR_MODES, default="voc",
                    help="voc: NMS 0.5, every class per box; ilsvrc: NMS 0.4, best box per class (§4.4.1)")
     p.add_argument("--region", choices=CLASSIFIER_REGIONS, help="square around each box (default: the classifier's)")
@@ -237,164 +218,3 @@ def build_parser() -> Parser:
     add_detect(sub, device)
     add_data_tools(sub)
     return parser
-
-
-
-def train_config(args: argparse.Namespace) -> Config:
-    """Defaults < --config YAML < the flags of TRAIN_FLAGS that were given."""
-    cfg = Config.from_yaml(args.config) if getattr(args, "config", None) else Config()
-    for flag, (section, name) in TRAIN_FLAGS.items():
-        value = getattr(args, flag, None)
-        if value is not None:
-            setattr(getattr(cfg, section), name, value)
-    if getattr(args, "no_prior_matching", False):
-        cfg.train.prior_matching = False
-    return cfg
-
-
-def data_config(args: argparse.Namespace) -> Config | None:
-    return Config.from_yaml(args.config) if args.config else None
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from multibox.jobs.train import train, train_classifier
-
-    job = train_classifier if args.command == "train-classifier" else train
-    path = job(train_config(args), args.out, args.resume)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank returns here; one line is enough
-        print(f"checkpoint: {path}")
-    return 0
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from multibox.jobs.demo import DEMO_STEPS, demo
-    from multibox.reports.terminal import print_summary
-
-    steps = args.steps or (None if args.time else DEMO_STEPS)
-    print_summary(demo(args.out, steps, args.time, args.device, args.multiscale), args.out)
-    return 0
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from multibox.jobs.evaluate import evaluate, evaluate_detections
-    from multibox.reports.terminal import print_summary
-
-    if args.detections:
-        metrics = evaluate_detections(args.detections, args.out, args.data, args.split, cfg=data_config(args),
-                                      baselines=args.baselines or "none", num_boxes=args.num_boxes, seed=args.seed)
-    else:
-        if args.config:
-            raise UserError("--config goes with --detections; a --model brings its own data options")
-        metrics = evaluate(args.model, args.out, args.data, args.split, args.device,
-                           baselines=args.baselines or "priors", num_boxes=args.num_boxes, seed=args.seed,
-                           multiscale=args.multiscale, classes=args.classes)
-    print_summary(metrics, args.out)
-    if "class_agnostic_pr" in metrics:
-        print(f"class-agnostic AP on {', '.join(args.classes)} (other classes ignored): "
-              f"{metrics['class_agnostic_pr']['AP']:.3f}")
-    return 0
-
-
-def cmd_baseline(args: argparse.Namespace) -> int:
-    from multibox.jobs.baseline import run_baseline
-    from multibox.reports.terminal import print_summary
-
-    if args.config and args.model:
-        raise UserError("--config and --model both give data options; give one")
-    metrics = run_baseline(args.name, args.out, args.data, args.split, num_boxes=args.num_boxes or 100,
-                           model_path=args.model, seed=args.seed, cfg=data_config(args))
-    print_summary(metrics, args.out)
-    return 0
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    from multibox.jobs.compare import compare
-    from multibox.reports.terminal import print_comparison
-
-    names = [n.strip() for n in args.names.split(",")] if args.names else None
-    print_comparison(compare(args.metrics, args.out, names), args.out)
-    return 0
-
-
-def cmd_detect(args: argparse.Namespace) -> int:
-    from multibox.jobs.detect import detect
-
-    path = detect(args.model, args.inputs, args.out, args.classifier, args.top_k, args.device,
-                  multiscale=args.multiscale, mode=args.mode, region=args.region)
-    print(f"detections: {path}")
-    return 0
-
-
-def cmd_priors(args: argparse.Namespace) -> int:
-    from multibox.jobs.train import priors_job
-
-    print(f"priors: {priors_job(train_config(args), args.out)}")
-    return 0
-
-
-def cmd_data(args: argparse.Namespace) -> int:
-    from multibox.jobs.data import check_main, show_main
-
-    if args.action == "check":
-        return check_main(args.data, args.split, args.crops_per_image, load_images=not args.no_images)
-    show_main(args.data, args.split, args.out, args.n)
-    return 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from multibox.jobs.export import export_job
-
-    info = export_job(args.model, args.format, args.out, args.opset)
-    print(f"exported: {args.out} ({info['format']}, S={info['image_size']}, K={info['num_boxes']}, "
-          f"max |exported - eager| = {info['max_abs_diff_vs_eager']:.1e}); contract: {args.out}.json")
-    return 0
-
-
-def cmd_paper(args: argparse.Namespace) -> int:
-    from multibox.jobs.paper import paper
-
-    print(f"report: {paper(args.out, args.scale, args.device, args.unseen_class)}")
-    return 0
-
-
-COMMANDS = {"train": cmd_train, "train-classifier": cmd_train, "demo": cmd_demo, "evaluate": cmd_evaluate,
-            "detect": cmd_detect, "priors": cmd_priors, "data": cmd_data, "baseline": cmd_baseline,
-            "compare": cmd_compare, "export": cmd_export, "paper": cmd_paper}
-
-
-FLAG_OF_ROLE = {"localizer": "model"}  # what the library calls an input -> its flag, where the two differ
-
-
-def name_flag(message: str, args: argparse.Namespace) -> str:
-    """The library names the file or value it could not use ("runs/x/model.pt: no such checkpoint", or
-    with its role, "classifier runs/x/model.pt: ..."); the CLI names the flag that gave it instead."""
-    for dest, value in vars(args).items():
-        if not isinstance(value, str) or not value or dest in {"command", "action"}:
-            continue
-        flag = f"--{dest.replace('_', '-')} {value}:"
-        roles = [role for role, d in FLAG_OF_ROLE.items() if d == dest] + [dest]
-        for role in roles:
-            if message.startswith(f"{role} {value}:"):
-                return flag + message[len(f"{role} {value}:"):]
-        if message.startswith(f"{value}:"):
-            return flag + message[len(f"{value}:"):]
-    return message
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except UserError as exc:
-        print(f"multibox {args.command}: error: {name_flag(str(exc), args)}", file=sys.stderr)
-        return 2
-    except TrainingDiverged as exc:
-        print(f"multibox {args.command}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"multibox {args.command}: interrupted (a checkpoint was saved where training had started)", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,153 @@
+"""The handlers of `multibox` commands: each maps its parsed flags to one call of :mod:`multibox.jobs`
+(imported when the command runs, so `multibox --help` stays fast)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from multibox.config import Config
+from multibox.errors import UserError
+
+# flag -> (config section, field): CLI values override the YAML, which overrides the defaults.
+TRAIN_FLAGS = {
+    "data": ("data", "data"), "split": ("data", "split"), "backbone": ("model", "backbone"),
+    "weights": ("model", "weights"), "num_boxes": ("model", "num_boxes"), "image_size": ("model", "image_size"),
+    "batch_size": ("train", "batch_size"), "lr": ("train", "lr"), "optimizer": ("train", "optimizer"),
+    "device": ("train", "device"), "seed": ("train", "seed"), "steps": ("train", "steps"),
+    "epochs": ("train", "epochs"), "time": ("train", "time_minutes"), "workers": ("data", "num_workers"),
+    "alpha": ("train", "alpha"), "checkpoint_every": ("train", "checkpoint_every"), "amp": ("train", "amp"),
+    "channels_last": ("train", "channels_last"), "compile": ("train", "compile"), "sync_bn": ("train", "sync_bn"),
+    "exclude_classes": ("data", "exclude_classes"), "region": ("model", "classifier_region"),
+    "negatives_per_positive": ("data", "negatives_per_positive"),
+}
+
+
+def train_config(args: argparse.Namespace) -> Config:
+    """Defaults < --config YAML < the flags of TRAIN_FLAGS that were given."""
+    cfg = Config.from_yaml(args.config) if getattr(args, "config", None) else Config()
+    for flag, (section, name) in TRAIN_FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            setattr(getattr(cfg, section), name, value)
+    if getattr(args, "no_prior_matching", False):
+        cfg.train.prior_matching = False
+    return cfg
+
+
+def window_args(args: argparse.Namespace) -> dict:
+    """--windows / --tile / --overlap as the jobs' keywords (--tile alone means tiles)."""
+    windows = args.windows or ("tiles" if args.tile else None)
+    if windows == "tiles" and not args.tile:
+        raise UserError("--windows tiles needs --tile PIXELS")
+    return {"windows": windows, "tile": args.tile, "overlap": args.overlap}
+
+
+def data_config(args: argparse.Namespace) -> Config | None:
+    return Config.from_yaml(args.config) if args.config else None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from multibox.jobs.train import train, train_classifier
+
+    job = train_classifier if args.command == "train-classifier" else train
+    path = job(train_config(args), args.out, args.resume)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank returns here; one line is enough
+        print(f"checkpoint: {path}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from multibox.jobs.demo import DEMO_STEPS, demo
+    from multibox.reports.terminal import print_summary
+
+    steps = args.steps or (None if args.time else DEMO_STEPS)
+    print_summary(demo(args.out, steps, args.time, args.device, args.multiscale), args.out)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from multibox.jobs.evaluate import evaluate, evaluate_detections
+    from multibox.reports.terminal import print_summary
+
+    if args.detections:
+        metrics = evaluate_detections(args.detections, args.out, args.data, args.split, cfg=data_config(args),
+                                      baselines=args.baselines or "none", num_boxes=args.num_boxes, seed=args.seed)
+    else:
+        if args.config:
+            raise UserError("--config goes with --detections; a --model brings its own data options")
+        metrics = evaluate(args.model, args.out, args.data, args.split, args.device,
+                           baselines=args.baselines or "priors", num_boxes=args.num_boxes, seed=args.seed,
+                           multiscale=args.multiscale, classes=args.classes, **window_args(args))
+    print_summary(metrics, args.out)
+    if "class_agnostic_pr" in metrics:
+        print(f"class-agnostic AP on {', '.join(args.classes)} (other classes ignored): "
+              f"{metrics['class_agnostic_pr']['AP']:.3f}")
+    return 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from multibox.jobs.baseline import run_baseline
+    from multibox.reports.terminal import print_summary
+
+    if args.config and args.model:
+        raise UserError("--config and --model both give data options; give one")
+    metrics = run_baseline(args.name, args.out, args.data, args.split, num_boxes=args.num_boxes or 100,
+                           model_path=args.model, seed=args.seed, cfg=data_config(args))
+    print_summary(metrics, args.out)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from multibox.jobs.compare import compare
+    from multibox.reports.terminal import print_comparison
+
+    names = [n.strip() for n in args.names.split(",")] if args.names else None
+    print_comparison(compare(args.metrics, args.out, names), args.out)
+    return 0
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from multibox.jobs.detect import detect
+
+    path = detect(args.model, args.inputs, args.out, args.classifier, args.top_k, args.device,
+                  multiscale=args.multiscale, mode=args.mode, region=args.region, **window_args(args))
+    print(f"detections: {path}")
+    return 0
+
+
+def cmd_priors(args: argparse.Namespace) -> int:
+    from multibox.jobs.train import priors_job
+
+    print(f"priors: {priors_job(train_config(args), args.out)}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from multibox.jobs.data import check_main, show_main
+
+    if args.action == "check":
+        return check_main(args.data, args.split, args.crops_per_image, load_images=not args.no_images)
+    show_main(args.data, args.split, args.out, args.n)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from multibox.jobs.export import export_job
+
+    info = export_job(args.model, args.format, args.out, args.opset)
+    print(f"exported: {args.out} ({info['format']}, S={info['image_size']}, K={info['num_boxes']}, "
+          f"max |exported - eager| = {info['max_abs_diff_vs_eager']:.1e}); contract: {args.out}.json")
+    return 0
+
+
+def cmd_paper(args: argparse.Namespace) -> int:
+    from multibox.jobs.paper import paper
+
+    print(f"report: {paper(args.out, args.scale, args.device, args.unseen_class)}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "train-classifier": cmd_train, "demo": cmd_demo, "evaluate": cmd_evaluate,
+            "detect": cmd_detect, "priors": cmd_priors, "data": cmd_data, "baseline": cmd_baseline,
+            "compare": cmd_compare, "export": cmd_export, "paper": cmd_paper}
