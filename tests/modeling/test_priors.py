@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from multibox.modeling.priors import kmeans_priors
+from multibox.modeling.priors import TooFewBoxes, kmeans_priors
 
 
 def clustered_boxes(seed=0, per=50):
@@ -31,11 +31,21 @@ def test_each_centroid_is_its_cluster_mean():
         assert torch.allclose(priors[k], boxes[assign == k].mean(0), atol=1e-4)
 
 
-def test_fewer_boxes_than_k_warns_and_keeps_them():
+def test_fewer_distinct_boxes_than_k_is_an_error_never_random_priors():
     boxes = torch.tensor([[0.1, 0.1, 0.2, 0.2], [0.3, 0.3, 0.9, 0.9], [0.1, 0.1, 0.2, 0.2]])
-    with pytest.warns(UserWarning, match="only 2 distinct boxes for 5 priors"):
-        priors = kmeans_priors(boxes, 5, seed=0)
-    assert priors.shape == (5, 4)
-    for box in boxes:
-        assert (priors == box).all(1).any()
-    assert ((priors[:, 2:] > priors[:, :2]).all())
+    with pytest.raises(TooFewBoxes, match="only 2 distinct training boxes for 5 priors"):
+        kmeans_priors(boxes, 5, seed=0)
+    priors = kmeans_priors(boxes, 2, seed=0)  # exactly K distinct boxes: they are the priors
+    assert sorted(map(tuple, priors.tolist())) == sorted(map(tuple, boxes[:2].tolist()))
+
+
+def test_every_prior_is_a_mean_of_real_boxes_when_k_distinct_exist():
+    boxes = torch.rand(30, 4).sort(dim=1).values[:, [0, 1, 2, 3]]
+    priors = kmeans_priors(boxes, 30, seed=0)  # as many priors as boxes: each prior is one box
+    assert sorted(map(tuple, priors.tolist())) == sorted(map(tuple, boxes.tolist()))
+
+
+def test_large_box_sets_are_subsampled_deterministically():
+    boxes = torch.rand(300_000, 4)  # more than MAX_POINTS: k-means sees a seeded subsample
+    first, second = kmeans_priors(boxes, 20, seed=3, iters=5), kmeans_priors(boxes, 20, seed=3, iters=5)
+    assert first.shape == (20, 4) and torch.equal(first, second)

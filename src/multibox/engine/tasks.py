@@ -22,7 +22,7 @@ from multibox.modeling.classifier import build_classifier
 from multibox.modeling.localizer import build_model
 from multibox.modeling.losses import ClassifierLoss, MultiBoxLoss
 from multibox.modeling.matcher import match_priors
-from multibox.modeling.priors import kmeans_priors
+from multibox.modeling.priors import TooFewBoxes, kmeans_priors
 
 
 def crop_sampler(cfg: Config) -> CropSampler:
@@ -45,9 +45,16 @@ def training_samples(cfg: Config, dataset: DetectionDataset, priors: torch.Tenso
     return TrainSamples(dataset, cfg.model.image_size, match, crop_sampler(cfg), cfg.data.flip, cfg.train.seed)
 
 
-def sample_boxes(samples: TrainSamples) -> list[torch.Tensor]:
-    """One training sample's ground truth per image (crop frame, xyxy in [0, 1]), without decoding pixels."""
-    return [samples.draw(i, 0, i)[2] for i in range(len(samples))]
+PRIOR_CROPS = 4096  # training crops drawn (no pixels decoded) to fit the priors: all boxes, as training sees them
+
+
+def sample_boxes(samples: TrainSamples, crops: int = PRIOR_CROPS) -> list[torch.Tensor]:
+    """Ground truth of about ``crops`` training samples (at least one per image; crop frame, xyxy in
+    [0, 1]), drawn exactly as training draws them (§4.1 crops, flips) without decoding pixels: the
+    priors see every box in the frames the network will see it in."""
+    n = len(samples)
+    per_image = max(1, math.ceil(crops / max(n, 1)))
+    return [samples.draw(i, epoch, i)[2] for epoch in range(per_image) for i in range(n)]
 
 
 def fit_priors(samples: TrainSamples, k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,9 +64,13 @@ def fit_priors(samples: TrainSamples, k: int, seed: int) -> tuple[torch.Tensor, 
     boxes = torch.cat(per_image) if per_image else torch.zeros(0, 4)
     if len(boxes) == 0:
         raise UserError(f"{samples.dataset.name}: no ground-truth boxes to fit priors to")
-    priors = kmeans_priors(boxes, k, seed)
+    try:
+        priors = kmeans_priors(boxes, k, seed)
+    except TooFewBoxes as exc:
+        raise UserError(f"{samples.dataset.name}: {exc}; train with --num-boxes {len(torch.unique(boxes, dim=0))} "
+                        "or fewer, or add data") from None
     counts = torch.zeros(k, dtype=torch.int64)
-    for gt in per_image:  # scipy assignment per image
+    for gt in per_image:  # scipy assignment per sample
         idx = match_priors(priors, gt)
         counts += torch.bincount(idx[idx >= 0], minlength=k)
     return priors, counts

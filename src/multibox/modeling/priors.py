@@ -7,13 +7,16 @@ learns residuals to, and the slots that prior matching assigns ground truth to.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 from torch import Tensor
 
 CHUNK = 65536  # rows of the [N, K] distance matrix computed at once, to bound memory for large N
+MAX_POINTS = 200_000  # k-means runs on a random subsample of larger box sets (seconds, not minutes)
+
+
+class TooFewBoxes(ValueError):
+    """Fewer distinct training boxes than priors asked for: k-means cannot make more centres than points."""
 
 
 def _sq_dist_to_nearest(points: Tensor, centroids: Tensor) -> tuple[Tensor, Tensor]:
@@ -42,28 +45,22 @@ def _kmeans_pp_init(points: Tensor, k: int, rng: np.random.Generator) -> Tensor:
     return centroids
 
 
-def _random_boxes(n: int, rng: np.random.Generator) -> Tensor:
-    """n valid random xyxy boxes in [0, 1], used when there are fewer distinct boxes than priors."""
-    centre = rng.uniform(0.1, 0.9, (n, 2))
-    size = rng.uniform(0.1, 0.8, (n, 2))
-    boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1).clip(0, 1)
-    return torch.from_numpy(boxes).float()
-
-
 def kmeans_priors(boxes: Tensor | np.ndarray, k: int, seed: int = 0, iters: int = 100, tol: float = 1e-7) -> Tensor:
     """K prior boxes from k-means (k-means++ init, Lloyd iterations), deterministic for a seed.
 
     boxes: Tensor[N, 4], xyxy in [0, 1]. Returns Tensor[K, 4], xyxy in [0, 1], sorted by area so that
-    the order is reproducible. With fewer distinct boxes than K, every distinct box becomes a prior and
-    the rest are random boxes (a warning says so): k-means cannot make more centres than points.
+    the order is reproducible. More than MAX_POINTS boxes are subsampled (uniformly, seeded). Exactly K
+    distinct boxes become the priors; fewer raise :class:`TooFewBoxes` (never padded with random boxes).
     """
     rng = np.random.default_rng(seed)
     points = torch.as_tensor(np.asarray(boxes), dtype=torch.float32).reshape(-1, 4)
+    if len(points) > MAX_POINTS:
+        points = points[torch.from_numpy(rng.choice(len(points), MAX_POINTS, replace=False))]
     distinct = torch.unique(points, dim=0)
-    if len(distinct) <= k:
-        warnings.warn(f"only {len(distinct)} distinct boxes for {k} priors: using all of them and "
-                      f"{k - len(distinct)} random boxes", stacklevel=2)
-        return _sort_by_area(torch.cat([distinct, _random_boxes(k - len(distinct), rng)]))
+    if len(distinct) < k:
+        raise TooFewBoxes(f"only {len(distinct)} distinct training boxes for {k} priors")
+    if len(distinct) == k:
+        return _sort_by_area(distinct)
     centroids = _kmeans_pp_init(points, k, rng)
     for _ in range(iters):
         _, assign = _sq_dist_to_nearest(points, centroids)
