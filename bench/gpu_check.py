@@ -48,7 +48,7 @@ BUDGET_S = 230  # stop starting optional parts (compile) past this
 def config(out_steps: int, compile_model: bool = False, preload: bool = False) -> Config:
     """The check's setting; ``preload`` renders the synthetic images once up front (1,024 of them, to
     keep that serial rendering short) so the workers only crop, resize and match."""
-    cfg = Config()
+    cfg = Config.preset("paper")
     cfg.model.backbone, cfg.model.image_size, cfg.model.num_boxes = BACKBONE, SIZE, K
     cfg.data.synthetic_sizes = {"train": 1024 if preload else 2048, "val": 8, "test": 8}
     cfg.data.synthetic_preload = preload

@@ -14,6 +14,11 @@ at 220 px gets [B, 3, 220, 220]) to per-image boxes: ours includes the sigmoid, 
 the top 10; the references include their own transform (resize, normalise) and post-processing as
 torchvision ships them.
 
+The default model (conv head on EfficientNet-Lite0's fused stride-8/16 features, whole image, NMS 0.5,
+top 100) is timed at batch 1 and 320 px against SSDlite320 (target: at least its speed), Ultralytics'
+YOLO11n built from its YAML (random weights: speed only; measured when the bench-only ``ultralytics``
+package is installed) and OpenCV's selective search (fast mode).
+
     PYTHONPATH=src python bench/inference_speed.py [--threads N]
 """
 
@@ -30,7 +35,7 @@ import torchvision
 from measure import Result, fastest
 from measure import main as bench_main
 from multibox.inference import export
-from multibox.modeling.localizer import build_model
+from multibox.modeling.localizer import build_grid_model, build_model
 from multibox.inference.postprocess import postprocess
 
 BATCHES = (1, 32)
@@ -124,10 +129,74 @@ def measure(threads: int) -> dict[tuple[str, int], tuple[float, str]]:
     return rates
 
 
+def default_model(size: int) -> torch.nn.Module:
+    """The default localizer (conv head on EfficientNet-Lite0's fused stride-8/16 features), random head."""
+    torch.manual_seed(0)
+    return build_grid_model("efficientnet_lite0", torch.tensor([[24.0, 24], [48, 48], [80, 72], [120, 128]]), size).eval()
+
+
+def eager_default(model: torch.nn.Module, size: int, layout: str) -> Callable[[torch.Tensor], list]:
+    """images -> boxes of the default localizer, whole image, NMS 0.5, top 100."""
+    model, memory_format = in_layout(model, layout)
+
+    def run(images: torch.Tensor) -> list:
+        b = len(images)
+        crops = torch.tensor([[0.0, 0.0, size, size]]).expand(b, 4)
+        return postprocess(model(images.contiguous(memory_format=memory_format)), crops,
+                           torch.tensor([[size, size]], dtype=torch.float32).expand(b, 2), 0.5, 100)
+
+    return run
+
+
+def yolo11n(size: int) -> Callable[[torch.Tensor], list] | None:
+    """Ultralytics' YOLO11n built from its YAML (random weights: speed only), its own NMS; None when the
+    bench-only dependency is missing (pip install ultralytics)."""
+    try:
+        from ultralytics import YOLO
+    except ImportError:
+        print("  YOLO11n: skipped (pip install ultralytics to measure it)", flush=True)
+        return None
+    model = YOLO("yolo11n.yaml")
+    return lambda images: model.predict(images, imgsz=size, verbose=False, device="cpu")
+
+
+def selective_search(size: int) -> Callable[[torch.Tensor], list] | None:
+    """OpenCV's selective search (fast mode) on each image; None without opencv-contrib."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+
+    def run(images: torch.Tensor) -> list:
+        out = []
+        for image in images:  # one segmentation per image
+            ss = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
+            ss.setBaseImage(np.ascontiguousarray((image.permute(1, 2, 0).numpy() * 255).astype(np.uint8)))
+            ss.switchToSelectiveSearchFast()
+            out.append(ss.process()[:100])
+        return out
+
+    return run
+
+
+def default_rows(size: int = 320) -> list[Result]:
+    """The default model at batch 1 against SSDlite320 (target: at least its speed), YOLO11n and selective search."""
+    ours, how = best_layout(lambda layout: eager_default(default_model(size), size, layout), 1, size)
+    ssd, ssd_how = best_layout(lambda layout: torchvision_detector(REFERENCES["SSDlite320"], layout), 1, size)
+    rows = [Result(f"inference, default model {size}px ({how}) vs SSDlite320 ({ssd_how}), batch 1", ours, ssd, "images/s", 1.0)]
+    for name, make in (("YOLO11n", yolo11n), ("selective search (fast)", selective_search)):
+        run = make(size)
+        if run is not None:
+            rate = images_per_s(run, 1, size)
+            rows.append(Result(f"inference, default model {size}px vs {name}, batch 1", ours, rate, "images/s"))
+    return rows
+
+
 def run(threads: int) -> list[Result]:
-    """Table rows: each of our variants against SSDlite (target 3x) and Faster R-CNN, per batch size."""
+    """Table rows: each of our variants against SSDlite (target 3x) and Faster R-CNN, per batch size,
+    and the default model against SSDlite320, YOLO11n and selective search."""
     rates = measure(threads)
-    rows = []
+    rows = default_rows()
     for (name, b), (rate, how) in rates.items():
         if not name.startswith("ours"):
             continue

@@ -33,9 +33,9 @@ GRID = [  # (name, overrides of demo_config as "section.field": value; every swe
 CHILD = """
 import json, sys
 from multibox.engine.trainer import train
-from multibox.jobs.demo import demo_config
+from multibox.jobs.paper import Plan, localizer_config
 from multibox.jobs.evaluate import evaluate
-cfg = demo_config()
+cfg = localizer_config(Plan(), 1200)  # the fc demo this sweep chose the settings of
 cfg.train.steps = {steps}
 cfg.train.device = {device!r}
 cfg.data.num_workers = {workers}

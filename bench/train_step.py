@@ -37,7 +37,7 @@ BATCH, K, SIZE = 128, 200, 220
 
 
 def config() -> Config:
-    cfg = Config()
+    cfg = Config.preset("paper")
     cfg.model.backbone, cfg.model.image_size, cfg.model.num_boxes = "mobilenet_v3_large", SIZE, K
     cfg.data.synthetic_sizes = {"train": 1024, "val": 8, "test": 8}
     cfg.train.batch_size, cfg.train.device, cfg.train.steps = BATCH, "cpu", 1

@@ -6,6 +6,7 @@ Precedence: defaults < ``--config YAML`` < command-line flags. The resolved conf
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,19 +28,26 @@ WINDOW_MODES = ("whole", "center", "multiscale", "tiles")  # what the localizer 
 BASELINES = ("priors", "sliding-window", "random", "selective-search")  # proposal baselines of `evaluate`
 
 # config field -> its choice list, checked by :func:`check_choices`.
-CHOICE_FIELDS = {("model", "backbone"): BACKBONES, ("model", "windows"): WINDOW_MODES,
+CHOICE_FIELDS = {("model", "backbone"): BACKBONES, ("model", "windows"): WINDOW_MODES, ("model", "head"): ("conv", "fc"),
+                 ("train", "schedule"): ("cosine", "constant"),
                  ("model", "classifier_region"): CLASSIFIER_REGIONS,
                  ("data", "crop"): CROPS, ("train", "optimizer"): OPTIMIZERS, ("train", "amp"): AMP_MODES}
 
 
 @dataclass
 class ModelConfig:
-    backbone: str = "alexnet"  # feature extractor (§4.1 uses Krizhevsky et al.'s network); one of BACKBONES
+    backbone: str = "efficientnet_lite0"  # feature extractor, one of BACKBONES (ImageNet weights shipped offline; §4.1 used AlexNet)
     weights: str | None = None  # backbone init: None (random; packaged ImageNet for efficientnet_lite0), "imagenet", or a .pth path
-    num_boxes: int = 100  # K, predicted boxes per image (§3: 100 or 200)
-    image_size: int = 220  # S, the square network input (§4.2.2: 220 x 220)
+    head: str = "conv"  # "conv": priors tied to feature-map cells (translation-invariant); "fc": the paper's §3 head
+    num_boxes: int = 100  # K of the fc head, predicted boxes per image (§3: 100 or 200); the conv head has (S/stride)^2 x A
+    image_size: int | None = None  # S, the square network input (§4.2.2: 220); None: chosen from the data's box sizes
     hidden_dim: int = 1024  # width of the last hidden layer feeding the two outputs (0: use backbone features directly)
     grid: int = 4  # spatial grid the backbone's feature map is pooled to before the fully connected head
+    shapes_per_cell: int = 4  # conv head: A prior shapes per cell, from k-means on the training boxes' sizes
+    stride: int = 16  # conv head: the feature map's stride in input pixels (8 or 16)
+    levels: list[int] = field(default_factory=lambda: [8, 16])  # conv head: backbone strides fused into the map
+    conv_hidden: int = 256  # conv head: channels of its 3x3 convolutions
+    conv_depth: int = 3  # conv head: number of 3x3 convolutions
     windows: str = "whole"  # what the localizer looks at in an image, one of WINDOW_MODES ("center": §4.1, the paper's)
     classifier_region: str = "max"  # classifier input around a box: "max" (§4.2.2) or "min" (§4.4.1) square, see multibox.data.regions
 
@@ -48,13 +56,17 @@ class ModelConfig:
 class DataConfig:
     data: str = "synthetic"  # dataset: "synthetic" or a dataset path / YAML
     split: str = "train"  # training split
-    val_split: str = "val"  # split used for the end-of-training evaluation
+    val_split: str = "val"  # split scored at each checkpoint to keep the best weights (RUN/best.pt)
+    holdout: float = 0.1  # when the data has no val_split: this share of the training images is held out for it (§4.4.1)
+    val_images: int = 200  # at most this many validation images are scored at a checkpoint
     synthetic_sizes: dict[str, int] = field(default_factory=lambda: {"train": 4000, "val": 300, "test": 300})  # images per synthetic split
     synthetic_image_size: int = 160  # side of the generated square images, pixels
     synthetic_seed: int = 0  # seed of the generated dataset (fixed splits)
     synthetic_preload: bool = False  # render the training split once into memory (fast epochs, N*S*S*3 bytes)
     crop: str = "auto"  # training crop: "coverage" (§4.1 buckets), "max_square" (random maximal square), "auto" (coverage; max_square on synthetic)
     flip: bool = True  # random horizontal flip
+    rotate: bool = True  # cached features: also the 90-degree rotations (objects at any of 4 orientations; off where "up" matters)
+    cache_scales: list[float] = field(default_factory=lambda: [0.8, 1.0, 1.2])  # cached features: input sizes, x S
     num_workers: int = 2  # DataLoader worker processes (0: load in the training process)
     exclude_classes: list[str] = field(default_factory=list)  # §4.4.2 unseen classes: training images holding them are dropped
     negatives_per_positive: float = 2.0  # classifier crops: background crops per object crop (§4.2.1: 20 M to 10 M)
@@ -62,11 +74,16 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    optimizer: str = "adagrad"  # "adagrad" (§4.1), "sgd" or "adam"
-    lr: float = 0.01  # learning rate
-    weight_decay: float = 0.0  # L2 penalty
-    batch_size: int = 32  # images per step (§4.1: 128)
-    steps: int | None = None  # stop after this many steps
+    optimizer: str = "adam"  # "adam" (AdamW), "adagrad" (§4.1) or "sgd"
+    lr: float = 0.001  # peak learning rate
+    weight_decay: float = 0.0001  # L2 penalty (AdamW: decoupled)
+    warmup_steps: int = 100  # linear learning-rate warmup
+    schedule: str = "cosine"  # after warmup: "cosine" decay to 0 at the stop rule's end, or "constant"
+    cache_features: bool = True  # conv head: freeze the backbone, compute its features once per image and
+    # augmentation, and train the head on windows of the cached maps (a crop of the image is a window of the map)
+    window_cells: int = 16  # cached features: training windows of this many cells a side
+    batch_size: int = 8  # images (or cached-feature windows) per step (§4.1: 128)
+    steps: int | None = None  # stop after this many steps (None with cached features: a length from the data size)
     epochs: float | None = None  # or after this many passes over the training split
     time_minutes: float | None = None  # or when this wall-clock budget is spent (checkpoint saved)
     seed: int = 0  # seeds init, data order and augmentation
@@ -83,19 +100,38 @@ class TrainConfig:
     cuda_workers: int = 8  # on CUDA, DataLoader workers per process are at least this (capped at CPU cores / processes on the node): a GPU step outruns data.num_workers' CPU-sized default
 
 
+# Presets: "default" is the dataclasses' values; "paper" is §4.1's network and training (AlexNet,
+# fully connected head, 220 x 220, center crop, Adagrad), the configuration of the paper's experiments.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "default": {},
+    "paper": {"model": {"backbone": "alexnet", "head": "fc", "image_size": 220, "windows": "center"},
+              "data": {"rotate": False},
+              "train": {"optimizer": "adagrad", "lr": 0.01, "batch_size": 32, "weight_decay": 0.0, "warmup_steps": 0,
+                        "schedule": "constant", "cache_features": False}},
+}
+
+
 @dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    @classmethod
+    def preset(cls, name: str) -> Config:
+        """The config of a named preset (PRESETS): "default" or "paper"."""
+        if name not in PRESETS:
+            raise UserError(f"preset {name!r}: expected one of {', '.join(PRESETS)}")
+        return cls.from_dict(PRESETS[name], f"preset {name}")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> Config:
-        """Build from nested dicts; unknown sections or keys are an error naming them."""
-        cfg = cls()
+    def from_dict(cls, raw: dict[str, Any], source: str = "config", base: Config | None = None) -> Config:
+        """Build from nested dicts over ``base`` (default: the defaults); unknown sections or keys are an
+        error naming them."""
+        cfg = copy.deepcopy(base) if base is not None else cls()
         for section, values in (raw or {}).items():
             if section not in {"model", "data", "train"}:
                 raise UserError(f"{source}: unknown section {section!r} (expected model, data, train)")
@@ -105,7 +141,7 @@ class Config:
         return cfg
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> Config:
+    def from_yaml(cls, path: str | Path, base: Config | None = None) -> Config:
         path = Path(path)
         if not path.is_file():
             raise UserError(f"--config {path}: no such file")
@@ -115,7 +151,7 @@ class Config:
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""
             raise UserError(f"{path}:{where} malformed YAML ({getattr(exc, 'problem', exc)})") from None
-        return cls.from_dict(raw or {}, str(path))
+        return cls.from_dict(raw or {}, str(path), base)
 
     def save_yaml(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))

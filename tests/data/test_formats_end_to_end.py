@@ -41,7 +41,7 @@ def folders(tmp_path):
 
 
 def first_batch(data: str) -> tuple:
-    cfg = Config()
+    cfg = Config.preset("paper")
     cfg.data.data, cfg.model.image_size = data, 64
     dataset = load_split(cfg, "train")
     order = np.argsort([Path(r.path).stem for r in dataset.records])

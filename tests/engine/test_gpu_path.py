@@ -23,16 +23,6 @@ from multibox.errors import TrainingDiverged, UserError
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: these tiny models gain nothing from two, and on a loaded 2-core machine
-    two OpenMP threads spin-waiting on each other make a step 20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def setup(cfg: Config, tmp_path, name: str = "run") -> Run:
     run, _ = setup_run(cfg, tmp_path / name, resume=False)
     return run

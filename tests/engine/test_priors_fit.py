@@ -19,7 +19,7 @@ def three_photos(root):
 
 
 def small_cfg(data) -> Config:
-    cfg = Config()
+    cfg = Config.preset("paper")
     cfg.data.data, cfg.data.num_workers = str(data), 0
     cfg.model.backbone, cfg.model.image_size, cfg.model.num_boxes, cfg.model.hidden_dim = "tiny", 64, 16, 32
     cfg.train.batch_size, cfg.train.device, cfg.train.steps, cfg.train.log_every = 2, "cpu", 2, 1

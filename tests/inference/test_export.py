@@ -34,7 +34,7 @@ def one_thread():
 
 def checkpoint(tmp_path, backbone: str = "tiny", size: int = 64, k: int = 16) -> tuple:
     """A checkpoint with a randomised head (a fresh head outputs the priors for every image)."""
-    cfg = Config()
+    cfg = Config.preset("paper")
     cfg.model.backbone, cfg.model.image_size, cfg.model.num_boxes, cfg.model.hidden_dim = backbone, size, k, 64
     torch.manual_seed(0)
     xy = torch.rand(k, 2) * 0.5

@@ -24,8 +24,9 @@ TRAIN_FLAGS = {
 
 
 def train_config(args: argparse.Namespace) -> Config:
-    """Defaults < --config YAML < the flags of TRAIN_FLAGS that were given."""
-    cfg = Config.from_yaml(args.config) if getattr(args, "config", None) else Config()
+    """The --preset (default: "default") < --config YAML < the flags of TRAIN_FLAGS that were given."""
+    cfg = Config.preset(getattr(args, "preset", None) or "default")
+    cfg = Config.from_yaml(args.config, cfg) if getattr(args, "config", None) else cfg
     for flag, (section, name) in TRAIN_FLAGS.items():
         value = getattr(args, flag, None)
         if value is not None:
@@ -54,6 +55,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     path = job(train_config(args), args.out, args.resume)
     if os.environ.get("RANK", "0") == "0":  # under torchrun every rank returns here; one line is enough
         print(f"checkpoint: {path}")
+        best = path.parent / "best.pt"
+        if best.is_file():
+            print(f"best on the validation images: {best}; next: multibox evaluate --model {best} --split SPLIT "
+                  f"--out {path.parent / 'eval'}")
     return 0
 
 

@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable
 
 from multibox.config import (AMP_MODES, BACKBONES, CLASSIFIER_REGIONS, DETECTOR_MODES, EXPORT_FORMATS, OPTIMIZERS,
-                             WINDOW_MODES)
+                             PRESETS, WINDOW_MODES)
 
 
 def number(cast: type, minimum: float, strict: bool) -> Callable[[str], float]:
@@ -58,6 +58,8 @@ def run_options() -> Parser:
     p.add_argument("--split", help="training split (default train)")
     p.add_argument("--out", required=True, help="run directory; the checkpoint is OUT/model.pt")
     p.add_argument("--config", help="YAML config (sections model, data, train)")
+    p.add_argument("--preset", choices=PRESETS, help="default (conv head, EfficientNet-Lite0, cached features) or "
+                   "paper (§4.1: AlexNet, fc head, 220 px, center crop, Adagrad)")
     stop = p.add_mutually_exclusive_group()
     stop.add_argument("--steps", type=positive_int, help="optimizer steps")
     stop.add_argument("--epochs", type=positive_float, help="passes over the training split")
@@ -131,7 +133,7 @@ def add_demo_and_paper(sub, device: Parser) -> None:
     p = sub.add_parser("demo", parents=[device], help="train and evaluate on the embedded synthetic data (runs/demo)")
     p.add_argument("--out", default="runs/demo")
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=positive_int, default=None, help="training steps (default 1200)")
+    budget.add_argument("--steps", type=positive_int, default=None, help="training steps (default 1500)")
     budget.add_argument("--time", type=positive_float, metavar="MINUTES", help="wall-clock training budget instead")
     p.add_argument("--multiscale", action="store_true", help="evaluate with the §4.3 two scales")
     p = sub.add_parser("paper", parents=[device], help="train on the embedded data; the paper's tables and figures")

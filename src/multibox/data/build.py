@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from multibox.config import Config
 from multibox.data.dataset import DetectionDataset
+from multibox.data.subset import split_holdout
 from multibox.data.unseen import without_classes
+from multibox.errors import UserError
 
 
 def build_dataset(spec: str, split: str = "train", **options) -> DetectionDataset:
@@ -35,6 +37,32 @@ def load_split(cfg: Config, split: str, data: str | None = None) -> DetectionDat
     return build_dataset(spec, split, **options)
 
 
+def has_split(cfg: Config, split: str) -> bool:
+    """Whether the configured dataset has ``split``."""
+    try:
+        load_split(cfg, split)
+    except UserError:
+        return False
+    return True
+
+
+def holds_out(cfg: Config) -> bool:
+    """Whether validation images come out of the training split (the data has no cfg.data.val_split)."""
+    return cfg.data.holdout > 0 and cfg.data.val_split != cfg.data.split and not has_split(cfg, cfg.data.val_split)
+
+
 def training_split(cfg: Config) -> DetectionDataset:
-    """The training split without the images of cfg.data.exclude_classes (§4.4.2, :mod:`multibox.data.unseen`)."""
-    return without_classes(load_split(cfg, cfg.data.split), list(cfg.data.exclude_classes))
+    """The training split without the images of cfg.data.exclude_classes (§4.4.2, :mod:`multibox.data.unseen`)
+    and without the images held out for validation (:func:`holds_out`)."""
+    dataset = without_classes(load_split(cfg, cfg.data.split), list(cfg.data.exclude_classes))
+    return split_holdout(dataset, cfg.data.holdout, cfg.train.seed)[0] if holds_out(cfg) else dataset
+
+
+def validation_split(cfg: Config) -> DetectionDataset | None:
+    """The images scored at checkpoints: cfg.data.val_split, or those held out of the training split;
+    None when there are none (a tiny dataset without a val split)."""
+    if not holds_out(cfg):
+        return load_split(cfg, cfg.data.val_split) if has_split(cfg, cfg.data.val_split) else None
+    dataset = without_classes(load_split(cfg, cfg.data.split), list(cfg.data.exclude_classes))
+    held = split_holdout(dataset, cfg.data.holdout, cfg.train.seed)[1]
+    return held if len(held) else None

@@ -20,10 +20,10 @@ import sys
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
 from multibox.data.dataset import DetectionDataset
+from multibox.data.subset import ImageSubset
 from multibox.errors import UserError
 
 
@@ -35,20 +35,15 @@ def class_ids(class_names: list[str], names: list[str], flag: str) -> list[int]:
     return [class_names.index(n) for n in names]
 
 
-class ClassSubset(DetectionDataset):
+class ClassSubset(ImageSubset):
     """The images of ``base`` holding no object (ignored ones included) of the ``excluded`` class ids.
 
     Records and pixels are the base dataset's; labels keep their indices (``class_names`` unchanged).
     """
 
     def __init__(self, base: DetectionDataset, excluded: list[int], names: list[str]) -> None:
-        self.base, self.class_names, self.problems = base, base.class_names, base.problems
-        self.kept = [i for i, r in enumerate(base.records) if not np.isin(r.labels, excluded).any()]
-        self.records = [base.records[i] for i in self.kept]
-        self.name = f"{base.name} without {','.join(names)}"
-
-    def load_image(self, index: int, target_size: tuple[int, int] | None = None) -> Image.Image:
-        return self.base.load_image(self.kept[index], target_size)
+        kept = [i for i, r in enumerate(base.records) if not np.isin(r.labels, excluded).any()]
+        super().__init__(base, kept, f"{base.name} without {','.join(names)}")
 
 
 def without_classes(dataset: DetectionDataset, names: list[str]) -> DetectionDataset:

@@ -19,7 +19,7 @@ from torch import nn
 
 from multibox.config import Config
 from multibox.errors import UserError
-from multibox.modeling.localizer import build_model
+from multibox.modeling.localizer import build_grid_model, build_model
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -50,6 +50,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def checkpoint_config(state: dict[str, Any]) -> Config:
+    """The config a checkpoint was trained with; checkpoints from before the conv head (no model.head)
+    hold the paper's fc head."""
+    raw = state["config"]
+    if "head" not in raw.get("model", {}):
+        raw = raw | {"model": raw.get("model", {}) | {"head": "fc"}}
+    return Config.from_dict(raw, "checkpoint config")
+
+
 def checkpoint_kind(state: dict[str, Any]) -> str:
     """The network a checkpoint holds: "localizer" or "classifier" (checkpoints before the "task"
     entry are localizers)."""
@@ -63,7 +72,7 @@ def model_from_checkpoint(state: dict[str, Any], kind: str | None = "localizer")
     kind: the network the caller needs ("localizer", "classifier"); another kind is a UserError.
     None accepts either.
     """
-    cfg = Config.from_dict(state["config"], "checkpoint config")
+    cfg = checkpoint_config(state)
     found = checkpoint_kind(state)
     if kind is not None and found != kind:
         raise UserError(f"the checkpoint holds a {found}, not a {kind}")
@@ -73,6 +82,9 @@ def model_from_checkpoint(state: dict[str, Any], kind: str | None = "localizer")
         from multibox.modeling.classifier import build_classifier
 
         model = build_classifier(m.backbone, len(state["class_names"]), weights, m.hidden_dim, m.grid)
+    elif m.head == "conv":
+        model = build_grid_model(m.backbone, state["model"]["shapes"], m.image_size, weights, tuple(m.levels), m.stride,
+                                 m.conv_hidden, m.conv_depth)
     else:
         model = build_model(m.backbone, state["model"]["priors"], weights, m.hidden_dim, m.grid)
     model.load_state_dict(state["model"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from multibox.config import OPTIMIZERS, Config
@@ -14,6 +16,13 @@ BUILDERS = {  # one per name of config.OPTIMIZERS
 
 
 assert set(BUILDERS) == set(OPTIMIZERS)
+
+
+def lr_factor(step: int, progress: float, warmup_steps: int, schedule: str) -> float:
+    """The learning rate of ``step`` over the peak: linear warmup over warmup_steps, then "cosine"
+    decay to 0 at progress 1 (the stop rule's end), or "constant"."""
+    warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
+    return warm * (0.5 * (1 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0)
 
 
 def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:

@@ -10,7 +10,7 @@ import torch
 
 from multibox.config import Config
 from multibox.engine import distributed
-from multibox.engine.checkpoint import load_checkpoint
+from multibox.engine.checkpoint import checkpoint_config, load_checkpoint
 from multibox.errors import UserError
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ RESUME_OVERRIDES = ("steps", "epochs", "time_minutes", "device", "log_every", "c
 
 def resume_config(cfg: Config, state: dict) -> Config:
     """The checkpoint's config, with only the stop rule, device and logging taken from the command line."""
-    resumed = Config.from_dict(state["config"], "checkpoint config")
+    resumed = checkpoint_config(state)
     for name in RESUME_OVERRIDES:
         setattr(resumed.train, name, getattr(cfg.train, name))
     return resumed

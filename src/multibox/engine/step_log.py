@@ -64,6 +64,13 @@ class StepLog:
         terms = {k: f"{v:.3f}" for k, v in values.items() if k != "loss"}  # the task's own terms
         self.bar.set_postfix(loss=f"{values['loss']:.3f}", **terms, img_s=f"{rate:.0f}")
 
+    def note(self, record: dict) -> None:
+        """An extra log.jsonl line (e.g. a validation score), also shown above the progress bar."""
+        if self.file is not None:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+            self.bar.write(" ".join(f"{k} {v}" for k, v in record.items()))
+
     def close(self) -> None:
         self.bar.close()
         if self.file is not None:

@@ -21,6 +21,7 @@ class StopRule:
 
     max_steps: int | None
     deadline: float | None  # time.monotonic() value
+    begin: float = 0.0  # time.monotonic() when the loop started: the time fraction runs from here to the deadline
 
     def done(self, step: int) -> bool:
         return (self.max_steps is not None and step >= self.max_steps) or self.past_deadline()
@@ -28,15 +29,28 @@ class StopRule:
     def past_deadline(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
+    def progress(self, step: int) -> float:
+        """How much of the run is done, in [0, 1]: the larger of the step and the time fraction (the
+        learning-rate schedule follows whichever limit binds)."""
+        parts = [step / self.max_steps] if self.max_steps else []
+        if self.deadline is not None:
+            parts.append((time.monotonic() - self.begin) / max(self.deadline - self.begin, 1e-9))
+        return min(1.0, max(parts, default=0.0))
 
-def stop_rule(cfg: Config, steps_per_epoch: int) -> StopRule:
-    """The stop rule of cfg.train; with several limits, the first reached ends training."""
+
+def stop_rule(cfg: Config, steps_per_epoch: int, started: float | None = None,
+              default_steps: int | None = None) -> StopRule:
+    """The stop rule of cfg.train; with several limits, the first reached ends training. The time
+    budget counts from ``started`` (time.monotonic(), e.g. before features were cached; default now).
+    ``default_steps`` (the task's length from the data size) applies unless --steps or --epochs is given."""
     t = cfg.train
-    if t.steps is None and t.epochs is None and t.time_minutes is None:
+    if t.steps is None and t.epochs is None and t.time_minutes is None and default_steps is None:
         raise UserError("say how long to train: --steps N, --epochs N or --time MINUTES")
-    limits = [v for v in (t.steps, None if t.epochs is None else math.ceil(t.epochs * steps_per_epoch)) if v is not None]
-    deadline = None if t.time_minutes is None else time.monotonic() + 60 * t.time_minutes
-    return StopRule(min(limits) if limits else None, deadline)
+    steps = t.steps if t.steps is not None or t.epochs is not None else default_steps
+    limits = [v for v in (steps, None if t.epochs is None else math.ceil(t.epochs * steps_per_epoch)) if v is not None]
+    now = time.monotonic()
+    deadline = None if t.time_minutes is None else (started or now) + 60 * t.time_minutes
+    return StopRule(min(limits) if limits else None, deadline, now)
 
 
 def should_stop(stop: StopRule, run: Run) -> bool:

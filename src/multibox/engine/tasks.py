@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
+import numpy as np
 import torch
 
 from multibox.config import CROPS, Config
@@ -17,12 +19,14 @@ from multibox.data.crops import CoverageCropSampler
 from multibox.data.pipeline import CropSampler, MaxSquareCrop, TrainSamples, collate
 from multibox.engine import distributed
 from multibox.engine.checkpoint import checkpoint_kind
+from multibox.engine.feature_cache import CachedWindows, cache_maps, feature_stats, plan_cache, transforms
+from multibox.engine.precision import resolve_device
 from multibox.errors import UserError
 from multibox.modeling.classifier import build_classifier
-from multibox.modeling.localizer import build_model
+from multibox.modeling.localizer import GridMultiBox, build_grid_model, build_model
 from multibox.modeling.losses import ClassifierLoss, MultiBoxLoss
 from multibox.modeling.matcher import match_priors
-from multibox.modeling.priors import TooFewBoxes, kmeans_priors
+from multibox.modeling.priors import TooFewBoxes, kmeans_priors, kmeans_shapes
 
 
 def crop_sampler(cfg: Config) -> CropSampler:
@@ -48,12 +52,12 @@ def training_samples(cfg: Config, dataset: DetectionDataset, priors: torch.Tenso
 PRIOR_CROPS = 4096  # training crops drawn (no pixels decoded) to fit the priors: all boxes, as training sees them
 
 
-def sample_boxes(samples: TrainSamples, crops: int = PRIOR_CROPS) -> list[torch.Tensor]:
-    """Ground truth of about ``crops`` training samples (at least one per image; crop frame, xyxy in
-    [0, 1]), drawn exactly as training draws them (§4.1 crops, flips) without decoding pixels: the
-    priors see every box in the frames the network will see it in."""
-    n = len(samples)
-    per_image = max(1, math.ceil(crops / max(n, 1)))
+def sample_boxes(samples: TrainSamples, crops: int | None = None) -> list[torch.Tensor]:
+    """Ground truth of about ``crops`` training samples (PRIOR_CROPS by default, at least one per image;
+    crop frame, xyxy in [0, 1]), drawn exactly as training draws them (§4.1 crops, flips) without
+    decoding pixels: the priors see every box in the frames the network will see it in."""
+    n, crops = len(samples), PRIOR_CROPS if crops is None else crops
+    per_image = max(1, crops // max(n, 1))  # one each from PRIOR_CROPS images on: the paper's runs unchanged
     return [samples.draw(i, epoch, i)[2] for epoch in range(per_image) for i in range(n)]
 
 
@@ -91,10 +95,75 @@ class Task:
     samples: torch.utils.data.Dataset
     collate: Callable
     extras: dict
+    net: torch.nn.Module | None = None  # what the step calls when not the model (the head on cached features)
+    default_steps: int | None = None  # the run's length when no --steps / --epochs is given
+    workers: int | None = None  # DataLoader workers when not data.num_workers (0: samples too cheap to ship)
+
+
+# Cached features: the default run length, from the number of cached maps (an image x transform x scale).
+# The head overfits a small dataset when trained longer (docs/quality.md): 1,500 steps of 8 windows
+# suit 8 aerial tiles; larger data gets about 20 windows per map, up to 20,000 steps.
+CACHED_STEPS, CACHED_WINDOWS_PER_MAP, CACHED_MAX_STEPS = 1500, 20, 20_000
+
+
+def cached_steps(num_maps: int, batch_size: int) -> int:
+    """The default number of head steps on ``num_maps`` cached maps."""
+    return int(min(max(CACHED_STEPS, math.ceil(CACHED_WINDOWS_PER_MAP * num_maps / batch_size)), CACHED_MAX_STEPS))
+
+
+class HeadOnFeatures(torch.nn.Module):
+    """The step's module when features are cached: the localizer's head on feature windows."""
+
+    def __init__(self, model: GridMultiBox) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model.forward_features(features)
+
+
+# The input size chosen from the data (model.image_size None): the median box reaches TARGET_BOX pixels
+# (objects of the size ImageNet features describe) and the 5 % smallest reach SMALL_BOX (a few cells).
+TARGET_BOX, SMALL_BOX, SIZE_RANGE, SIZE_STEP = 64.0, 24.0, (128, 1024), 32
+PAPER_IMAGE_SIZE = 220  # §4.2.2, the fc head's and the classifier's default
+
+
+def relative_box_sides(dataset: DetectionDataset) -> np.ndarray:
+    """sqrt(w h) of every positive training box over its image's longer side: float64[N]."""
+    sides = [np.sqrt(np.prod(r.boxes[~r.ignore, 2:] - r.boxes[~r.ignore, :2], axis=1)) / max(r.width, r.height)
+             for r in dataset.records if len(r.boxes)]
+    return np.concatenate(sides) if sides else np.zeros(0)
+
+
+def auto_image_size(dataset: DetectionDataset) -> int:
+    """The conv head's input side S for ``dataset`` (module constants; docs/quality.md says why)."""
+    rel = relative_box_sides(dataset)
+    rel = rel[rel > 0]
+    if not len(rel):
+        return PAPER_IMAGE_SIZE
+    size = max(TARGET_BOX / np.median(rel), SMALL_BOX / np.percentile(rel, 5))
+    return int(np.clip(round(size / SIZE_STEP) * SIZE_STEP, *SIZE_RANGE))
+
+
+def resolve_config(cfg: Config, dataset: DetectionDataset) -> Config:
+    """The settings left to the data, filled in (the run saves the resolved config): the input size
+    (the classifier's is set by :func:`classifier_task`)."""
+    if cfg.model.image_size is None:
+        cfg.model.image_size = auto_image_size(dataset) if cfg.model.head == "conv" else PAPER_IMAGE_SIZE
+    return cfg
 
 
 def localizer_task(cfg: Config, dataset: DetectionDataset, state: dict | None) -> Task:
-    """The DeepMultiBox localizer: priors from k-means (or the checkpoint), MultiBoxLoss, crop samples.
+    """The DeepMultiBox localizer with the head of cfg.model.head (:func:`grid_localizer_task` for "conv");
+    fills in the settings left to the data (:func:`resolve_config`)."""
+    resolve_config(cfg, dataset)
+    if cfg.model.head == "conv":
+        return grid_localizer_task(cfg, dataset, state)
+    return fc_localizer_task(cfg, dataset, state)
+
+
+def fc_localizer_task(cfg: Config, dataset: DetectionDataset, state: dict | None) -> Task:
+    """The paper's localizer: priors from k-means (or the checkpoint), MultiBoxLoss, crop samples.
 
     Distributed, rank 0 fits the priors and sends them to the other ranks (identical priors for the
     model and for the prior matching in every rank's data workers).
@@ -127,7 +196,59 @@ def classifier_task(cfg: Config, dataset: DetectionDataset, state: dict | None) 
     if state is not None and list(state["class_names"]) != names:
         raise UserError(f"--resume: the checkpoint's classes {state['class_names']} differ from the data's {names}")
     m, d = cfg.model, cfg.data
+    m.image_size = m.image_size or PAPER_IMAGE_SIZE
     model = build_classifier(m.backbone, len(names), m.weights, m.hidden_dim, m.grid)
     samples = ClassifierSamples(dataset, m.image_size, m.classifier_region, d.negatives_per_positive, d.flip,
                                 cfg.train.seed)
     return Task("classifier", model, ClassifierLoss(), samples, collate_crops, {"class_names": names})
+
+
+def fit_shapes(cfg: Config, dataset: DetectionDataset) -> torch.Tensor:
+    """The conv head's A prior shapes Tensor[A, 2]: k-means over the training boxes' (width, height) in
+    pixels of the S x S whole-image input."""
+    sizes = [(r.boxes[~r.ignore, 2:] - r.boxes[~r.ignore, :2]) * cfg.model.image_size / max(r.width, r.height)
+             for r in dataset.records if len(r.boxes)]
+    sizes = np.concatenate(sizes) if sizes else np.zeros((0, 2))
+    if not len(sizes):
+        raise UserError(f"{dataset.name}: no ground-truth boxes to fit priors to")
+    try:
+        return kmeans_shapes(sizes, cfg.model.shapes_per_cell, cfg.train.seed)
+    except TooFewBoxes as exc:
+        raise UserError(f"{dataset.name}: {exc}; set model.shapes_per_cell lower") from None
+
+
+def grid_localizer_task(cfg: Config, dataset: DetectionDataset, state: dict | None) -> Task:
+    """The conv-head localizer (priors tied to feature-map cells). With train.cache_features the
+    backbone is frozen and the head trains on windows of cached maps (:mod:`multibox.engine.feature_cache`);
+    otherwise end to end on §4.1 crops, matched to the full input's grid priors."""
+    m = cfg.model
+    shapes = distributed.from_main(lambda: fit_shapes(cfg, dataset)) if state is None else state["model"]["shapes"]
+    model = build_grid_model(m.backbone, shapes, m.image_size, m.weights, tuple(m.levels), m.stride, m.conv_hidden,
+                             m.conv_depth)
+    loss = MultiBoxLoss(cfg.train.alpha, prior_matching=True)
+    extras = {"prior_match_counts": torch.zeros(model.num_boxes, dtype=torch.int64), "class_names": list(dataset.class_names)}
+    windows = cached_windows(cfg, model, dataset) if cfg.train.cache_features else None
+    if windows is None:
+        return Task("localizer", model, loss, training_samples(cfg, dataset, model.priors), collate, extras)
+    model.backbone.requires_grad_(False)
+    return Task("localizer", model, loss, windows, collate, extras, net=HeadOnFeatures(model),
+                default_steps=cached_steps(len(windows), cfg.train.batch_size), workers=0)
+
+
+CACHE_SHARE = 0.4  # with a --time budget, caching features may take at most this share of it
+
+
+def cached_windows(cfg: Config, model: GridMultiBox, dataset: DetectionDataset) -> CachedWindows | None:
+    """The cached-feature samples of the training split, or None when they would not fit in memory."""
+    kinds = transforms(cfg.data.rotate, cfg.data.flip)
+    sizes = plan_cache(model, len(dataset), cfg.model.image_size, list(cfg.data.cache_scales), kinds)
+    if not sizes:
+        return None
+    device = resolve_device(cfg.train.device)
+    minutes = cfg.train.time_minutes
+    deadline = None if minutes is None else time.monotonic() + 60 * minutes * CACHE_SHARE
+    maps = cache_maps(model.to(device), dataset, sizes, kinds, device, deadline)
+    model.cpu()
+    model.feature_mean, model.feature_std = feature_stats(maps)
+    cells = cfg.train.window_cells
+    return CachedWindows(maps, cells, model.stride, model.grid_priors(cells, cells).cpu(), cfg.train.seed)

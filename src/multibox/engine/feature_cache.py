@@ -1,0 +1,193 @@
+"""Training the conv head in CPU minutes: a frozen backbone's features, computed once, and windows of them.
+
+With the backbone frozen, the head's input for a crop of an image is (up to the map's borders) the
+window of the whole image's feature map under that crop, so the backbone runs once per training image
+and augmentation (horizontal mirror; the 90-degree rotations with ``data.rotate``; a few input scales)
+instead of once per step. Each step then trains the head on random ``window_cells`` x ``window_cells``
+windows of the cached maps, with the §3 prior matching of the window's ground truth to the window's
+grid priors. On two CPU cores this is the difference between a few hundred steps of a pretrained
+backbone in ten minutes and thousands of head steps (docs/quality.md).
+
+Shapes: C feature channels, G cells a side of a map, M ground-truth boxes, K = cells^2 x A priors.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from multibox.data import BadImage, DetectionDataset
+from multibox.modeling.localizer import GridMultiBox
+from multibox.modeling.matcher import match_priors
+
+MAX_CACHE_BYTES = 3 * 2**30  # cached maps beyond this: fewer scales, then no cache (a clear message)
+MIN_VISIBLE = 0.5  # a box keeps being a positive in a window while half of its area is inside (§4.1 crops)
+
+
+@dataclass
+class CachedMap:
+    """One cached (image, transform, scale): features Tensor[C, G, G] (fp16) and the positive ground
+    truth boxes float32[M, 4], pixel xyxy of that map's network input (G x stride pixels a side)."""
+
+    features: Tensor
+    boxes: np.ndarray
+
+
+def transforms(rotate: bool, flip: bool) -> list[int]:
+    """Dihedral transforms to cache: 0 (none), 4 (mirror) with ``flip``, the 90-degree rotations with ``rotate``."""
+    return [t for t in range(8) if (t % 4 == 0 or rotate) and (t < 4 or flip)]
+
+
+def dihedral(image: Tensor, t: int) -> Tensor:
+    """Transform t of Tensor[..., H, W]: mirrored left-right when t >= 4, then rotated 90 x (t % 4) degrees
+    counter-clockwise."""
+    if t >= 4:
+        image = image.flip(-1)
+    return torch.rot90(image, t % 4, dims=(-2, -1))
+
+
+def dihedral_boxes(boxes: np.ndarray, side: float, t: int) -> np.ndarray:
+    """:func:`dihedral` of pixel xyxy boxes float32[M, 4] of a side x side image."""
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    if t >= 4:
+        b = np.stack([side - b[:, 2], b[:, 1], side - b[:, 0], b[:, 3]], axis=1)
+    for _ in range(t % 4):  # rot90 counter-clockwise: (x, y) -> (y, side - x)
+        b = np.stack([b[:, 1], side - b[:, 2], b[:, 3], side - b[:, 0]], axis=1)
+    return b
+
+
+def padded_input(image: Image.Image, size: int) -> tuple[Tensor, float]:
+    """The image padded to a square (black right / below, as whole-image inference sees it) and resized
+    to size x size: (uint8 Tensor[3, S, S], pixels of the input per pixel of the image)."""
+    side = max(image.width, image.height)
+    canvas = Image.new("RGB", (side, side))
+    canvas.paste(image, (0, 0))
+    pixels = np.asarray(canvas.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+    return torch.from_numpy(pixels.copy()).permute(2, 0, 1), size / side  # [S, S, 3] -> [3, S, S]
+
+
+def input_sizes(image_size: int, stride: int, scales: list[float]) -> list[int]:
+    """The cached input sides: image_size x each scale, rounded to whole cells."""
+    return sorted({max(stride, round(image_size * s / stride) * stride) for s in scales})
+
+
+def cache_bytes(model: GridMultiBox, num_images: int, sizes: list[int], num_transforms: int) -> int:
+    """fp16 bytes of every cached map."""
+    cells = sum((s // model.stride) ** 2 for s in sizes)
+    return 2 * model.backbone.out_channels * cells * num_images * num_transforms
+
+
+def cache_order(sizes: list[int], image_size: int, kinds: list[int]) -> list[tuple[int, list[int]]]:
+    """(input size, transforms) passes over the images, most useful first: the configured size as is
+    and mirrored, then the other sizes, then the rotations; a time budget may end caching between passes."""
+    first = [k for k in kinds if k in (0, 4)]
+    rest = [k for k in kinds if k not in (0, 4)]
+    others = [s for s in sizes if s != image_size]
+    passes = [(image_size, first)] if image_size in sizes else []
+    passes += [(s, first) for s in others] + [(s, rest) for s in ([image_size] if image_size in sizes else []) + others if rest]
+    return passes
+
+
+@torch.no_grad()
+def cache_maps(model: GridMultiBox, dataset: DetectionDataset, sizes: list[int], kinds: list[int],
+               device: torch.device, deadline: float | None = None) -> list[CachedMap]:
+    """The backbone's maps of every readable training image x transform x input size, pass by pass
+    (:func:`cache_order`); past ``deadline`` (time.monotonic()) no further pass starts, and a pass
+    stops (after at least one image), so a time budget is never spent on caching alone."""
+    model.eval()
+    out: list[CachedMap] = []
+    passes = cache_order(sizes, model.image_size, kinds)
+    for number, (size, group) in enumerate(passes):
+        for i in range(len(dataset)):  # per image: one backbone pass for the group's transforms
+            if deadline is not None and time.monotonic() > deadline and (number or i):
+                print(f"feature cache: the time budget's share for caching is spent after {len(out)} maps "
+                      f"({number} of {len(passes)} passes over the images)", file=sys.stderr)
+                return out
+            out += _cache_image(model, dataset, i, size, group, device)
+    return out
+
+
+def _cache_image(model: GridMultiBox, dataset: DetectionDataset, index: int, size: int, kinds: list[int],
+                 device: torch.device) -> list[CachedMap]:
+    """Image ``index``'s maps at input ``size`` under each transform of ``kinds`` (none if unreadable)."""
+    try:
+        image = dataset.load_image(index)
+    except BadImage as exc:
+        print(exc.problem, file=sys.stderr)
+        return []
+    record = dataset.records[index]
+    positives = record.boxes[~record.ignore] * (image.width / record.width)
+    pixels, scale = padded_input(image, size)
+    batch = torch.stack([dihedral(pixels, t) for t in kinds]).to(device)  # [T, 3, S, S]
+    maps = model.features(batch).half().cpu()  # [T, C, G, G]
+    return [CachedMap(maps[j], dihedral_boxes(positives * scale, size, t)) for j, t in enumerate(kinds)]
+
+
+class CachedWindows(Dataset):
+    """Training samples of the conv head: random windows of cached maps, keyed (index, epoch, position)
+    like :class:`multibox.data.pipeline.TrainSamples` (a resumed run draws the same windows).
+
+    Item: {"image": Tensor[C, cells, cells] float32 (the window's features, zero past the map),
+    "boxes": Tensor[M, 4] xyxy in [0, 1] of the window, "prior_match": Tensor[M], "problems": []}.
+    """
+
+    def __init__(self, maps: list[CachedMap], cells: int, stride: int, priors: Tensor, seed: int = 0) -> None:
+        self.maps, self.cells, self.stride, self.priors, self.seed = maps, cells, stride, priors, seed
+
+    def __len__(self) -> int:
+        return len(self.maps)
+
+    def window(self, entry: CachedMap, rng: np.random.Generator) -> tuple[Tensor, np.ndarray]:
+        """A random window of ``entry`` (features, padded with zeros to cells x cells) and its boxes
+        in the window's pixels (clipped; fewer than MIN_VISIBLE of their area inside: dropped)."""
+        c, rows, cols = entry.features.shape
+        oy, ox = (int(rng.integers(0, max(n - self.cells, 0) + 1)) for n in (rows, cols))
+        window = torch.zeros(c, self.cells, self.cells)
+        part = entry.features[:, oy : oy + self.cells, ox : ox + self.cells].float()
+        window[:, : part.shape[1], : part.shape[2]] = part
+        side = self.cells * self.stride
+        boxes = entry.boxes - np.array([ox, oy, ox, oy], np.float32) * self.stride
+        clipped = boxes.clip(0, side)
+        area = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
+        inside = np.prod((clipped[:, 2:] - clipped[:, :2]).clip(0), axis=1)
+        return window, clipped[inside >= MIN_VISIBLE * area] / side
+
+    def __getitem__(self, key: tuple[int, int, int]) -> dict:
+        index, epoch, position = key
+        features, boxes = self.window(self.maps[index], np.random.default_rng([self.seed, epoch, position]))
+        boxes = torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32)).reshape(-1, 4)
+        return {"image": features, "boxes": boxes, "prior_match": match_priors(self.priors, boxes), "problems": []}
+
+
+def feature_stats(maps: list[CachedMap]) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and standard deviation Tensor[C] over every position of every cached map."""
+    total = torch.zeros(maps[0].features.shape[0], dtype=torch.float64)
+    squares, count = torch.zeros_like(total), 0
+    for m in maps:  # per map: sums in float64
+        f = m.features.double().flatten(1)  # [C, G*G]
+        total += f.sum(1)
+        squares += f.square().sum(1)
+        count += f.shape[1]
+    mean = total / count
+    return mean.float(), (squares / count - mean.square()).clamp(min=1e-12).sqrt().float()
+
+
+def plan_cache(model: GridMultiBox, num_images: int, image_size: int, scales: list[float],
+               kinds: list[int]) -> list[int]:
+    """The input sizes to cache within MAX_CACHE_BYTES: all scales, else the configured size alone,
+    else none (then the head trains end to end on image crops; the message says why)."""
+    for sizes in (input_sizes(image_size, model.stride, scales), [image_size]):
+        if cache_bytes(model, num_images, sizes, len(kinds)) <= MAX_CACHE_BYTES:
+            return sizes
+    need = cache_bytes(model, num_images, [image_size], len(kinds)) / 2**30
+    print(f"cached features would need {math.ceil(need)} GB (over {MAX_CACHE_BYTES / 2**30:.0f} GB): training "
+          "on image crops instead (slower per step; set train.cache_features: false to silence this)", file=sys.stderr)
+    return []

@@ -1,0 +1,97 @@
+"""Backbones for the convolutional head: image Tensor[B, 3, S, S] -> one feature map Tensor[B, C, S/s, S/s].
+
+The translation-invariant head (the authors' next step, MultiBox v2 and SSD) predicts boxes per cell
+of a feature map, so it needs the map itself, not a pooled vector. Objects in users' photos are often
+small (tree crowns of 15-60 px), so the map is fine (stride 16 by default, 8 possible) and carries
+features of two depths: the backbone's stride-8 and stride-16 stages, the coarser one upsampled and the
+finer one average-pooled to the map's stride, concatenated (a two-level pyramid in one tensor).
+Every module exposes ``out_channels`` (C) and ``stride`` (s).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from multibox.errors import UserError
+
+# EfficientNet-Lite0's block after which each stride is reached (its stages end at blocks 2, 4, 10, 15).
+LITE0_TAPS = {4: 2, 8: 4, 16: 10, 32: 15}
+LITE0_CHANNELS = {4: 24, 8: 40, 16: 112, 32: 320}
+CONV_HEAD_BACKBONES = ("efficientnet_lite0", "tiny")
+
+
+def fuse(levels: dict[int, Tensor], stride: int) -> Tensor:
+    """Every level {stride: Tensor[B, C_s, H/s, W/s]} resampled to ``stride`` and concatenated:
+    Tensor[B, sum C_s, H/stride, W/stride] (coarser levels bilinearly upsampled, finer ones pooled)."""
+    size = levels[stride].shape[-2:]
+    parts = []
+    for s in sorted(levels):
+        f = levels[s]
+        if s < stride:
+            f = F.avg_pool2d(f, stride // s)
+        elif s > stride:
+            f = F.interpolate(f, size=size, mode="bilinear", align_corners=False)
+        parts.append(f)
+    return torch.cat(parts, dim=1)
+
+
+class LiteMaps(nn.Module):
+    """EfficientNet-Lite0 (its packaged ImageNet weights) tapped at ``levels`` and fused at ``stride``."""
+
+    def __init__(self, net: nn.Module, levels: tuple[int, ...] = (8, 16), stride: int = 16) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
+        last = max(LITE0_TAPS[s] for s in levels)
+        self.blocks = nn.ModuleList(net._blocks[: last + 1])
+        self.taps = {LITE0_TAPS[s]: s for s in levels}
+        self.stride, self.out_channels = stride, sum(LITE0_CHANNELS[s] for s in levels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x, levels = self.stem(x), {}
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in self.taps:
+                levels[self.taps[i]] = x
+        return fuse(levels, self.stride)
+
+
+class TinyMaps(nn.Module):
+    """A small strided CNN (stages of stride 2, 4, 8, 16) for tests and the CPU demo, fused at ``stride``."""
+
+    def __init__(self, levels: tuple[int, ...] = (8, 16), stride: int = 16) -> None:
+        super().__init__()
+        widths = {2: 32, 4: 64, 8: 128, 16: 192}
+        stages, c_in = [], 3
+        for s, c_out in widths.items():
+            stages.append(nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                                        nn.ReLU(inplace=True), nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+                                        nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)))
+            c_in = c_out
+        self.stages, self.strides, self.levels = nn.ModuleList(stages), list(widths), tuple(levels)
+        self.stride, self.out_channels = stride, sum(widths[s] for s in levels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        levels = {}
+        for s, stage in zip(self.strides, self.stages):
+            x = stage(x)
+            if s in self.levels:
+                levels[s] = x
+        return fuse(levels, self.stride)
+
+
+def build_feature_maps(name: str, weights: str | None = None, levels: tuple[int, ...] = (8, 16),
+                       stride: int = 16) -> nn.Module:
+    """The feature-map backbone called ``name`` (one of CONV_HEAD_BACKBONES), tapped at ``levels``
+    (strides) and fused at ``stride``; weights as for :func:`multibox.modeling.backbones.build_backbone`."""
+    if name not in CONV_HEAD_BACKBONES:
+        raise UserError(f"backbone {name!r}: the conv head needs one of {', '.join(CONV_HEAD_BACKBONES)} "
+                        "(or model.head: fc)")
+    if stride not in levels:
+        raise UserError(f"model.stride {stride}: must be one of model.levels {list(levels)}")
+    if name == "tiny":
+        return TinyMaps(levels, stride)
+    from multibox.modeling.backbones import efficientnet_lite0_net
+
+    return LiteMaps(efficientnet_lite0_net(weights), levels, stride)
