@@ -152,7 +152,7 @@ def test_divergence_between_log_steps_names_its_step(tiny_cfg, tmp_path, monkeyp
 def test_cuda_gets_enough_loader_workers(tiny_cfg, monkeypatch, cores, local_world, workers):
     monkeypatch.setattr(trainer.os, "sched_getaffinity", lambda pid: set(range(cores)))
     tiny_cfg.data.num_workers = 2
-    run = types.SimpleNamespace(cfg=tiny_cfg, device=torch.device("cuda"),
+    run = types.SimpleNamespace(cfg=tiny_cfg, device=torch.device("cuda"), task=types.SimpleNamespace(workers=None),
                                 world=distributed.World(local_world_size=local_world))
     assert loader_workers(run) == workers
     run.device = torch.device("cpu")

@@ -9,6 +9,7 @@ from multibox.engine.trainer import train
 from multibox.jobs.evaluate import evaluate
 from multibox.modeling.losses import MultiBoxLoss
 from multibox.engine.checkpoint import load_checkpoint
+from multibox.data.build import load_split
 from multibox.errors import TrainingDiverged, UserError
 
 
@@ -18,6 +19,7 @@ def test_overfits_one_small_batch(tiny_cfg, tmp_path):
     cfg.data.flip = False
     cfg.train.optimizer, cfg.train.lr, cfg.train.steps, cfg.train.batch_size = "adam", 1e-3, 450, 8
     cfg.model.hidden_dim = 256  # room to memorise eight scenes
+    cfg.model.num_boxes = load_split(cfg, "train").num_objects()  # a prior per box: k-means returns them all
     cfg.train.log_every = 1
     path = train(cfg, tmp_path / "run")
     metrics = evaluate(path, tmp_path / "eval", split="train", device="cpu")
