@@ -32,6 +32,7 @@ from multibox.config import Config  # noqa: E402
 from multibox.data.build import load_split  # noqa: E402
 from multibox.engine import tasks  # noqa: E402
 from multibox.engine.trainer import train  # noqa: E402
+from multibox.errors import UserError  # noqa: E402
 from multibox.inference.localizer import Localizer  # noqa: E402
 from multibox.jobs.evaluate import evaluate  # noqa: E402
 
@@ -125,15 +126,21 @@ def main() -> None:
     names = list(CONFIGS)
     if args.configs:
         names = [names[int(i) - 1] for i in args.configs.split(",")]
-    rows = []
+    rows, failed = [], []
     with tempfile.TemporaryDirectory() as work:
         for dataset in args.only or list(DATASETS):
             for name in names:
                 for seed in map(int, args.seeds.split(",")):
-                    rows.append(run_one(name, dataset, args.minutes, seed, Path(work)))
+                    try:
+                        rows.append(run_one(name, dataset, args.minutes, seed, Path(work)))
+                    except UserError as exc:  # e.g. the old priors: fewer distinct boxes than K
+                        print(f"| {dataset} | {name} | {seed} | did not train: {exc} |", flush=True)
+                        failed.append(f"{dataset}, {name}: {exc}")
+                        continue
                     print(table(rows[-1:]).splitlines()[-1], flush=True)
     text = (f"# Quality (`make quality`)\n\nMachine: {machine(args.threads)}. Budget: {args.minutes:g} min of training "
-            f"per configuration (set-up included), then `multibox evaluate`.\n\n{table(rows)}\n")
+            f"per configuration (set-up included), then `multibox evaluate`.\n\n{table(rows)}\n"
+            + "".join(f"\nDid not train: {f}\n" for f in failed))
     Path(args.out).write_text(text)
     print(text)
 
