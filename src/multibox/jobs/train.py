@@ -23,8 +23,7 @@ from multibox.engine.tasks import (PAPER_IMAGE_SIZE, check_classifier_config, cl
                                    training_samples)
 from multibox.engine.trainer import check_config
 from multibox.engine.trainer import train as run_training
-from multibox.evaluation.detection_rate import DetectionRate
-from multibox.evaluation.scoring import dataset_targets, drop_unreadable
+from multibox.evaluation.scoring import dataset_targets, detection_rate, drop_unreadable
 from multibox.inference.localizer import Localizer
 from multibox.inference.predict import predict_dataset
 
@@ -64,9 +63,7 @@ def detection_score(model: torch.nn.Module, cfg: Config, dataset: DetectionDatas
     localizer = Localizer(model, cfg.model.image_size, device, windows=cfg.model.windows)
     detections = predict_dataset(localizer, dataset, num_workers=0)
     _, detections, targets = drop_unreadable(dataset, detections, dataset_targets(dataset))
-    metric = DetectionRate(max_k=100)
-    metric.update(detections, targets)
-    rates = metric.compute()["detection_rate"]
+    rates = detection_rate(detections, targets, max_k=100)["detection_rate"]
     return sum(rates.get(k, 0.0) for k in VALIDATION_KS) / len(VALIDATION_KS)
 
 
