@@ -29,8 +29,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from multibox.data.problems import BadImage, Problem, ProblemLog
+from multibox.errors import UserError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "ImageInfo", "probe_image", "load_rgb", "to_rgb"]
+__all__ = ["DEFAULT_MAX_PIXELS", "ImageInfo", "UnusableImage", "probe_image", "load_rgb", "open_image", "to_rgb"]
 
 #: PIL's own default for Image.MAX_IMAGE_PIXELS (a 1/4 GiB 24-bit image).
 DEFAULT_MAX_PIXELS = 89_478_485
@@ -55,8 +56,13 @@ class ImageInfo:
         return self.orientation in (5, 6, 7, 8)
 
 
-def _bad(kind: str, path: Path | str, what: str, action: str = "image skipped") -> BadImage:
-    return BadImage(Problem(kind, str(path), "", what, action))
+class UnusableImage(BadImage, UserError):
+    """A :class:`BadImage` that is also a :class:`UserError`: the training pipeline skips it like any
+    BadImage; where one image was asked for (``detect``, the server) it is a one-line error naming the file."""
+
+
+def _bad(kind: str, path: Path | str, what: str, action: str = "image skipped") -> UnusableImage:
+    return UnusableImage(Problem(kind, str(path), "", what, action))
 
 
 def _allow_pil_limit(max_pixels: int) -> None:
@@ -180,3 +186,14 @@ def load_rgb(
         if note and problems is not None:
             problems.note(note)
         return rgb  # pixels are loaded, so closing the file leaves the image usable
+
+
+def open_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """The image at ``path`` as 8-bit RGB in its EXIF-oriented frame, decoded in full.
+
+    The one way to open a single image outside the readers (``detect``, the server): an image of more
+    than ``max_pixels`` pixels is refused from its header before any pixel is decoded, and a missing,
+    truncated or undecodable file raises :class:`UnusableImage` (a UserError) whose one-line message
+    names the file.
+    """
+    return load_rgb(path, max_pixels)

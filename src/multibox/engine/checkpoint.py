@@ -9,31 +9,27 @@ save never leaves a truncated checkpoint behind and the previous one stays usabl
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from multibox.atomic import atomic_path, remove_leftovers
 from multibox.config import Config
 from multibox.errors import UserError
 from multibox.modeling.localizer import build_grid_model, build_model
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """torch.save ``state`` to ``path`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """torch.save ``state`` to ``path`` atomically (:func:`multibox.atomic.atomic_path`).
+
+    Temporary files that killed writes of ``path`` left behind are removed first; a disk fault is a
+    one-line UserError naming ``path`` and the previous checkpoint stays intact.
+    """
+    remove_leftovers(path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
