@@ -9,6 +9,9 @@ save never leaves a truncated checkpoint behind and the previous one stays usabl
 
 from __future__ import annotations
 
+import pickle
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +35,104 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint dict at ``path``; a missing or unreadable file is a one-line UserError."""
+# A run folder given where a checkpoint is expected: the weights to ship first, then the resumable
+# checkpoint, then model.pt of runs written before last.pt/best.pt existed.
+RUN_FOLDER_NAMES = ("best.pt", "last.pt", "model.pt")
+
+
+def checkpoint_path(path: str | Path) -> Path:
+    """The checkpoint file ``path`` names: the file itself, or in a run folder the first of
+    :data:`RUN_FOLDER_NAMES` it holds; a UserError naming the folder and the names looked for."""
     path = Path(path)
+    if path.is_dir():
+        for name in RUN_FOLDER_NAMES:
+            if (path / name).is_file():
+                return path / name
+        raise UserError(f"{path}: a folder without a checkpoint (looked for {', '.join(RUN_FOLDER_NAMES)})")
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint")
+    return path
+
+
+def _unsafe(error: Exception) -> str | None:
+    """What a weights-only load refused (e.g. "global os.system"), or None for other failures."""
+    if not (isinstance(error, pickle.UnpicklingError) and "Weights only load failed" in str(error)):
+        return None
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+    if found:
+        return f"the Python global {found.group(1)}"
+    return "pickle instructions torch's weights-only loader does not allow"
+
+
+def _damage(error: Exception) -> str:
+    """A short reason for a file torch cannot read at all."""
+    text = str(error)
+    if isinstance(error, EOFError) or "central directory" in text or "zip archive" in text:
+        return "truncated or damaged file"
+    first = text.splitlines()[0][:120] if text else ""
+    return f"{type(error).__name__}{': ' + first if first else ''}"
+
+
+def _torch_load(path: Path) -> Any:
+    """torch.load with ``weights_only=True``: tensors and plain types only, so a pickle payload never runs."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise UserError(f"{path}: not a multibox checkpoint ({type(exc).__name__})") from None
-    if not isinstance(state, dict) or "model" not in state or "config" not in state:
-        raise UserError(f"{path}: not a multibox checkpoint (no model/config entries)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about pickle protocols before refusing a file
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError, zipfile errors...
+        unsafe = _unsafe(error)
+        if unsafe is not None:
+            raise UserError(f"{path}: refused, not loaded: it holds {unsafe}, which no multibox checkpoint holds "
+                            "and which could run code when loaded") from None
+        raise UserError(f"{path}: not a multibox checkpoint ({_damage(error)})") from None
+
+
+def _not_a_checkpoint(path: Path, state: Any) -> str | None:
+    """Why ``state`` is not a multibox model checkpoint (what it looks like instead), or None."""
+    if not isinstance(state, dict):
+        return f"holds a {type(state).__name__}, not a multibox checkpoint"
+    if "model" in state and "config" in state and isinstance(state["model"], dict):
+        return None
+    if "priors" in state and "config" in state:
+        return "holds fitted priors (no network weights), not a model checkpoint"
+    if state and all(isinstance(v, torch.Tensor) for v in state.values()):
+        first = next(iter(state))
+        return (f"holds a bare state_dict of {len(state)} tensors ({first!r}, ...), not a multibox checkpoint "
+                "(a dict with task, model and config entries)")
+    keys = ", ".join(map(str, list(state)[:5]))
+    return f"not a multibox checkpoint (entries {keys or 'none'}; expected task, model and config)"
+
+
+def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:
+    """The checkpoint dict at ``path`` (a file, or a run folder: :func:`checkpoint_path`).
+
+    Loaded with ``torch.load(weights_only=True)``: a file carrying Python objects (a pickle payload) is
+    refused with a one-line UserError and nothing in it runs. A missing, damaged or foreign file (a bare
+    state_dict, a priors file) is a one-line UserError naming it and what it holds.
+    kind: the network the caller needs ("localizer", "classifier"); another one is a UserError. None
+    accepts either.
+    """
+    path = checkpoint_path(path)
+    state = _torch_load(path)
+    problem = _not_a_checkpoint(path, state)
+    if problem:
+        raise UserError(f"{path}: {problem}")
+    found = checkpoint_kind(state)
+    if kind is not None and found != kind:
+        raise UserError(f"{path}: holds a {found}, not a {kind} (the network needed here)")
     return state
+
+
+def load_model(path: str | Path, kind: str | None = "localizer") -> tuple[nn.Module, Config, dict[str, Any]]:
+    """(network, config, checkpoint dict) of the checkpoint at ``path`` (file or run folder); every
+    problem is a one-line UserError starting with the file's path."""
+    file = checkpoint_path(path)
+    state = load_checkpoint(file, kind)
+    try:
+        model, cfg = model_from_checkpoint(state, kind)
+    except UserError as error:
+        raise UserError(f"{file}: {error}") from None
+    return model, cfg, state
 
 
 def checkpoint_config(state: dict[str, Any]) -> Config:
@@ -83,5 +172,9 @@ def model_from_checkpoint(state: dict[str, Any], kind: str | None = "localizer")
                                  m.conv_hidden, m.conv_depth)
     else:
         model = build_model(m.backbone, state["model"]["priors"], weights, m.hidden_dim, m.grid)
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:  # missing/unexpected keys or shapes: weights of another network
+        first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
+        raise UserError(f"checkpoint weights do not fit the network its config describes ({first[:160]})") from None
     return model, cfg
