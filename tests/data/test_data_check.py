@@ -59,7 +59,7 @@ def test_check_lists_every_problem_and_exits_1(tmp_path):
 
 def test_check_unreadable_exits_2(tmp_path):
     code, text = _check(tmp_path / "nowhere")
-    assert code == 2 and text.startswith("error: --data") and "no such file" in text
+    assert code == 2 and text.startswith(f"error: {tmp_path / 'nowhere'}: ") and "no such file" in text
     json_path = write_coco(tmp_path / "coco", basic_spec())
     for image in (tmp_path / "coco" / "train").iterdir():
         image.write_bytes(b"garbage")

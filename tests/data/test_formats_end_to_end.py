@@ -68,7 +68,7 @@ def test_train_then_evaluate_on_each_format(fmt, folders, tmp_path):
     assert main(["train", "--data", folders[fmt], "--split", "train", "--out", str(run), "--steps", "2",
                  "--backbone", "tiny", "--image-size", "64", "--num-boxes", "8", "--batch-size", "4",
                  "--workers", "0", *common]) == 0
-    assert main(["evaluate", "--model", str(run / "model.pt"), "--data", folders[fmt], "--split", "train",
+    assert main(["evaluate", "--model", str(run / "best.pt"), "--data", folders[fmt], "--split", "train",
                  "--out", str(tmp_path / f"eval-{fmt}"), *common]) == 0
     metrics = json.loads((tmp_path / f"eval-{fmt}" / "metrics.json").read_text())
     assert metrics["num_images"] == 12 and metrics["num_objects"] == sum(len(s.boxes) for s in spec())

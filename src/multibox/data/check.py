@@ -14,7 +14,7 @@ import numpy as np
 from multibox.data.build import build_dataset
 from multibox.data.crops import BUCKETS, CoverageCropSampler, bucket_of, coverage_grid, crop_coverage
 from multibox.data.dataset import DetectionDataset
-from multibox.data.problems import BadImage, ProblemLog
+from multibox.data.problems import BadImage, ProblemLog, printable
 
 __all__ = ["open_for_check", "load_all", "report", "histogram", "coverage_counts"]
 
@@ -117,7 +117,7 @@ def report(dataset: DetectionDataset, crops_per_image: int, seed: int, negatives
         f"{len(dataset.class_names)} classes"
     )
     return [
-        head,
+        printable(head),
         "objects per class:",
         *_class_lines(dataset),
         *_box_lines(dataset),

@@ -4,7 +4,12 @@
 * ``iscrowd`` objects are kept with ignore=True.
 * Categories are mapped to contiguous labels in order of category id (COCO's ids run 1..90 with gaps);
   ``class_names[k]`` is the k-th category's name. With ``names`` given, categories are matched by name.
-* Image folder: given, or found next to the JSON (the JSON's folder, ``images/``, ``../images/``, and
+  A background category no annotation uses (labelme2coco's ``_background_``) is not a class (a note).
+* Malformed entries (an image without ``id``/``file_name``, a category whose id is not an integer or
+  text, a ``bbox`` that is not 4 numbers) are reported and skipped; a file whose ``annotations`` is not a
+  list, or JSON nested too deeply to parse, is a one-line UserError.
+* Image folder: given, or found next to the JSON (the JSON's folder, ``images/``, ``JPEGImages/``
+  (labelme2coco), ``../images/``, and
   for ``annotations/instances_<split>.json`` the usual ``../<split>/``): the first holding the listed files.
 
 Memory: a 1M-annotation JSON parsed by ``json.load`` into dicts is ~1 GB of Python objects. The decoder's
@@ -39,6 +44,12 @@ class _Malformed:
         self.ann_id, self.reason = ann_id, reason
 
 
+def _is_xywh(bbox) -> bool:
+    """Whether ``bbox`` is a list of 4 numbers (bools and numeric strings are not numbers here)."""
+    return (isinstance(bbox, list) and len(bbox) == 4
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox))
+
+
 class _AnnotationPacker:
     """json ``object_hook`` packing annotation dicts into arrays (A annotations); others pass through."""
 
@@ -52,10 +63,10 @@ class _AnnotationPacker:
     def __call__(self, obj: dict):
         if "image_id" not in obj or "category_id" not in obj:
             return obj  # an image, a category, a segmentation RLE...
-        try:
-            x, y, w, h = (float(v) for v in obj["bbox"])
-        except (KeyError, TypeError, ValueError):
-            return _Malformed(obj.get("id"), f"bbox {obj.get('bbox')!r} is not [x, y, w, h]")
+        bbox = obj.get("bbox")
+        if not _is_xywh(bbox):  # a string "1234" would otherwise iterate into four digits
+            return _Malformed(obj.get("id"), f"bbox {str(bbox)[:60]!r} is not a list [x, y, w, h] of numbers")
+        x, y, w, h = (float(v) for v in bbox)
         self.bbox.extend((x, y, w, h))
         self.image_ids.append(obj["image_id"])
         self.category_ids.append(obj["category_id"])
@@ -76,15 +87,25 @@ def _load_json(path: Path) -> tuple[dict, _AnnotationPacker]:
         raise UserError(f"{path}: line {error.lineno}: malformed JSON ({error.msg})") from None
     except UnicodeDecodeError as error:
         raise UserError(f"{path}: not UTF-8 text ({error.reason})") from None
+    except RecursionError:
+        raise UserError(f"{path}: JSON nested too deeply to be a COCO instances file") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise UserError(f"{path}: not a COCO instances file (no 'images' list)")
+    annotations = data.get("annotations")
+    if annotations is not None and not isinstance(annotations, list):
+        kind = type(annotations).__name__
+        raise UserError(f"{path}: 'annotations' must be a list of objects, got a JSON {_JSON_TYPES.get(kind, kind)}")
     return data, packer
+
+
+_JSON_TYPES = {"dict": "object", "list": "array", "str": "string", "int": "number", "float": "number",
+               "bool": "boolean", "NoneType": "null"}
 
 
 def image_dir_candidates(json_path: Path) -> list[Path]:
     """Where a COCO JSON's images usually are, most specific first."""
     here = json_path.parent
-    candidates = [here, here / "images", here.parent / "images", here.parent]
+    candidates = [here, here / "images", here / "JPEGImages", here.parent / "images", here.parent]
     if json_path.stem.startswith("instances_"):
         split = json_path.stem[len("instances_") :]
         candidates[1:1] = [here.parent / split, here.parent / "images" / split]
@@ -100,14 +121,41 @@ def find_image_dir(json_path: Path, file_names: list[str]) -> Path | None:
     return next((c for c in image_dir_candidates(json_path) if any((c / n).is_file() for n in probes)), None)
 
 
-def _category_map(data: dict, names: list[str] | None, path: Path) -> tuple[dict, list[str]]:
-    """category id -> contiguous label, and the class names."""
-    try:
-        categories = sorted(data.get("categories") or [], key=lambda c: c["id"])
-        pairs = [(c["id"], str(c["name"])) for c in categories]
-    except (KeyError, TypeError):
-        raise UserError(f"{path}: malformed 'categories' (each needs 'id' and 'name')") from None
+#: Category names that mean "no object" (labelme2coco writes ``_background_`` as category 0).
+_BACKGROUND_NAMES = {"background", "bg", "_background_", "__background__"}
+
+
+def _usable_categories(data: dict, path: Path, log: ProblemLog) -> list[tuple]:
+    """[(id, name)] of the well-formed categories, sorted by id; malformed or repeated ones reported."""
+    categories = data.get("categories") or []
+    if not isinstance(categories, list):
+        raise UserError(f"{path}: 'categories' must be a list of objects with 'id' and 'name'")
+    pairs, seen = [], set()
+    for k, c in enumerate(categories):
+        cid = c.get("id") if isinstance(c, dict) else None
+        name = c.get("name") if isinstance(c, dict) else None
+        if not isinstance(cid, (int, str)) or isinstance(cid, bool) or not isinstance(name, (str, int, float)):
+            what = f"category {str(c)[:60]} needs an integer or text 'id' and a text 'name'"
+            log.add("malformed-category", str(path), f"categories[{k}]", what, "category skipped")
+        elif cid in seen:
+            log.add("duplicate-category-id", str(path), f"categories[{k}] id {cid!r}", "category id listed twice",
+                    "later entry skipped")
+        else:
+            seen.add(cid)
+            pairs.append((cid, str(name)))
+    return sorted(pairs, key=lambda p: (isinstance(p[0], str), p[0]))
+
+
+def _category_map(data: dict, names: list[str] | None, path: Path, log: ProblemLog,
+                  used: set) -> tuple[dict, list[str]]:
+    """category id -> contiguous label, and the class names. ``used``: the category ids annotations use;
+    an unused background category (labelme's ``_background_``) is no class to detect."""
+    pairs = _usable_categories(data, path, log)
     if names is None:
+        background = [(cid, n) for cid, n in pairs if n.strip().lower() in _BACKGROUND_NAMES and cid not in used]
+        for cid, name in background:
+            log.note(f"background category {name!r} (no annotations) not counted as a class")
+        pairs = [p for p in pairs if p not in background]
         return {cid: k for k, (cid, _) in enumerate(pairs)}, [name for _, name in pairs]
     by_name = {name: k for k, name in enumerate(names)}
     return {cid: by_name[name] for cid, name in pairs if name in by_name}, list(names)
@@ -246,7 +294,8 @@ class COCODataset(FileDataset):
 
     def _build_index(self, log: ProblemLog) -> IndexData:
         data, packer = _load_json(self.annotations)
-        category_of, class_names = _category_map(data, self.names, self.annotations)
+        used = {c for c in packer.category_ids if isinstance(c, (int, str, float))}
+        category_of, class_names = _category_map(data, self.names, self.annotations, log, used)
         ids, paths, sizes, index_of = self._images(data, log)
         self._report_malformed(data, log)
         del data  # the images' dicts are no longer needed

@@ -9,6 +9,7 @@ file that cannot be used.
 from __future__ import annotations
 
 import hashlib
+import os
 from abc import abstractmethod
 from pathlib import Path
 
@@ -76,7 +77,8 @@ class FileDataset(DetectionDataset):
     def _cache_file(self, cache: bool, cache_dir: str | Path | None) -> Path | None:
         if not cache:
             return None
-        tag = hashlib.sha1(str(Path(self.source).resolve()).encode()).hexdigest()[:12]
+        # fsencode: a non-UTF-8 folder name (Latin-1 bytes, decoded with surrogates) still has its bytes.
+        tag = hashlib.sha1(os.fsencode(Path(self.source).resolve())).hexdigest()[:12]
         return Path(cache_dir or default_cache_dir()) / f"{self.format}-{self.split}-{tag}.pkl"
 
     def _fresh_index(self) -> IndexData:

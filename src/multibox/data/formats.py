@@ -13,9 +13,11 @@ Accepted:
       options: {probe_images: false}  # optional reader options
 
 * an **Ultralytics data YAML** (``path``, ``train``/``val``/``test``, ``names``; no ``format`` key);
-* a **COCO JSON** file (one split; ``--split`` only names it);
+* a **COCO JSON** file: one split, the one its name gives (``instances_val2017.json``: ``val2017`` or
+  ``val``; a name giving none, like ``annotations.json``: ``train``); another split is an error;
 * a **folder**: VOC (``Annotations/``, or a VOCdevkit with one VOC20xx), COCO
-  (``annotations/instances_<split>.json``; ``--split train`` also finds ``instances_train2017.json``),
+  (``annotations/instances_<split>.json``; split ``train`` also finds ``instances_train2017.json``),
+  labelme2coco's output (``annotations.json`` at the top, images beside it or in ``JPEGImages/``),
   or YOLO (a ``data.yaml``/``dataset.yaml`` or single ``*.yaml`` inside).
 """
 
@@ -32,22 +34,34 @@ from multibox.errors import UserError
 __all__ = ["open_dataset", "detect_format"]
 
 _FORMATS = ("voc", "coco", "yolo")
+LABELME_JSON = "annotations.json"  # what labelme2coco writes at the top of its output folder
+#: Split words a COCO JSON's name may carry (instances_val2017.json is "val2017", so "val" too).
+_SPLIT_WORDS = {"train", "val", "test", "trainval", "minival", "valminusminival", "test-dev", "valid", "validation"}
+
+
+#: The folder layouts :func:`detect_format` recognises, in the order it tries them (for its error message).
+LAYOUTS = (
+    "VOC: Annotations/ (or a VOCdevkit folder with one VOC20xx/Annotations/)",
+    "COCO: annotations/instances_<split>.json",
+    "labelme2coco: annotations.json (images beside it or in JPEGImages/)",
+    "YOLO: data.yaml, dataset.yaml or a single *.yaml",
+)
 
 
 def detect_format(path: str | Path) -> str:
     """ "voc", "coco", "yolo" or "yaml" (our dataset YAML) for ``path``; UserError if unrecognised."""
     path = Path(path)
     if not path.exists():
-        raise UserError(f"--data {path}: no such file or folder")
+        raise UserError(f"{path}: no such file or folder")
     if path.is_file():
         return _file_format(path)
     if (path / "Annotations").is_dir() or any((c / "Annotations").is_dir() for c in path.iterdir() if c.is_dir()):
         return "voc"
-    if list((path / "annotations").glob("instances_*.json")):
+    if list((path / "annotations").glob("instances_*.json")) or (path / LABELME_JSON).is_file():
         return "coco"
     if _yaml_in(path) is not None:
         return "yolo"
-    raise UserError(f"--data {path}: not a VOC, COCO or YOLO dataset folder (and no dataset YAML inside)")
+    raise UserError(f"{path}: not a VOC, COCO or YOLO dataset folder; looked for " + "; ".join(LAYOUTS))
 
 
 def _file_format(path: Path) -> str:
@@ -56,7 +70,7 @@ def _file_format(path: Path) -> str:
         return "coco"
     if suffix in (".yaml", ".yml"):
         return "yaml" if "format" in load_yaml(path) else "yolo"
-    raise UserError(f"--data {path}: expected a dataset YAML, a COCO JSON or a dataset folder")
+    raise UserError(f"{path}: expected a dataset YAML, a COCO JSON or a dataset folder")
 
 
 def _yaml_in(folder: Path) -> Path | None:
@@ -67,8 +81,30 @@ def _yaml_in(folder: Path) -> Path | None:
     return found[0] if len(found) == 1 else None
 
 
+def json_splits(path: Path) -> set[str]:
+    """The split names one COCO JSON answers to: its stem, without ``instances_``, without a year
+    (``instances_val2017.json``: val2017, val). A name naming no split (``annotations.json``, as
+    labelme2coco writes) is the one split there is: "train" (and "all")."""
+    base = path.stem[len("instances_"):] if path.stem.startswith("instances_") else path.stem
+    names = {path.stem, base, base.rstrip("0123456789")}
+    if not {n.lower() for n in names} & _SPLIT_WORDS:
+        names |= {"train", "all"}
+    return names
+
+
+def _check_json_split(path: Path, split: str) -> None:
+    """A single COCO JSON holds one split: a ``split`` it does not name is an error, never the whole file."""
+    names = json_splits(path)
+    if split not in names:
+        raise UserError(f"{path}: one COCO file holds one split ({', '.join(sorted(names))}), not '{split}'; "
+                        "for several splits use a dataset YAML (format: coco, splits: {...})")
+
+
 def _coco_in_folder(folder: Path, split: str) -> Path:
-    """annotations/instances_<split>.json, or the single instances_<split>*.json (train -> train2017)."""
+    """annotations/instances_<split>.json, or the single instances_<split>*.json (train -> train2017);
+    in a labelme2coco folder, its annotations.json."""
+    if not (folder / "annotations").is_dir() and (folder / LABELME_JSON).is_file():
+        return folder / LABELME_JSON
     exact = folder / "annotations" / f"instances_{split}.json"
     if exact.is_file():
         return exact
@@ -91,6 +127,8 @@ def open_dataset(spec: str | Path, split: str = "train", **options) -> FileDatas
         return VOCDataset(path, split, **options)
     if kind == "coco":
         json_path = path if path.is_file() else _coco_in_folder(path, split)
+        if json_path.name == LABELME_JSON or path.is_file():
+            _check_json_split(json_path, split)
         return COCODataset(json_path, split=split, **options)
     yaml_path = path if path.is_file() else _yaml_in(path)
     return YOLODataset.from_yaml(yaml_path, split, **options)

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-__all__ = ["Problem", "ProblemLog", "BadImage"]
+__all__ = ["Problem", "ProblemLog", "BadImage", "printable"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,17 @@ class Problem:
 
     def __str__(self) -> str:
         place = f"{self.file}: {self.where}" if self.where else self.file
-        return f"{place}: {self.what} -> {self.action}"
+        return printable(f"{place}: {self.what} -> {self.action}")
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on any UTF-8 stream: a file name's non-UTF-8 bytes (Python decodes them to
+    lone surrogates) become ``\\xe9`` escapes instead of failing the print."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # surrogates that did not come from file-name bytes
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 class BadImage(Exception):

@@ -6,7 +6,12 @@
 * Coordinates: VOC's are 1-based inclusive pixel indices, so ``xmin=1`` is the first pixel column; as in
   Detectron2 they become continuous pixel-edge coordinates by x1 = xmin - 1, y1 = ymin - 1, x2 = xmax,
   y2 = ymax (a box covering the whole image is then exactly [0, 0, W, H]).
-* ``difficult`` objects are kept with ignore=True; ``truncated``/``occluded`` are ordinary objects.
+* ``difficult`` objects are kept with ignore=True (``1``, ``true``, ``1.0``; ``0``, ``false``, empty are
+  not difficult); ``truncated``/``occluded`` are ordinary objects.
+* XML namespaces are ignored (``<annotation xmlns="...">`` reads as plain VOC).
+* Split files: one id per line (an id may contain spaces when ``Annotations/<id>.xml`` exists); an id
+  listed twice is reported and used once; an annotation path that cannot be read (a folder, a symlink
+  loop) is reported and its image skipped.
 * Class names: ``names`` if given; else VOC's 20 classes if every name found is one of them (so train and
   test splits agree on the label order); else the sorted set of names found in the split.
 """
@@ -92,19 +97,47 @@ def _object(parsed: _Parsed, obj: ET.Element, number: int, log: ProblemLog) -> N
         return
     parsed.names.append(name)
     parsed.boxes.append(box)
-    parsed.difficult.append(_text(obj, "difficult") not in (None, "0"))
+    parsed.difficult.append(_difficult(_text(obj, "difficult"), parsed.xml, where, log))
     parsed.object_numbers.append(number)
+
+
+_TRUE, _FALSE = {"1", "true", "yes"}, {"0", "false", "no"}
+
+
+def _difficult(text: str | None, xml: Path, where: str, log: ProblemLog) -> bool:
+    """``<difficult>`` as a flag: 1/true/yes/1.0 are difficult; 0/false/no/0.0 and empty are not;
+    anything else is reported and read as not difficult (the object is kept, counted in evaluation)."""
+    if text is None or text.lower() in _FALSE | _TRUE:
+        return text is not None and text.lower() in _TRUE
+    try:
+        return float(text) != 0
+    except ValueError:
+        what = f"<difficult> {text[:20]!r} is not 0 or 1"
+        log.add("malformed-object", str(xml), where, what, "read as not difficult")
+        return False
+
+
+def _without_namespaces(root: ET.Element) -> ET.Element:
+    """``root`` with every tag's ``{namespace}`` removed: ``<annotation xmlns="...">`` reads as VOC."""
+    for element in root.iter():
+        if isinstance(element.tag, str) and element.tag.startswith("{"):
+            element.tag = element.tag.split("}", 1)[1]
+    return root
 
 
 def _parse_xml(image_id: str, xml: Path, log: ProblemLog) -> _Parsed | None:
     try:
-        tree = ET.parse(xml).getroot()
+        tree = _without_namespaces(ET.parse(xml).getroot())
     except FileNotFoundError:
         log.add("missing-annotation", str(xml), "", "annotation file not found", "image skipped")
         return None
     except ET.ParseError as error:
         line, column = error.position
         log.add("malformed-xml", str(xml), f"line {line}", f"malformed XML ({error})", "image skipped")
+        return None
+    except OSError as error:  # a folder named x.xml, a symlink loop, no permission
+        what = f"cannot read the annotation file ({error.strerror or error})"
+        log.add("unreadable-annotation", str(xml), "", what, "image skipped")
         return None
     parsed = _Parsed(image_id, xml, _text(tree, "filename"), _size(tree))
     for number, obj in enumerate(tree.iter("object"), start=1):
@@ -135,14 +168,30 @@ class VOCDataset(FileDataset):
         return self.root / "ImageSets" / "Main" / f"{split}.txt"
 
     def _split_ids(self, split: str) -> list[str]:
+        """The split's image ids in file order, each once; repeats are kept for :meth:`_build_index` to report."""
+        self._repeated: list[tuple[int, str]] = []  # (line number, id) of ids listed again
         if split == "all":
             return sorted(p.stem for p in (self.root / "Annotations").glob("*.xml"))
         path = self._split_file(split)
         if not path.is_file():
             available = ", ".join(voc_splits(self.root))
             raise UserError(f"VOC split file {path} not found (splits here: {available})")
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-        return [line.split()[0] for line in lines if line.strip()]
+        lines = path.read_text(encoding="utf-8-sig", errors="replace").splitlines()
+        ids: dict[str, int] = {}
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                image_id = self._line_id(line.strip())
+                if image_id in ids:
+                    self._repeated.append((number, image_id))
+                ids.setdefault(image_id, number)
+        return list(ids)
+
+    def _line_id(self, line: str) -> str:
+        """A split file line's id: the whole line when an annotation has that name (ids with spaces), else
+        its first field (class lists hold ``id -1``)."""
+        if " " in line and not (self.root / "Annotations" / f"{line}.xml").is_file():
+            return line.split()[0]
+        return line
 
     def _index_files(self) -> list[Path]:
         xmls = [self.root / "Annotations" / f"{i}.xml" for i in self._ids]
@@ -186,6 +235,9 @@ class VOCDataset(FileDataset):
         out.add(parsed.image_id, str(path), size[0], size[1], boxes[keep], labels[keep], difficult[keep])
 
     def _build_index(self, log: ProblemLog) -> IndexData:
+        for number, image_id in self._repeated:
+            what = f"image id {image_id!r} listed again"
+            log.add("duplicate-image-id", str(self._split_file(self.split)), f"line {number}", what, "counted once")
         xml_dir = self.root / "Annotations"
         parsed = [p for i in self._ids if (p := _parse_xml(i, xml_dir / f"{i}.xml", log)) is not None]
         class_names = self.names if self.names is not None else _class_names(parsed)

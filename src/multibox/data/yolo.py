@@ -10,7 +10,10 @@ list of those), and ``names`` (a list, or a dict ``{0: name, 1: name, ...}``).
   paths to the dataset root.
 * Each label line is ``class cx cy w h`` normalized to the oriented image; a line with more than four
   coordinates is a segment polygon ``class x1 y1 x2 y2 ...`` and becomes its bounding box.
-* A missing or empty label file makes the image a negative (counted as a note, not a problem).
+* A missing or empty label file makes the image a negative (counted as a note, not a problem); a missing
+  labels folder is reported (one line per folder), and a split where no image has a label file is an
+  error. Label files and ``.txt`` lists may start with a UTF-8 BOM.
+* Two images mapping to one label file (``a.jpg``, ``a.png``): reported; the first (sorted) keeps it.
 * YOLO labels carry no image size, so every image header is read while indexing (probe_images is on).
 """
 
@@ -76,7 +79,7 @@ def label_path(image: Path) -> Path:
 
 
 def _list_file_images(path: Path, root: Path) -> list[Path]:
-    lines = [s.strip() for s in path.read_text(encoding="utf-8", errors="replace").splitlines()]
+    lines = [s.strip() for s in path.read_text(encoding="utf-8-sig", errors="replace").splitlines()]
     resolve = lambda s: path.parent / s[2:] if s.startswith("./") else root / s  # noqa: E731
     return [resolve(s) for s in lines if s]
 
@@ -119,6 +122,31 @@ def _class_id(value: float, num_classes: int) -> int | None:
     if not math.isfinite(value) or value != int(value) or not 0 <= value < num_classes:
         return None
     return int(value)
+
+
+def _report_missing_folders(images: list[Path], labels: list[Path], log: ProblemLog) -> None:
+    """One line per label folder that does not exist (its images become negatives)."""
+    folders: dict[Path, int] = {}
+    for label in labels:
+        folders[label.parent] = folders.get(label.parent, 0) + 1
+    for folder, count in folders.items():
+        if not folder.is_dir():
+            what = f"labels folder not found ({count} image(s) of the split would read their labels here)"
+            log.add("missing-labels-folder", str(folder), "", what, "images used as negatives")
+
+
+def _one_image_per_label(images: list[Path], labels: list[Path], log: ProblemLog) -> list[Path]:
+    """Images whose label file no earlier image claims (a.jpg and a.png both map to a.txt)."""
+    owner: dict[Path, Path] = {}
+    kept = []
+    for image, label in zip(images, labels):
+        if label in owner:
+            what = f"label file shared by {owner[label].name} and {image.name}"
+            log.add("shared-label-file", str(label), "", what, f"used for {owner[label].name} only; {image.name} skipped")
+            continue
+        owner[label] = image
+        kept.append(image)
+    return kept
 
 
 class YOLODataset(FileDataset):
@@ -168,7 +196,7 @@ class YOLODataset(FileDataset):
     def _read_labels(self, labels: Path, log: ProblemLog) -> list[tuple[int, int, list[float]]] | None:
         """[(line number, class, cx cy w h)] of the usable lines; [] for no file; None if unreadable."""
         try:
-            text = labels.read_text(encoding="utf-8")
+            text = labels.read_text(encoding="utf-8-sig")  # Windows editors start files with a BOM
         except FileNotFoundError:
             return []
         except (OSError, UnicodeDecodeError) as error:
@@ -226,7 +254,18 @@ class YOLODataset(FileDataset):
             return image.with_suffix("").as_posix()
 
     def _build_index(self, log: ProblemLog) -> IndexData:
+        images = self._labelled_images(log)
         out = IndexBuilder()
-        for image in self._images:
+        for image in images:
             self._add_image(image, out, log)
         return out.build(self.names)
+
+    def _labelled_images(self, log: ProblemLog) -> list[Path]:
+        """The split's images, one per label file; missing label folders reported (an error if no image
+        of the split has a label file: a wrong layout, not a split of negatives)."""
+        labels = [label_path(p) for p in self._images]
+        if self._images and not any(p.is_file() for p in labels):
+            raise UserError(f"{self._source}: no label file for any of the {len(labels)} image(s) of split "
+                            f"'{self.split}' (looked for e.g. {labels[0]}; labels/ mirrors images/)")
+        _report_missing_folders(self._images, labels, log)
+        return _one_image_per_label(self._images, labels, log)

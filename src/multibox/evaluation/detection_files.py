@@ -13,8 +13,13 @@ Two formats are read, told apart by their first entry:
 
 An entry is matched to the split's records by, in order: its image id, its path, its file name and
 its file-name stem (for COCO results, ``image_id`` is tried in each role). A key that several records
-share matches none of them. Entries matching no record are counted, named on stderr and left out;
-records with no entry are evaluated with no boxes (every object missed), and counted too.
+share matches none of them, and the next key is tried (an image id two records share, then the path).
+Entries matching no record are counted, named on stderr and left out; records with no entry are
+evaluated with no boxes (every object missed), and counted too.
+
+Bad content is a one-line UserError naming the file and the entry: a number that is NaN or infinite
+(Python's json reads both), a ``width``/``height`` that is not a positive number, a box that is not 4
+numbers, JSON nested too deeply to parse. detections.json is written atomically (never a partial file).
 
 Boxes are written as the shortest decimals that read back to the same float32 values, so a
 detections.json evaluated again gives exactly the numbers of the run that wrote it.
@@ -23,6 +28,7 @@ detections.json evaluated again gives exactly the numbers of the run that wrote 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from multibox.atomic import write_text_atomic
 from multibox.data import DetectionDataset
 from multibox.errors import UserError
 
@@ -59,8 +66,7 @@ def detection_entries(dataset: DetectionDataset, detections: list[dict[str, Tens
 def write_detections(path: str | Path, dataset: DetectionDataset, detections: list[dict[str, Tensor] | None]) -> Path:
     """Write detections.json (the format of ``multibox detect``, plus each record's image id)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(detection_entries(dataset, detections)))
+    write_text_atomic(path, json.dumps(detection_entries(dataset, detections)))  # never a partial file
     return path
 
 
@@ -83,13 +89,14 @@ class RecordIndex:
         return table
 
     def find(self, *keys) -> int:
-        """The record index of the first key that names exactly one record, else -1."""
+        """The record index of the first key that names exactly one record, else -1. A key several
+        records share (an image id of two records) names none of them: the next key is tried."""
         for key in keys:
             if key is None:
                 continue
             for table in self.tables:
-                index = table.get(str(key), -2)
-                if index != -2:
+                index = table.get(str(key), -1)
+                if index >= 0:
                     return index
         return -1
 
@@ -110,14 +117,19 @@ def load_entries(path: str | Path) -> list[dict]:
     """The JSON list of a detections file; anything else is a one-line UserError."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"--detections {path}: no such file")
+        raise UserError(f"{path}: no such file")
     try:
-        entries = json.loads(path.read_text())
+        entries = json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"--detections {path}: not JSON ({exc})") from None
-    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
-        raise UserError(f"--detections {path}: expected a non-empty JSON list of objects "
+        raise UserError(f"{path}: not JSON ({exc})") from None
+    except RecursionError:
+        raise UserError(f"{path}: JSON nested too deeply to be a detections file") from None
+    if not isinstance(entries, list) or not entries:
+        raise UserError(f"{path}: expected a non-empty JSON list of objects "
                         "(COCO results or multibox detections.json)")
+    bad = next((k for k, e in enumerate(entries) if not isinstance(e, dict)), None)
+    if bad is not None:
+        raise UserError(f"{path}: entry {bad}: {str(entries[bad])[:60]} is not an object")
     return entries
 
 
@@ -128,7 +140,7 @@ def entry_format(entries: list[dict], path: str | Path) -> str:
         return "coco"
     if "boxes" in first and "scores" in first:
         return "ours"
-    raise UserError(f"--detections {path}: entry 0 has neither COCO results keys (image_id, bbox, score) "
+    raise UserError(f"{path}: entry 0 has neither COCO results keys (image_id, bbox, score) "
                     "nor detections.json keys (path, boxes, scores)")
 
 
@@ -160,7 +172,7 @@ class Rows:
 def gather(rows: Rows, num_records: int, path: str | Path) -> LoadedDetections:
     """Per-record detection dicts, ranked by descending score (stable: file order on ties)."""
     if len(rows.unmatched) == rows.num_entries:
-        raise UserError(f"--detections {path}: none of its entries names an image of the split "
+        raise UserError(f"{path}: none of its entries names an image of the split "
                         f"(e.g. {rows.unmatched[0]!r}); entries are matched by image id, path or file name")
     order = np.lexsort((-rows.scores.astype(np.float64), rows.record))
     order = order[rows.record[order] >= 0]
@@ -177,11 +189,14 @@ def gather(rows: Rows, num_records: int, path: str | Path) -> LoadedDetections:
 
 
 def _number_list(value, length: int | None, what: str, path, k: int) -> list[float]:
-    """A list of numbers (of ``length`` when given), else a UserError naming the entry."""
+    """A list of finite numbers (of ``length`` when given), else a UserError naming the entry.
+    (Python's json reads NaN and Infinity; a NaN score would rank anywhere.)"""
     ok = isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
     if not ok or (length is not None and len(value) != length):
         shape = f"{length} numbers" if length is not None else "a list of numbers"
-        raise UserError(f"--detections {path}: entry {k}: {what} {str(value)[:60]} is not {shape}")
+        raise UserError(f"{path}: entry {k}: {what} {str(value)[:60]} is not {shape}")
+    if not all(math.isfinite(v) for v in value):
+        raise UserError(f"{path}: entry {k}: {what} {str(value)[:60]} holds NaN or infinity")
     return value
 
 
@@ -224,7 +239,7 @@ def _note_unknown_labels(labels: np.ndarray, raw: list[str], what: str, path) ->
     """Say on stderr how many boxes carry a label the dataset lacks (they count as wrong labels)."""
     unknown = np.flatnonzero(labels < 0)
     if len(unknown):
-        print(f"--detections {path}: {len(unknown)} box(es) have a {what} the dataset does not know "
+        print(f"{path}: {len(unknown)} box(es) have a {what} the dataset does not know "
               f"(e.g. {raw[unknown[0]]!r}); they count for no class", file=sys.stderr)
 
 
@@ -247,20 +262,37 @@ def _entry_name(entry: dict) -> str:
 def _our_entry(entry: dict, k: int, dataset: DetectionDataset, index: RecordIndex, path):
     """(record index or -1, boxes float32 [N, 4], scores float32 [N], labels int64 [N] or None)."""
     name = entry.get("path")
+    if name is not None and not isinstance(name, str):
+        raise UserError(f"{path}: entry {k}: path {str(name)[:60]} is not text")
     i = index.find(entry.get("image_id"), name, Path(name).name if name else None)
-    boxes = np.array([_number_list(b, 4, "box", path, k) for b in entry.get("boxes") or []], np.float32).reshape(-1, 4)
+    raw_boxes = entry.get("boxes") or []
+    if not isinstance(raw_boxes, list):
+        raise UserError(f"{path}: entry {k}: boxes {str(raw_boxes)[:60]} is not a list of [x1, y1, x2, y2]")
+    boxes = np.array([_number_list(b, 4, "box", path, k) for b in raw_boxes], np.float32).reshape(-1, 4)
     scores = np.array(_number_list(entry.get("scores"), len(boxes), "scores", path, k), np.float32)
+    size = _entry_size(entry, path, k)
     if i >= 0:
-        boxes = _rescale(boxes, entry, dataset.records[i])
+        boxes = _rescale(boxes, size, dataset.records[i])
     labels = _our_labels(entry.get("labels"), len(boxes), dataset, path, k)
     return i, boxes, scores, labels
 
 
-def _rescale(boxes: np.ndarray, entry: dict, record) -> np.ndarray:
-    """Boxes of an image of the entry's width/height, in the record's pixel frame."""
+def _entry_size(entry: dict, path, k: int) -> tuple[float, float] | None:
+    """The entry's (width, height) when it gives both as positive numbers; None when it gives neither."""
     w, h = entry.get("width"), entry.get("height")
-    if not w or not h or (w, h) == (record.width, record.height):
+    if w is None and h is None:
+        return None
+    for key, v in (("width", w), ("height", h)):
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
+            raise UserError(f"{path}: entry {k}: {key} {str(v)[:30]!r} is not a positive number")
+    return w, h
+
+
+def _rescale(boxes: np.ndarray, size: tuple[float, float] | None, record) -> np.ndarray:
+    """Boxes of an image of ``size`` (width, height; None: the record's own), in the record's pixel frame."""
+    if size is None or tuple(size) == (record.width, record.height):
         return boxes
+    w, h = size
     scale = np.array([record.width / w, record.height / h] * 2, dtype=np.float64)
     return (boxes * scale).astype(np.float32)
 
@@ -270,9 +302,9 @@ def _our_labels(raw, n: int, dataset: DetectionDataset, path, k: int) -> np.ndar
     if raw is None:
         return None
     if not isinstance(raw, list) or len(raw) != n:
-        raise UserError(f"--detections {path}: entry {k}: 'labels' must list one class per box")
+        raise UserError(f"{path}: entry {k}: 'labels' must list one class per box")
     if not all(isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool)) for v in raw):
-        raise UserError(f"--detections {path}: entry {k}: 'labels' must be class indices or class names")
+        raise UserError(f"{path}: entry {k}: 'labels' must be class indices or class names")
     by_name = {name: i for i, name in enumerate(dataset.class_names)}
     labels = np.array([by_name.get(v, -1) if isinstance(v, str) else v for v in raw], dtype=np.int64)
     labels[(labels < 0) | (labels >= len(dataset.class_names))] = -1
