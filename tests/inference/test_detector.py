@@ -10,6 +10,7 @@ from multibox.engine.trainer import train
 from multibox.jobs.train import train_classifier
 from multibox.modeling.classifier import Classifier
 from multibox.cli import main
+from multibox.errors import UserError
 from multibox.inference.detector import Detector, combine_scores
 from multibox.data.regions import crop_regions, image_tensor, square_regions
 
@@ -64,9 +65,10 @@ class FixedLocalizer:
     def __init__(self, boxes, scores):
         self.boxes, self.scores, self.calls = boxes, scores, []
 
-    def predict_batch(self, images, top_k=10):
+    def predict_batch(self, images, top_k=10, min_score=0.0, iou=None):
         self.calls.append(top_k)
-        return [(self.boxes[:top_k], self.scores[:top_k]) for _ in images]
+        keep = (self.scores >= min_score).nonzero()[:, 0][:top_k]
+        return [(self.boxes[keep], self.scores[keep]) for _ in images]
 
 
 class CountingBackbone(torch.nn.Module):
@@ -90,7 +92,7 @@ def test_detector_classifies_all_boxes_of_all_images_in_one_pass_and_multiplies_
     classifier = Classifier(backbone, 3, hidden_dim=0, dropout=0.0)
     detector = Detector(localizer, classifier, ["a", "b"], 16, region="max", top_n=2)
     images = [Image.new("RGB", (60, 40), (200, 0, 0)), Image.new("RGB", (50, 50), (0, 0, 200))]
-    out = detector.detect_batch(images)
+    out = detector.detect_batch(images, per_box=False)  # every (box, class) pair, as for per-class AP
     assert backbone.batches == [4] and localizer.calls == [2]  # 2 images x top 2 boxes, one forward pass
     with torch.no_grad():
         crops = torch.cat([crop_regions(image_tensor(im), square_regions(boxes[:2], im.width, im.height), 16)
@@ -119,7 +121,8 @@ def test_from_checkpoints_and_cli_detect_write_names_and_ids(checkpoints, tmp_pa
     assert main(["detect", "--model", str(loc), "--classifier", str(cls), "--out", str(tmp_path / "det"),
                  "--top-k", "3", "--device", "cpu", str(tmp_path / "a.png")]) == 0
     [entry] = json.loads((tmp_path / "det" / "detections.json").read_text())
-    assert len(entry["boxes"]) == len(entry["scores"]) == len(entry["labels"]) == len(entry["label_ids"]) <= 3 * 5
+    n = len(entry["boxes"])  # ilsvrc: at most one box per class
+    assert n == len(entry["scores"]) == len(entry["labels"]) == len(entry["label_ids"]) == len(entry["label_scores"]) <= 5
     assert all(detector.class_names[i] == name for i, name in zip(entry["label_ids"], entry["labels"]))
     assert entry["scores"] == sorted(entry["scores"], reverse=True)
     assert (tmp_path / "det" / "images" / "a.png").is_file()
@@ -141,3 +144,34 @@ def test_detect_flag_mistakes_exit_2_with_one_line(checkpoints, tmp_path, capsys
             code = exc.code
         err = capsys.readouterr().err.strip()
         assert code == 2 and len(err.splitlines()) == 1 and fragment in err and "Traceback" not in err, (extra, err)
+
+
+def test_score_combination_keeps_each_box_once_with_its_best_class():
+    conf = torch.tensor([0.5, 0.8, 0.1])
+    probs = torch.tensor([[0.1, 0.6, 0.3], [0.7, 0.1, 0.2], [0.2, 0.3, 0.5]])  # C = 2 + background
+    box, label, score = combine_scores(conf, probs, best_label_per_box=True)
+    assert box.tolist() == [1, 0, 2] and label.tolist() == [0, 1, 1]  # box 2: background wins, best real class 1
+    assert torch.allclose(score, torch.tensor([0.56, 0.30, 0.03]))
+    assert combine_scores(torch.zeros(0), torch.zeros(0, 3), best_label_per_box=True)[0].numel() == 0
+
+
+def test_detector_reports_each_box_once_and_applies_min_score_and_max_det():
+    boxes = torch.tensor([[0.0, 0, 20, 20], [10, 10, 50, 30], [30, 0, 40, 40]])
+    localizer = FixedLocalizer(boxes, torch.tensor([0.9, 0.5, 0.2]))
+    classifier = Classifier(CountingBackbone(), 3, hidden_dim=0, dropout=0.0)
+    detector = Detector(localizer, classifier, ["a", "b"], 16, region="max", top_n=3)
+    image = Image.new("RGB", (60, 40), (200, 0, 0))
+    det = detector.detect(image)
+    assert sorted(det["box_index"].tolist()) == [0, 1, 2]  # each box once, never once per class
+    assert torch.allclose(det["scores"], localizer.scores[det["box_index"]] * det["label_scores"])
+    pairs = detector.detect_batch([image], per_box=False)[0]
+    for i in range(3):  # the label is the box's best class, its score the best pair's
+        mine = pairs["box_index"] == det["box_index"][i]
+        assert det["scores"][i] == pairs["scores"][mine].max() and det["labels"][i] == pairs["labels"][mine][0]
+    strict = detector.detect(image, min_score=float(det["scores"][1]), max_det=1)
+    assert len(strict["scores"]) == 1 and strict["scores"][0] == det["scores"][0]
+    assert localizer.calls[-1] == 3  # top_n localizer boxes, whatever max_det
+    with pytest.raises(UserError, match="min_score 2"):
+        detector.detect(image, min_score=2)
+    with pytest.raises(UserError, match="use detect_batch"):
+        detector.detect([image, image])

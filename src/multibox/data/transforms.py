@@ -11,31 +11,59 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch import Tensor
 
+from multibox.data.images import UnusableImage, open_image
 from multibox.errors import UserError
 
 
+ACCEPTED_IMAGES = ("a file path, a PIL image, a numpy array [H, W, 3] (uint8, or float in [0, 1]) "
+                   "or a Tensor[3, H, W] (uint8, or float in [0, 1])")
+FLOAT_SLACK = 1e-3  # resampling overshoot tolerated (and clipped) on float images in [0, 1]
+
+
 def to_pil(image: Image.Image | str | Path | Tensor | np.ndarray) -> Image.Image:
-    """A PIL RGB image from a PIL image, a file path (EXIF orientation applied), a Tensor[3, H, W]
-    (uint8, or float in [0, 1]) or a uint8 array [H, W, 3]."""
+    """A PIL RGB image from one of :data:`ACCEPTED_IMAGES` (a path: EXIF orientation applied; a
+    [H, W] or [1, H, W] grey array is taken too); anything else is a one-line UserError naming them."""
     if isinstance(image, (str, Path)):
-        path = Path(image)
-        if not path.is_file():
-            raise UserError(f"{path}: no such image file")
-        try:
-            with Image.open(path) as im:
-                return ImageOps.exif_transpose(im).convert("RGB")
-        except OSError as exc:
-            raise UserError(f"{path}: cannot read image ({exc})") from None
+        return _read_file(Path(image))
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
     if isinstance(image, Tensor):
-        if image.is_floating_point():
-            image = (image.clamp(0, 1) * 255).round().to(torch.uint8)
-        image = image.permute(1, 2, 0).cpu().numpy()  # [3, H, W] -> [H, W, 3]
+        if image.dim() != 3 or image.shape[0] not in (1, 3):
+            raise UserError(f"image: Tensor of shape {list(image.shape)}: expected {ACCEPTED_IMAGES}")
+        image = image.detach().cpu().permute(1, 2, 0)  # [3, H, W] -> [H, W, 3]
+        image = (image.double() if image.is_floating_point() else image).numpy()  # bfloat16 has no numpy type
     if isinstance(image, np.ndarray):
-        return Image.fromarray(np.ascontiguousarray(image))
-    return image.convert("RGB")
+        return _array_image(image)
+    raise UserError(f"image: a {type(image).__name__}: expected {ACCEPTED_IMAGES}")
+
+
+def _read_file(path: Path) -> Image.Image:
+    """The RGB image of a file, upright (EXIF orientation); an over-limit image is refused from its header."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such image file")
+    try:
+        return open_image(path)
+    except UnusableImage as exc:  # one image asked for: an error, not the readers' "image skipped"
+        raise UserError(str(exc).split(" -> ")[0]) from None
+
+
+def _array_image(array: np.ndarray) -> Image.Image:
+    """An RGB image of a [H, W, 3], [H, W, 1] or [H, W] array, uint8 or float in [0, 1]."""
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3) or 0 in array.shape:
+        raise UserError(f"image: array of shape {list(array.shape)}: expected {ACCEPTED_IMAGES}")
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all() or array.min() < -FLOAT_SLACK or array.max() > 1 + FLOAT_SLACK:
+            raise UserError(f"image: float values in [{np.nanmin(array):.3g}, {np.nanmax(array):.3g}]: float images "
+                            "must lie in [0, 1] (divide uint8 pixels by 255)")
+        array = np.round(np.clip(array, 0, 1) * 255)
+    elif array.dtype != np.uint8:
+        raise UserError(f"image: pixels of type {array.dtype}: expected uint8, or float in [0, 1]")
+    return Image.fromarray(np.ascontiguousarray(array.astype(np.uint8))).convert("RGB")
 
 
 def crop_resize(image: Image.Image, crop: np.ndarray | Tensor | list[float], size: int, flip: bool = False) -> Tensor:

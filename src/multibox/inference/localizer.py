@@ -18,13 +18,33 @@ from multibox.config import WINDOW_MODES
 from multibox.data import DetectionDataset
 from multibox.data.transforms import to_pil
 from multibox.engine.checkpoint import load_checkpoint, model_from_checkpoint
+from multibox.engine.precision import resolve_device
 from multibox.errors import UserError
-from multibox.inference.postprocess import merge_windows
+from multibox.inference.postprocess import check_options, fewest, merge_windows
 from multibox.inference.samples import WindowSamples, collate_windows
 from multibox.inference.windows import NUM_WINDOWS, image_windows, window_inputs
 from multibox.modeling.localizer import MultiBox
 
-ImageLike = Image.Image | str | Path | Tensor | np.ndarray
+ImageLike = Image.Image | str | Path | Tensor | np.ndarray  # accepted forms: see multibox.data.transforms.to_pil
+
+
+def image_list(images: list[ImageLike] | tuple | Tensor) -> list[ImageLike]:
+    """The images of a batch: a list or tuple of images, or a Tensor[B, 3, H, W] as B images."""
+    if isinstance(images, Tensor) and images.dim() == 4:
+        return list(images.unbind(0))
+    if isinstance(images, (list, tuple)):
+        return list(images)
+    raise UserError(f"images: expected a list of images or a Tensor[B, 3, H, W], got {type(images).__name__}"
+                    + (f" of shape {list(images.shape)}" if hasattr(images, "shape") else ""))
+
+
+def one_image(image: ImageLike, method: str = "predict") -> ImageLike:
+    """``image`` unless it is a batch (Tensor[B, 3, H, W] or a list), which ``method`` does not take."""
+    if (isinstance(image, Tensor) and image.dim() == 4) or isinstance(image, (list, tuple)):
+        shape = f" of shape {list(image.shape)}" if isinstance(image, Tensor) else ""
+        raise UserError(f"image: a batch{shape} given to {method}(), which takes one image; "
+                        f"use {method}_batch() for several")
+    return image
 
 
 class Localizer:
@@ -34,8 +54,14 @@ class Localizer:
     padded to a square), "center" (§4.1), "multiscale" (§4.3) or "tiles" of ``tile`` pixels overlapping
     by ``overlap``.
 
+    Images (:meth:`predict`, :meth:`predict_batch`) may be a file path, a PIL image, a numpy array
+    [H, W, 3] (uint8, or float in [0, 1]) or a Tensor[3, H, W] (uint8, or float in [0, 1]);
+    :meth:`predict_batch` also takes a Tensor[B, 3, H, W] as B images. Anything else is a one-line
+    :class:`multibox.errors.UserError` naming what is accepted.
+
     >>> loc = Localizer.from_checkpoint("runs/demo/model.pt")
     >>> boxes, scores = loc.predict("photo.jpg", top_k=10)   # Tensor[N, 4] pixel xyxy, Tensor[N]
+    >>> boxes, scores = loc.predict(array, min_score=0.3, iou=0.45)   # numpy [H, W, 3] uint8
     """
 
     def __init__(self, model: MultiBox, image_size: int, device: str | torch.device = "cpu", nms_iou: float = 0.5,
@@ -44,6 +70,7 @@ class Localizer:
             raise UserError(f"windows {windows!r}: expected one of {', '.join(WINDOW_MODES)}")
         if windows == "tiles" and not tile:
             raise UserError("windows 'tiles' needs a tile size in pixels (--tile SIZE)")
+        device = resolve_device(device) if isinstance(device, (str, int)) else device  # "cuda" without a GPU: one line
         self.model = model.eval().to(device)
         self.image_size, self.device, self.nms_iou = image_size, torch.device(device), nms_iou
         self.windows, self.tile, self.overlap = windows, tile, overlap
@@ -51,7 +78,9 @@ class Localizer:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", windows: str | None = None,
                         tile: float | None = None, overlap: float = 0.2) -> Localizer:
-        """The checkpoint's localizer; ``windows`` defaults to the mode it was configured with."""
+        """The localizer of checkpoint ``path`` (a training run's model file), on ``device`` ("cpu",
+        "cuda", "cuda:0", ...); ``windows`` defaults to the mode it was trained with, ``tile`` (pixels)
+        and ``overlap`` (fraction of a tile) serve windows="tiles"."""
         model, cfg = model_from_checkpoint(load_checkpoint(path))
         return cls(model, cfg.model.image_size, device, windows=windows or cfg.model.windows, tile=tile,
                    overlap=overlap)
@@ -61,28 +90,43 @@ class Localizer:
         return image_windows(width, height, self.windows, self.tile, self.overlap)
 
     @torch.no_grad()
-    def run(self, inputs: Tensor, windows: Tensor, counts: Tensor, sizes: Tensor,
-            top_k: int | None = None) -> list[dict[str, Tensor]]:
+    def run(self, inputs: Tensor, windows: Tensor, counts: Tensor, sizes: Tensor, top_k: int | None = None,
+            min_score: float = 0.0, iou: float | None = None) -> list[dict[str, Tensor]]:
         """Detections from prepared windows: inputs Tensor[T, 3, S, S] uint8, windows Tensor[T, 4] pixel
         xyxy, counts Tensor[B] (windows per image), sizes Tensor[B, 2] (width, height) -> B dicts
-        {"boxes", "scores"} on the CPU."""
+        {"boxes", "scores"} on the CPU; ``iou``: the NMS threshold (default: this localizer's)."""
         outputs = self.model(inputs.to(self.device))
-        dets = merge_windows(outputs, windows.to(self.device), sizes.to(self.device), self.nms_iou, top_k,
-                             counts=counts, drop_cut=self.windows == "tiles")
+        dets = merge_windows(outputs, windows.to(self.device), sizes.to(self.device), iou or self.nms_iou, top_k,
+                             counts=counts, drop_cut=self.windows == "tiles", min_score=min_score)
         return [{k: v.cpu() for k, v in d.items()} for d in dets]
 
-    def predict_batch(self, images: list[ImageLike], top_k: int | None = 10) -> list[tuple[Tensor, Tensor]]:
-        """Detections for several images in one forward pass: [(boxes Tensor[N, 4] pixels, scores Tensor[N])]."""
-        pils = [to_pil(im) for im in images]
+    def predict_batch(self, images: list[ImageLike] | Tensor, top_k: int | None = 10, min_score: float = 0.0,
+                      iou: float | None = None, max_det: int | None = None) -> list[tuple[Tensor, Tensor]]:
+        """Detections for several images (a list of the accepted forms, or a Tensor[B, 3, H, W]) in one
+        forward pass: per image (boxes Tensor[N, 4] xyxy pixels, scores Tensor[N]) sorted by score.
+
+        top_k / max_det: the most boxes kept per image (for a localizer alone both cap the same count;
+        :class:`multibox.inference.detector.Detector` keeps top_k localizer boxes and at most max_det
+        detections); min_score: the lowest confidence kept; iou: the NMS threshold (default: the
+        localizer's, 0.5 as §4.2.2). Boxes under 1 pixel wide or tall are never returned.
+        """
+        check_options(min_score, iou, top_k, max_det)
+        pils = [to_pil(im) for im in image_list(images)]
+        if not pils:
+            return []
         windows = [self.image_windows(im.width, im.height) for im in pils]  # per image Tensor[W, 4]
         inputs = torch.cat([window_inputs(im, w, self.image_size) for im, w in zip(pils, windows)])  # [T, 3, S, S]
         sizes = torch.tensor([im.size for im in pils], dtype=torch.float32)  # [B, 2] (width, height)
         counts = torch.tensor([len(w) for w in windows], dtype=torch.int64)
-        return [(d["boxes"], d["scores"]) for d in self.run(inputs, torch.cat(windows), counts, sizes, top_k)]
+        dets = self.run(inputs, torch.cat(windows), counts, sizes, fewest(top_k, max_det), min_score, iou)
+        return [(d["boxes"], d["scores"]) for d in dets]
 
-    def predict(self, image: ImageLike, top_k: int | None = 10) -> tuple[Tensor, Tensor]:
-        """Detections for one image (PIL image, path or Tensor[3, H, W]): (boxes Tensor[N, 4] pixel xyxy, scores Tensor[N])."""
-        return self.predict_batch([image], top_k)[0]
+    def predict(self, image: ImageLike, top_k: int | None = 10, min_score: float = 0.0, iou: float | None = None,
+                max_det: int | None = None) -> tuple[Tensor, Tensor]:
+        """Detections for one image (a path, PIL image, numpy [H, W, 3] or Tensor[3, H, W]; a
+        Tensor[B, 3, H, W] batch goes to :meth:`predict_batch`): (boxes Tensor[N, 4] xyxy pixels,
+        scores Tensor[N]); options as :meth:`predict_batch`."""
+        return self.predict_batch([one_image(image)], top_k, min_score, iou, max_det)[0]
 
     # --- over a dataset (:func:`multibox.inference.predict.predict_dataset`) -------------------------
 

@@ -5,6 +5,11 @@ Jaccard 0.5 and ranked by confidence (§4.2.2).
 One function, :func:`merge_windows`, serves every window layout (:mod:`multibox.inference.windows`):
 the boxes of all of an image's windows are pooled and pruned by one NMS, so a box seen in two windows
 survives once. :func:`postprocess` is its one-window form.
+
+No degenerate box is ever returned: after truncation to the image, a box less than
+:data:`MIN_BOX_SIDE` pixel wide or tall (a box predicted outside its window, or over the black padding
+of a non-square image, truncates to a line or a point) is dropped before NMS and top-k, so it takes
+no slot of the k kept; so is a box scoring under ``min_score``.
 """
 
 from __future__ import annotations
@@ -14,10 +19,14 @@ from torch import Tensor
 from torchvision.ops import batched_nms
 
 from multibox.boxes import clip_boxes, crop_to_image, order_corners
+from multibox.errors import UserError
+
+MIN_BOX_SIDE = 1.0  # pixels: a narrower or flatter box after truncation is not a detection
 
 
 def merge_windows(outputs: dict[str, Tensor], windows: Tensor, image_sizes: Tensor, nms_iou: float | None = 0.5,
-                  top_k: int | None = None, counts: Tensor | None = None, drop_cut: bool = False) -> list[dict[str, Tensor]]:
+                  top_k: int | None = None, counts: Tensor | None = None, drop_cut: bool = False,
+                  min_score: float = 0.0) -> list[dict[str, Tensor]]:
     """Network outputs of every window of B images -> per-image detections in image pixels (one NMS per image).
 
     outputs: pred_boxes Tensor[T, K, 4] (xyxy in [0, 1] of each window), pred_logits Tensor[T, K], rows
@@ -25,6 +34,7 @@ def merge_windows(outputs: dict[str, Tensor], windows: Tensor, image_sizes: Tens
     (Tensor[B], windows per image, e.g. tiles) Tensor[T, 4]. image_sizes: Tensor[B, 2] (width, height).
     drop_cut (tiles): a box that touches a tile border inside the image, and lies mostly inside a
     higher-scoring box, is the cut-off part of an object the neighbouring tile sees whole: dropped.
+    Boxes under MIN_BOX_SIDE pixels wide or tall, or scoring under ``min_score``, are dropped first.
     Returns B dicts {"boxes": Tensor[N, 4], "scores": Tensor[N]} sorted by score.
     """
     b = image_sizes.shape[0]
@@ -39,9 +49,40 @@ def merge_windows(outputs: dict[str, Tensor], windows: Tensor, image_sizes: Tens
     boxes = clip_boxes(boxes, sizes[:, 0, None], sizes[:, 1, None])  # per window's image (width, height) as [T, 1]
     scores = outputs["pred_logits"].float().sigmoid()  # [T, K]
     cut = touches_inner_border(pred, windows.to(pred), sizes) if drop_cut else None  # [T, K]
+    valid = (proper_boxes(boxes) & (scores >= min_score)).reshape(-1)  # [T*K]
     dets = select_flat(boxes.reshape(-1, 4), scores.reshape(-1), image_of.repeat_interleave(k), b, nms_iou,
-                       None if drop_cut else top_k, None if cut is None else cut.reshape(-1))
+                       None if drop_cut else top_k, None if cut is None else cut.reshape(-1), valid)
     return [drop_cut_parts(d, top_k) for d in dets] if drop_cut else dets
+
+
+def check_options(min_score: float = 0.0, iou: float | None = None, top_k: int | None = None,
+                  max_det: int | None = None) -> None:
+    """A one-line UserError naming the prediction option that is out of range."""
+    if not 0.0 <= min_score <= 1.0:
+        raise UserError(f"min_score {min_score}: expected a score in [0, 1]")
+    if iou is not None and not 0.0 < iou <= 1.0:
+        raise UserError(f"iou {iou}: expected an NMS threshold in (0, 1]")
+    for name, value in (("top_k", top_k), ("max_det", max_det)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise UserError(f"{name} {value}: expected a whole number >= 1")
+
+
+def fewest(*limits: int | None) -> int | None:
+    """The smallest of the given limits on a count (None: no limit)."""
+    given = [n for n in limits if n is not None]
+    return min(given) if given else None
+
+
+def keep_best(det: dict[str, Tensor], min_score: float = 0.0, max_det: int | None = None) -> dict[str, Tensor]:
+    """One image's detections (Tensors [D, ...], sorted by det["scores"]) scoring at least ``min_score``,
+    at most ``max_det`` of them."""
+    keep = (det["scores"] >= min_score).nonzero()[:, 0][:max_det]
+    return {k: v[keep] for k, v in det.items()}
+
+
+def proper_boxes(boxes: Tensor, min_side: float = MIN_BOX_SIDE) -> Tensor:
+    """Bool Tensor[...]: the box (boxes Tensor[..., 4], xyxy pixels) is at least ``min_side`` wide and tall."""
+    return ((boxes[..., 2] - boxes[..., 0]) >= min_side) & ((boxes[..., 3] - boxes[..., 1]) >= min_side)
 
 
 CUT_MARGIN = 0.01  # of a window's side: a box edge this close to a window border touches it
@@ -90,14 +131,16 @@ def select(boxes: Tensor, scores: Tensor, nms_iou: float | None, top_k: int | No
 
 
 def select_flat(boxes: Tensor, scores: Tensor, image_of: Tensor, num_images: int, nms_iou: float | None,
-                top_k: int | None, cut: Tensor | None = None) -> list[dict[str, Tensor]]:
+                top_k: int | None, cut: Tensor | None = None, valid: Tensor | None = None) -> list[dict[str, Tensor]]:
     """:func:`select` of the boxes Tensor[N, 4] and scores Tensor[N] of several images, image_of
     Tensor[N] naming each box's image: one batched_nms call for them all (``cut`` Tensor[N] travels
-    with the kept boxes)."""
+    with the kept boxes); only the boxes marked in ``valid`` (bool Tensor[N]) are candidates."""
+    candidates = torch.arange(len(scores), device=scores.device) if valid is None else valid.nonzero()[:, 0]
     if nms_iou is None:
-        keep = torch.argsort(scores, descending=True, stable=True)
-    else:
-        keep = batched_nms(boxes, scores, image_of, nms_iou)  # sorted by score
+        keep = torch.argsort(scores[candidates], descending=True, stable=True)
+    else:  # sorted by score
+        keep = batched_nms(boxes[candidates], scores[candidates], image_of[candidates], nms_iou)
+    keep = candidates[keep]
     results = []
     for i in range(num_images):  # split the kept indices per image
         idx = keep[image_of[keep] == i][:top_k]

@@ -1,5 +1,11 @@
 """Figures: detection-rate curves (the paper's Fig. 1), class-agnostic precision-recall curves (Fig. 5)
-and images with boxes drawn."""
+with each curve's AP in the legend, and images with boxes drawn.
+
+Drawn boxes are sized to the image (line width and label text grow with it, as Ultralytics'
+annotator does), each class in its own colour of a fixed palette (matplotlib's tab10), each label
+written on a box filled with that colour in black or white, whichever contrasts more, so it reads
+on any background.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,14 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+
+from multibox.evaluation.voc import average_precision  # noqa: E402
+
+PALETTE = [tuple(round(255 * c) for c in rgb) for rgb in matplotlib.colormaps["tab10"].colors]  # per class
+AGNOSTIC_COLOR = (255, 40, 40)  # class-agnostic boxes (a localizer alone)
+GT_COLOR = (40, 220, 40)  # ground truth drawn beside predictions
 
 
 def plot_detection_rate(curves: dict[str, list[float]], path: str | Path, title: str = "") -> None:
@@ -30,10 +43,11 @@ def plot_detection_rate(curves: dict[str, list[float]], path: str | Path, title:
 
 
 def plot_pr_curves(curves: dict[str, dict[str, list[float]]], path: str | Path, title: str = "") -> None:
-    """One precision (y) against recall (x) line per named curve {"precision": [..], "recall": [..]}."""
+    """One precision (y) against recall (x) line per named curve {"precision": [..], "recall": [..],
+    "AP" (optional: else the VOC2007 11-point AP of the curve)}, its AP in the legend."""
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for name, curve in curves.items():
-        ax.plot(curve["recall"], curve["precision"], label=name)
+        ax.plot(curve["recall"], curve["precision"], label=f"{name} (AP {curve_ap(curve):.3f})")
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.set_xlim(0, 1)
@@ -46,16 +60,63 @@ def plot_pr_curves(curves: dict[str, dict[str, list[float]]], path: str | Path, 
     plt.close(fig)
 
 
+def curve_ap(curve: dict) -> float:
+    """A PR curve's AP: its "AP" entry, else VOC2007 11-point AP of its points (NaN without points)."""
+    if curve.get("AP") is not None:
+        return float(curve["AP"])
+    if not len(curve["recall"]):
+        return float("nan")
+    return float(average_precision(np.asarray(curve["precision"]), np.asarray(curve["recall"]), "11point"))
+
+
+def class_color(class_id: int | None) -> tuple[int, int, int]:
+    """The palette colour of a class (None: the class-agnostic colour)."""
+    return AGNOSTIC_COLOR if class_id is None else PALETTE[class_id % len(PALETTE)]
+
+
+def text_color(fill: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black on light fills, white on dark ones (ITU-R BT.601 luma)."""
+    return (0, 0, 0) if 0.299 * fill[0] + 0.587 * fill[1] + 0.114 * fill[2] > 140 else (255, 255, 255)
+
+
+def annotation_sizes(width: int, height: int) -> tuple[int, int]:
+    """(line width, font size) in pixels for a width x height image: 0.3 % and 3.5 % of its mean side
+    (Ultralytics' annotator), at least 2 and 10."""
+    mean_side = (width + height) / 2
+    return max(round(mean_side * 0.003), 2), max(round(mean_side * 0.035), 10)
+
+
+def draw_label(draw: ImageDraw.ImageDraw, box: list[float], text: str, color: tuple[int, int, int],
+               font: ImageFont.ImageFont, image_height: int) -> None:
+    """``text`` on a filled box at the top-left corner of ``box`` (above it when there is room)."""
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    w, h = right - left + 4, bottom - top + 4
+    y = box[1] - h if box[1] - h >= 0 else min(box[1], image_height - h)
+    draw.rectangle([box[0], y, box[0] + w, y + h], fill=color)
+    draw.text((box[0] + 2 - left, y + 2 - top), text, fill=text_color(color), font=font)
+
+
 def draw_boxes(image: Image.Image, boxes, scores=None, labels: list[str] | None = None,
-               color: tuple[int, int, int] = (255, 40, 40), gt_boxes=None) -> Image.Image:
-    """A copy of ``image`` with pixel xyxy ``boxes`` (and optional ground truth, in green) drawn."""
+               class_ids: list[int] | None = None, min_score: float = 0.0, gt_boxes=None) -> Image.Image:
+    """A copy of ``image`` with ``boxes`` (Tensor or array [N, 4], xyxy pixels) drawn, each with its
+    label and score on a filled box; only those scoring at least ``min_score`` (scores [N]).
+
+    class_ids [N]: each box in its class's palette colour (default: one colour); gt_boxes [M, 4]:
+    ground truth, drawn thin in green under the boxes.
+    """
     out = image.convert("RGB").copy()
     draw = ImageDraw.Draw(out)
-    for box in [] if gt_boxes is None else gt_boxes:
-        draw.rectangle([float(v) for v in box], outline=(40, 220, 40), width=1)
-    for i, box in enumerate(boxes):
-        draw.rectangle([float(v) for v in box], outline=color, width=2)
-        text = " ".join(t for t in [labels[i] if labels else "", f"{float(scores[i]):.2f}" if scores is not None else ""] if t)
+    line, size = annotation_sizes(out.width, out.height)
+    font = ImageFont.load_default(size=size)
+    for box in [] if gt_boxes is None else np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4).tolist():
+        draw.rectangle(box, outline=GT_COLOR, width=max(line // 2, 1))
+    values = None if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1)
+    for i, box in enumerate(np.asarray(boxes, dtype=np.float64).reshape(-1, 4).tolist()):  # drawing is per box
+        if values is not None and values[i] < min_score:
+            continue
+        color = class_color(None if class_ids is None else int(class_ids[i]))
+        draw.rectangle(box, outline=color, width=line)
+        text = " ".join(t for t in [labels[i] if labels else "", "" if values is None else f"{values[i]:.2f}"] if t)
         if text:
-            draw.text((float(box[0]) + 2, float(box[1]) + 1), text, fill=color)
+            draw_label(draw, box, text, color, font, out.height)
     return out
