@@ -116,7 +116,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from multibox.jobs.detect import detect
 
     path = detect(args.model, args.inputs, args.out, args.classifier, args.top_k, args.device,
-                  multiscale=args.multiscale, mode=args.mode, region=args.region, **window_args(args))
+                  multiscale=args.multiscale, mode=args.mode, region=args.region, **window_args(args),
+                  min_score=args.conf, iou=args.iou, max_det=args.max_det)
     print(f"detections: {path}")
     return 0
 

@@ -174,10 +174,25 @@ def add_detect(sub, device: Parser) -> None:
     p = sub.add_parser("detect", parents=[device, window_options()], help="boxes for images: detections.json, drawn images")
     p.add_argument("--model", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--top-k", type=positive_int, default=10)
+    def at_most_one(parse: Callable[[str], float]) -> Callable[[str], float]:
+        def bounded(text: str) -> float:
+            value = parse(text)
+            if value > 1:
+                raise argparse.ArgumentTypeError(f"expected a number <= 1, got {text!r}")
+            return value
+        return bounded
+
+    p.add_argument("--top-k", type=positive_int, default=10,
+                   help="boxes kept per image from the localizer, after NMS, before the classifier (default 10)")
+    p.add_argument("--max-det", type=positive_int,
+                   help="final detections per image (with --classifier: after scoring; default: all top-k boxes)")
+    p.add_argument("--conf", type=at_most_one(non_negative_float), default=0.0, metavar="MIN_SCORE",
+                   help="lowest score reported and drawn, in [0, 1] (default 0)")
+    p.add_argument("--iou", type=at_most_one(positive_float), metavar="NMS_IOU",
+                   help="NMS threshold in (0, 1] (default: 0.5, or 0.4 with --mode ilsvrc)")
     p.add_argument("--classifier", help="classifier checkpoint: label and score each box (§4.2.2)")
     p.add_argument("--mode", choices=DETECTOR_MODES, default="voc",
-                   help="voc: NMS 0.5, every class per box; ilsvrc: NMS 0.4, best box per class (§4.4.1)")
+                   help="voc: NMS 0.5, each box with its best class; ilsvrc: NMS 0.4, best box per class (§4.4.1)")
     p.add_argument("--region", choices=CLASSIFIER_REGIONS, help="square around each box (default: the classifier's)")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
     p = sub.add_parser("export", help="a trained localizer as ONNX or TorchScript (see multibox.inference.export)")

@@ -22,6 +22,7 @@ from multibox.evaluation.voc import ClassAgnosticPR
 from multibox.inference.localizer import Localizer
 from multibox.inference.predict import predict_dataset
 from multibox.reports.evaluation import write_report
+from multibox.reports.prediction_grid import write_prediction_grid
 
 
 def evaluate(model_path: str | Path, out_dir: str | Path, data: str | None = None, split: str = "test",
@@ -62,6 +63,7 @@ def report_run(dataset: DetectionDataset, detections: list, max_k: int, source: 
     from the readable images' (detections, targets)."""
     if write_boxes:
         write_detections(Path(out_dir) / "detections.json", dataset, detections)
+    write_prediction_grid(dataset, detections, out_dir)  # OUT/val_pred.jpg: ground truth | prediction
     others = {name: baseline_detections(name, dataset, inputs) for name in baseline_names}
     targets = dataset_targets(dataset) if targets is None else targets
     skipped, detections, targets, *rest = drop_unreadable(dataset, detections, targets, *others.values())
