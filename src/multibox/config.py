@@ -24,11 +24,13 @@ CROPS = ("auto", "coverage", "max_square")  # training crops (§4.1 coverage buc
 CLASSIFIER_REGIONS = ("max", "min")  # square around a box: §4.2.2 max, §4.4.1 min
 DETECTOR_MODES = ("voc", "ilsvrc")  # §4.2.2 (NMS 0.5, every class) and §4.4.1 (NMS 0.4, best box per class)
 EXPORT_FORMATS = ("onnx", "torchscript")
+MODEL_KINDS = ("localizer", "one-box-per-class")  # what `train` trains: DeepMultiBox, or §4.4.2's competitor
 WINDOW_MODES = ("whole", "center", "multiscale", "tiles")  # what the localizer looks at: the padded image, §4.1, §4.3, tiles
 BASELINES = ("priors", "sliding-window", "random", "selective-search")  # proposal baselines of `evaluate`
 
 # config field -> its choice list, checked by :func:`check_choices`.
-CHOICE_FIELDS = {("model", "backbone"): BACKBONES, ("model", "windows"): WINDOW_MODES, ("model", "head"): ("conv", "fc"),
+CHOICE_FIELDS = {("model", "kind"): MODEL_KINDS,
+                 ("model", "backbone"): BACKBONES, ("model", "windows"): WINDOW_MODES, ("model", "head"): ("conv", "fc"),
                  ("train", "schedule"): ("cosine", "constant"),
                  ("model", "classifier_region"): CLASSIFIER_REGIONS,
                  ("data", "crop"): CROPS, ("train", "optimizer"): OPTIMIZERS, ("train", "amp"): AMP_MODES}
@@ -38,6 +40,7 @@ CHOICE_FIELDS = {("model", "backbone"): BACKBONES, ("model", "windows"): WINDOW_
 class ModelConfig:
     backbone: str = "efficientnet_lite0"  # feature extractor, one of BACKBONES (ImageNet weights shipped offline; §4.1 used AlexNet)
     weights: str | None = None  # backbone init: None (random; packaged ImageNet for efficientnet_lite0), "imagenet", or a .pth path
+    kind: str = "localizer"  # one of MODEL_KINDS: the DeepMultiBox localizer, or one box per class (§4.4.2, Table 2)
     head: str = "conv"  # "conv": priors tied to feature-map cells (translation-invariant); "fc": the paper's §3 head
     num_boxes: int = 100  # K of the fc head, predicted boxes per image (§3: 100 or 200); the conv head has (S/stride)^2 x A
     image_size: int | None = None  # S, the square network input (§4.2.2: 220); None: chosen from the data's box sizes

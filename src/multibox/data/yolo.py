@@ -32,6 +32,7 @@ from multibox.data.index_cache import IndexBuilder, IndexData
 from multibox.data.problems import ProblemLog
 from multibox.data.validate import clean_boxes, probe_or_report
 from multibox.errors import UserError
+from multibox.yaml_files import read_yaml
 
 __all__ = ["YOLODataset", "IMAGE_SUFFIXES", "label_path", "load_yaml", "yolo_names"]
 
@@ -43,7 +44,7 @@ def load_yaml(path: Path) -> dict:
     if not path.is_file():
         raise UserError(f"dataset YAML {path} not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = read_yaml(path)  # alias bombs, non-UTF-8 bytes: one-line errors (multibox.yaml_files)
     except yaml.MarkedYAMLError as error:
         line = error.problem_mark.line + 1 if error.problem_mark else "?"
         raise UserError(f"{path}: line {line}: malformed YAML ({error.problem})") from None
