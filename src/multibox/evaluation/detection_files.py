@@ -284,7 +284,7 @@ def _entry_size(entry: dict, path, k: int) -> tuple[float, float] | None:
         return None
     for key, v in (("width", w), ("height", h)):
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
-            raise UserError(f"{path}: entry {k}: {key} {str(v)[:30]!r} is not a positive number")
+            raise UserError(f"{path}: entry {k}: {key} {json.dumps(v)[:30]} is not a positive number")
     return w, h
 
 
