@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from multibox.atomic import write_text_atomic
 from multibox.errors import UserError
+from multibox.yaml_files import read_yaml
 
 # The choice lists, each written once: the parser's choices, the config checks and the code use these.
 BACKBONES = ("alexnet", "resnet18", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_lite0", "tiny")
@@ -135,29 +140,29 @@ class Config:
         """Build from nested dicts over ``base`` (default: the defaults); unknown sections or keys are an
         error naming them."""
         cfg = copy.deepcopy(base) if base is not None else cls()
+        if not isinstance(raw or {}, dict):
+            raise UserError(f"{source}: expected a mapping of sections (model, data, train), got a {type(raw).__name__}")
         for section, values in (raw or {}).items():
             if section not in {"model", "data", "train"}:
                 raise UserError(f"{source}: unknown section {section!r} (expected model, data, train)")
             if not isinstance(values, dict):
                 raise UserError(f"{source}: section {section!r} must be a mapping")
             set_fields(getattr(cfg, section), values, f"{source}: {section}")
+        check_values(cfg, source)
         return cfg
 
     @classmethod
     def from_yaml(cls, path: str | Path, base: Config | None = None) -> Config:
+        """The config file ``path`` over ``base``: read by :func:`multibox.yaml_files.read_yaml` (alias
+        bombs, non-UTF-8 bytes, a top-level non-mapping refused) and checked by :func:`check_values`."""
         path = Path(path)
         if not path.is_file():
-            raise UserError(f"--config {path}: no such file")
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark else ""
-            raise UserError(f"{path}:{where} malformed YAML ({getattr(exc, 'problem', exc)})") from None
-        return cls.from_dict(raw or {}, str(path), base)
+            raise UserError(f"{path}: no such config file")
+        return cls.from_dict(read_yaml(path, mapping=True), str(path), base)
 
     def save_yaml(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        """Write the config as YAML, atomically (a failure leaves no partial file)."""
+        write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
 def set_fields(obj: Any, values: dict[str, Any], where: str) -> None:
@@ -175,3 +180,166 @@ def check_choices(cfg: Config) -> None:
         value = getattr(getattr(cfg, section), name)
         if value not in choices:
             raise UserError(f"{section}.{name} {value!r}: unknown {name.replace('_', ' ')} (choose from {', '.join(choices)})")
+
+
+# --- value checks: types from the dataclass annotations, ranges below ---------------------------------
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed values of a number field (of each element for a list or dict field): low <= v <= high,
+    or low < v when ``open_low``."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+
+    def holds(self, value: float) -> bool:
+        above = self.low is None or (value > self.low if self.open_low else value >= self.low)
+        return above and (self.high is None or value <= self.high)
+
+    def describe(self, noun: str) -> str:
+        if self.high is None and self.low == 0:
+            return f"a positive {noun}" if self.open_low else f"a non-negative {noun}"
+        if self.high is None and self.low == 1 and noun == "integer":
+            return "a positive integer"
+        if self.high is None:
+            return f"{'an' if noun == 'integer' else 'a'} {noun} {'>' if self.open_low else '>='} {self.low:g}"
+        return f"{'an' if noun == 'integer' else 'a'} {noun} in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}]"
+
+
+POSITIVE, NON_NEGATIVE, ABOVE_ZERO = Range(1), Range(0), Range(0, open_low=True)
+#: The smallest input side: the backbones downsample by up to 32 (AlexNet, ResNet; the conv head's map by
+#: model.stride); the largest: beyond it one image's activations no longer fit a GPU.
+IMAGE_SIZE = Range(32, 4096)
+FIELD_RANGES: dict[tuple[str, str], Range] = {
+    ("model", "num_boxes"): POSITIVE, ("model", "image_size"): IMAGE_SIZE, ("model", "hidden_dim"): NON_NEGATIVE,
+    ("model", "grid"): POSITIVE, ("model", "shapes_per_cell"): POSITIVE, ("model", "stride"): Range(2, 64),
+    ("model", "levels"): Range(2, 64), ("model", "conv_hidden"): POSITIVE, ("model", "conv_depth"): POSITIVE,
+    ("data", "holdout"): Range(0, 0.9), ("data", "val_images"): NON_NEGATIVE, ("data", "synthetic_sizes"): NON_NEGATIVE,
+    ("data", "synthetic_image_size"): Range(16, 4096), ("data", "synthetic_seed"): NON_NEGATIVE,
+    ("data", "cache_scales"): ABOVE_ZERO, ("data", "num_workers"): NON_NEGATIVE,
+    ("data", "negatives_per_positive"): NON_NEGATIVE,
+    ("train", "lr"): ABOVE_ZERO, ("train", "weight_decay"): NON_NEGATIVE, ("train", "warmup_steps"): NON_NEGATIVE,
+    ("train", "window_cells"): POSITIVE, ("train", "batch_size"): POSITIVE, ("train", "steps"): POSITIVE,
+    ("train", "epochs"): ABOVE_ZERO, ("train", "time_minutes"): ABOVE_ZERO, ("train", "seed"): NON_NEGATIVE,
+    ("train", "alpha"): NON_NEGATIVE, ("train", "log_every"): POSITIVE, ("train", "checkpoint_every"): POSITIVE,
+    ("train", "grad_clip"): ABOVE_ZERO, ("train", "cuda_workers"): NON_NEGATIVE,
+}
+_NOUNS = {int: "integer", float: "number", str: "string", bool: "true or false"}
+
+
+class _Mismatch(Exception):
+    """A value does not have its field's type."""
+
+
+def _union_args(hint: Any) -> tuple | None:
+    return typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else None
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    """``value`` as the annotation ``hint`` takes it (int -> float, tuple -> list); _Mismatch if it is not."""
+    options = _union_args(hint)
+    if options is not None:
+        if value is None and type(None) in options:
+            return None
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return _coerce(value, option)
+            except _Mismatch:
+                pass
+        raise _Mismatch
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
+    if hint is bool and isinstance(value, bool):
+        return value
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    if hint is str and isinstance(value, str):
+        return value
+    if origin is list and isinstance(value, (list, tuple)):
+        return [_coerce(v, args[0]) for v in value]
+    if origin is dict and isinstance(value, dict):
+        return {_coerce(k, args[0]): _coerce(v, args[1]) for k, v in value.items()}
+    raise _Mismatch
+
+
+def _describe(hint: Any, limits: Range | None) -> str:
+    """What a field takes, in words: "a positive integer", "a list of numbers", "a string or null"."""
+    options = _union_args(hint)
+    if options is not None:
+        words = [_describe(o, limits) for o in options if o is not type(None)]
+        return " or ".join(words + (["null"] if type(None) in options else []))
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is list:
+        return f"a list of {_plural(_describe(args[0], limits))}"
+    if origin is dict:
+        return f"a mapping of {_plural(_describe(args[0], None))} to {_plural(_describe(args[1], limits))}"
+    noun = _NOUNS.get(hint, getattr(hint, "__name__", str(hint)))
+    if limits is not None and hint in (int, float):
+        return limits.describe(noun)
+    return {"true or false": "true or false", "integer": "an integer"}.get(noun, f"a {noun}")
+
+
+def _plural(words: str) -> str:
+    for article in ("an ", "a "):
+        if words.startswith(article):
+            return words[len(article):] + "s"
+    return words
+
+
+def _numbers(value: Any) -> list:
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        return list(value.values())
+    return [] if value is None else [value]
+
+
+def _device(value: Any) -> Any:
+    """train.device given as a GPU number (YAML ``device: 0``, the flag ``--device 0``) means "cuda:N",
+    as in PyTorch and Ultralytics; other values are left to the device check."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return f"cuda:{value}"
+    if isinstance(value, str) and value.strip().isdigit():
+        return f"cuda:{int(value)}"
+    return value
+
+
+def _check_field(section: Any, section_name: str, name: str, hint: Any, source: str) -> None:
+    """Coerce and range-check one field of ``section`` in place; a UserError naming SOURCE: SECTION.NAME."""
+    value = getattr(section, name)
+    limits = FIELD_RANGES.get((section_name, name))
+    try:
+        coerced = _coerce(value, hint)
+        if limits is not None and not all(limits.holds(v) for v in _numbers(coerced)):
+            raise _Mismatch
+    except _Mismatch:
+        raise UserError(f"{source}: {section_name}.{name}: expected {_describe(hint, limits)}, got {value!r}") from None
+    setattr(section, name, coerced)
+
+
+def check_values(cfg: Config, source: str = "config") -> None:
+    """Every field of ``cfg`` has its annotated type (ints where ints are annotated, finite numbers,
+    strings...), lies in its :data:`FIELD_RANGES` range and, for choice fields, is one of
+    :data:`CHOICE_FIELDS`' names; a one-line UserError "SOURCE: train.batch_size: expected a positive
+    integer, got '32'" otherwise. Values are normalized in place: an int where a float is annotated
+    becomes a float, a tuple a list, and train.device N (an int or digits) becomes "cuda:N".
+
+    Called when a config is loaded (:meth:`Config.from_dict`, :meth:`Config.from_yaml`) and again after
+    command-line overrides, before any data is read.
+    """
+    cfg.train.device = _device(cfg.train.device)
+    for section_name in ("model", "data", "train"):
+        section = getattr(cfg, section_name)
+        hints = typing.get_type_hints(type(section))
+        for f in dataclasses.fields(section):
+            _check_field(section, section_name, f.name, hints[f.name], source)
+    for (section_name, name), choices in CHOICE_FIELDS.items():
+        value = getattr(getattr(cfg, section_name), name)
+        if value not in choices:
+            raise UserError(f"{source}: {section_name}.{name}: unknown {name.replace('_', ' ')} {value!r} "
+                            f"(choose from {', '.join(choices)})")
