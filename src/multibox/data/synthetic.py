@@ -80,18 +80,22 @@ class SyntheticDataset(DetectionDataset):
     split: "train", "val" or "test" (disjoint seeds). size: number of images (default per split).
     image_size: side of the square images in pixels. seed: base seed of the whole dataset.
     preload: render all images up front (N x S x S x 3 bytes of memory) instead of on every load.
+    shapes: the class ids drawn (indices into CLASS_NAMES; labels keep them); None: all five. Two
+    datasets with disjoint shapes are two "datasets" for §4.4.2's cross-dataset test.
     """
 
     class_names = CLASS_NAMES
 
     def __init__(self, split: str = "train", size: int | None = None, image_size: int = 160,
-                 seed: int = 0, max_objects: int = 6, preload: bool = False) -> None:
+                 seed: int = 0, max_objects: int = 6, preload: bool = False, shapes: list[int] | None = None) -> None:
         if split not in SPLIT_OFFSETS:
             from multibox.errors import UserError
 
             raise UserError(f"synthetic data has splits {sorted(SPLIT_OFFSETS)}, not {split!r}")
         self.split, self.image_size, self.seed, self.max_objects = split, image_size, seed, max_objects
-        self.name = f"synthetic:{split}"
+        self.shapes = None if shapes is None else np.asarray(shapes, np.int64)
+        kinds = "" if shapes is None else " (" + ",".join(CLASS_NAMES[i] for i in self.shapes) + ")"
+        self.name = f"synthetic:{split}{kinds}"
         n = DEFAULT_SIZES[split] if size is None else size
         self.records = [self._render(i, pixels=False)[1] for i in range(n)]
         # preload: render every image once into one array; DataLoader workers forked afterwards share
@@ -112,7 +116,11 @@ class SyntheticDataset(DetectionDataset):
         x1 = rng.uniform(-0.1 * w, s - 0.9 * w)  # up to 10 % may leave the image, to be truncated
         y1 = rng.uniform(-0.1 * h, s - 0.9 * h)
         boxes = np.stack([x1, y1, x1 + w, y1 + h], axis=1).round()
-        return boxes, rng.integers(0, len(CLASS_NAMES), m), rng.integers(0, N_TEXTURES, m)
+        if self.shapes is None:
+            classes = rng.integers(0, len(CLASS_NAMES), m)
+        else:  # the same draws as above, so the layouts (positions, sizes, textures) match the full dataset's
+            classes = self.shapes[rng.integers(0, len(self.shapes), m)]
+        return boxes, classes, rng.integers(0, N_TEXTURES, m)
 
     def _count_probs(self) -> np.ndarray:
         """Object-count distribution: about 8 % empty images, most with 1-3 objects."""

@@ -15,8 +15,10 @@ import torch
 from multibox.config import CROPS, Config
 from multibox.data import DetectionDataset
 from multibox.data.classifier_samples import ClassifierSamples, collate_crops
-from multibox.data.crops import CoverageCropSampler
-from multibox.data.pipeline import CropSampler, MaxSquareCrop, TrainSamples, collate
+from multibox.data.crops import CoverageCropSampler, clip_boxes_to_crop
+from multibox.data.dataset import ImageRecord
+from multibox.data.pipeline import CropSampler, MaxSquareCrop, TrainSamples, collate, first_readable, load_for_crop
+from multibox.data.transforms import crop_resize
 from multibox.engine import distributed
 from multibox.engine.checkpoint import checkpoint_kind
 from multibox.engine.feature_cache import CachedWindows, cache_maps, feature_stats, plan_cache, transforms
@@ -24,8 +26,9 @@ from multibox.engine.precision import resolve_device
 from multibox.errors import UserError
 from multibox.modeling.classifier import build_classifier
 from multibox.modeling.localizer import GridMultiBox, build_grid_model, build_model
-from multibox.modeling.losses import ClassifierLoss, MultiBoxLoss
+from multibox.modeling.losses import ClassifierLoss, MultiBoxLoss, OneBoxPerClassLoss
 from multibox.modeling.matcher import match_priors
+from multibox.modeling.one_box_per_class import build_one_box_per_class, class_priors
 from multibox.modeling.priors import TooFewBoxes, kmeans_priors, kmeans_shapes
 
 
@@ -155,7 +158,10 @@ def resolve_config(cfg: Config, dataset: DetectionDataset) -> Config:
 
 def localizer_task(cfg: Config, dataset: DetectionDataset, state: dict | None) -> Task:
     """The DeepMultiBox localizer with the head of cfg.model.head (:func:`grid_localizer_task` for "conv");
-    fills in the settings left to the data (:func:`resolve_config`)."""
+    fills in the settings left to the data (:func:`resolve_config`). The default task of `multibox train`, so
+    it hands cfg.model.kind "one-box-per-class" (`train --kind`, or a resumed run's config) to its task."""
+    if cfg.model.kind != "localizer":
+        return training_task(cfg, dataset, state)
     resolve_config(cfg, dataset)
     if cfg.model.head == "conv":
         return grid_localizer_task(cfg, dataset, state)
@@ -169,7 +175,7 @@ def fc_localizer_task(cfg: Config, dataset: DetectionDataset, state: dict | None
     model and for the prior matching in every rank's data workers).
     """
     if state is None:
-        fit = lambda: fit_priors(training_samples(cfg, dataset, None), cfg.model.num_boxes, cfg.train.seed)  # noqa: E731
+        fit = lambda: fit_priors(training_samples(cfg, dataset, None), cfg.model.num_boxes, cfg.train.seed)
         priors, counts = distributed.from_main(fit)
     else:
         priors, counts = state["model"]["priors"], state["prior_match_counts"]
@@ -252,3 +258,75 @@ def cached_windows(cfg: Config, model: GridMultiBox, dataset: DetectionDataset) 
     model.feature_mean, model.feature_std = feature_stats(maps)
     cells = cfg.train.window_cells
     return CachedWindows(maps, cells, model.stride, model.grid_priors(cells, cells).cpu(), cfg.train.seed)
+
+
+# ------------------------------------------------------------------------- one box per class (§4.4.2)
+
+
+def labels_in_crop(record: ImageRecord, crop: np.ndarray) -> torch.Tensor:
+    """The class ids Tensor[M'] of the positives :func:`multibox.data.pipeline.targets_in_crop` keeps, in its order."""
+    _, index, ignore = clip_boxes_to_crop(record.boxes, crop, record.ignore)
+    return torch.from_numpy(np.asarray(record.labels, np.int64)[index[~ignore]])
+
+
+class LabelledSamples(TrainSamples):
+    """:class:`TrainSamples` whose items also carry "labels": Tensor[M] int64, the class of each box."""
+
+    def __getitem__(self, key: tuple[int, int, int]) -> dict[str, torch.Tensor]:
+        index, epoch, position = key
+
+        def attempt(i: int) -> tuple:
+            crop, flip, boxes = self.draw(i, epoch, position)
+            labels = labels_in_crop(self.dataset.records[i], crop)
+            return (*load_for_crop(self.dataset, i, crop, self.image_size), flip, boxes, labels)
+
+        (image, crop, flip, boxes, labels), skipped = first_readable(self.dataset, index, attempt)
+        return {"image": crop_resize(image, crop, self.image_size, flip), "boxes": boxes, "labels": labels,
+                "problems": skipped}
+
+
+def collate_labelled(items: list[dict]) -> tuple[torch.Tensor, dict[str, torch.Tensor], list]:
+    """:func:`multibox.data.pipeline.collate` plus targets["labels"] Tensor[B, M] int64 (-1 for padding)."""
+    images, targets, problems = collate(items)
+    labels = torch.full(targets["boxes"].shape[:2], -1, dtype=torch.int64)
+    for b, it in enumerate(items):  # a loop over images, not boxes
+        labels[b, : len(it["labels"])] = it["labels"]
+    return images, targets | {"labels": labels}, problems
+
+
+def training_class_priors(dataset: DetectionDataset) -> torch.Tensor:
+    """Each class's mean positive training box Tensor[C, 4], xyxy in [0, 1] of its image (the
+    one-box-per-class network's starting boxes)."""
+    records = [r for r in dataset.records if len(r.boxes)]
+    scale = [np.array([r.width, r.height] * 2, np.float32) for r in records]
+    boxes = [r.boxes[~r.ignore] / s for r, s in zip(records, scale)]  # a loop over images
+    labels = [np.asarray(r.labels, np.int64)[~r.ignore] for r in records]
+    return class_priors(torch.from_numpy(np.concatenate(boxes or [np.zeros((0, 4), np.float32)])).float(),
+                        torch.from_numpy(np.concatenate(labels or [np.zeros(0, np.int64)])),
+                        len(dataset.class_names))
+
+
+def one_box_per_class_task(cfg: Config, dataset: DetectionDataset, state: dict | None) -> Task:
+    """The one-box-per-class network of §4.4.2 (:mod:`multibox.modeling.one_box_per_class`): C + 1-way
+    softmax and C boxes, :class:`OneBoxPerClassLoss`, on the localizer's training crops (with labels);
+    the checkpoint's "task" is "one-box-per-class" and it stores the class names."""
+    names = list(dataset.class_names)
+    if state is not None and checkpoint_kind(state) != ONE_BOX_PER_CLASS:
+        raise UserError(f"--resume: the checkpoint holds a {checkpoint_kind(state)}, not a {ONE_BOX_PER_CLASS} network")
+    if state is not None and list(state["class_names"]) != names:
+        raise UserError(f"--resume: the checkpoint's classes {state['class_names']} differ from the data's {names}")
+    m = cfg.model
+    m.image_size = m.image_size or PAPER_IMAGE_SIZE  # a whole-image fully connected network, as the fc localizer
+    priors = training_class_priors(dataset) if state is None else state["model"]["priors"]
+    model = build_one_box_per_class(m.backbone, priors, m.weights, m.hidden_dim, m.grid)
+    samples = LabelledSamples(dataset, m.image_size, None, crop_sampler(cfg), cfg.data.flip, cfg.train.seed)
+    return Task(ONE_BOX_PER_CLASS, model, OneBoxPerClassLoss(), samples, collate_labelled, {"class_names": names})
+
+
+ONE_BOX_PER_CLASS = "one-box-per-class"  # the task's name in checkpoints and model.kind
+TASKS = {"localizer": localizer_task, ONE_BOX_PER_CLASS: one_box_per_class_task}  # model.kind -> its task
+
+
+def training_task(cfg: Config, dataset: DetectionDataset, state: dict | None) -> Task:
+    """The task of cfg.model.kind (the resumed run's config when resuming): `multibox train --kind`."""
+    return TASKS[cfg.model.kind](cfg, dataset, state)

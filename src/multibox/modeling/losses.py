@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from multibox.modeling.matcher import match_predictions
 
-__all__ = ["ClassifierLoss", "MultiBoxLoss", "weighted_total"]
+__all__ = ["ClassifierLoss", "MultiBoxLoss", "OneBoxPerClassLoss", "weighted_total"]
 
 
 def weighted_total(terms: dict[str, Tensor], weights: dict[str, float]) -> Tensor:
@@ -76,3 +76,41 @@ class ClassifierLoss(nn.Module):
     def forward(self, outputs: dict[str, Tensor], targets: dict[str, Tensor]) -> dict[str, Tensor]:
         """outputs: logits Tensor[B, C + 1]; targets: labels Tensor[B] int64 in 0..C (C = background)."""
         return {"cls": F.cross_entropy(outputs["logits"], targets["labels"])}
+
+
+class OneBoxPerClassLoss(nn.Module):
+    """The one-box-per-class network's objective (§4.4.2's competitor): {"cls": cross-entropy over the
+    C + 1 classes, "loc": class-conditional box regression} (unweighted; :meth:`weights` weighs them).
+
+    cls: the target distribution is uniform over the classes present in the image (an image of several
+    classes is all of them at once), background (index C) for an image without objects.
+    loc: only the box outputs of the image's true classes regress, each to the nearest object of its
+    class, 1/2 ||l_c - g||^2 (Eq. 1's form) summed over the image's classes and averaged over the batch;
+    the other classes' boxes get no gradient (they have nothing to be compared with).
+    """
+
+    def __init__(self, box_weight: float = 1.0) -> None:
+        super().__init__()
+        self.box_weight = box_weight
+
+    def weights(self) -> dict[str, float]:
+        return {"cls": 1.0, "loc": self.box_weight}
+
+    def forward(self, outputs: dict[str, Tensor], targets: dict[str, Tensor]) -> dict[str, Tensor]:
+        """outputs: pred_boxes Tensor[B, C, 4], class_logits Tensor[B, C + 1]. targets: boxes Tensor[B, M, 4]
+        (xyxy in [0, 1], padded), labels Tensor[B, M] int64 (-1 for padding)."""
+        boxes, logits, labels = outputs["pred_boxes"], outputs["class_logits"], targets["labels"]
+        b, c = boxes.shape[:2]
+        valid = labels >= 0  # [B, M]
+        slot = labels.clamp(min=0)
+        present = torch.zeros(b, c + 1, device=logits.device).scatter_add_(1, slot, valid.to(logits.dtype)) > 0
+        present[:, c] = ~valid.any(1)  # no object: background
+        present = present.to(logits.dtype)
+        cls = F.cross_entropy(logits, present / present.sum(1, keepdim=True))
+        guess = boxes.gather(1, slot[..., None].expand(-1, -1, 4))  # [B, M, 4]: the box of each object's class
+        sq_err = (guess - targets["boxes"].to(guess)).square().sum(-1)  # [B, M]
+        sq_err = torch.where(valid, sq_err, torch.full_like(sq_err, torch.inf))
+        nearest = torch.full((b, c), torch.inf, device=boxes.device, dtype=sq_err.dtype)
+        nearest = nearest.scatter_reduce(1, slot, sq_err, reduce="amin")  # [B, C]: inf for absent classes
+        loc = 0.5 * torch.where(nearest.isfinite(), nearest, torch.zeros_like(nearest)).sum() / b
+        return {"cls": cls, "loc": loc}
