@@ -1,0 +1,62 @@
+"""`multibox serve`: the HTTP API and the page of :mod:`multibox.serving` on uvicorn.
+
+The model is loaded before the port opens (a bad checkpoint is a one-line error, not a server that
+never gets ready); the socket is bound here, so the printed URL is the one listening. Ctrl-C stops
+uvicorn gracefully (requests in flight finish) and the command returns normally.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from multibox.errors import UserError
+
+INSTALL_HINT = 'the server needs FastAPI and uvicorn: pip install "multibox[serve]"'
+
+
+def server_threads() -> int:
+    """Torch threads for the one forward-pass thread: OMP_NUM_THREADS when set, else every core
+    (forward passes never overlap, so they do not compete for cores with each other)."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else (os.cpu_count() or 1)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (port 0: a free one); taken or unknown addresses are a UserError."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise UserError(f"address {host}:{port}: cannot listen there ({exc.strerror or exc})") from None
+
+
+def serve(model: str | Path, classifier: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000,
+          max_batch: int = 8, max_wait_ms: float = 5.0, token: str | None = None, device: str = "auto") -> None:
+    """Serve ``model`` (a checkpoint or a run folder; with ``classifier``, labelled boxes) until Ctrl-C."""
+    try:
+        import uvicorn
+
+        from multibox.serving.app import create_app
+    except ImportError:
+        raise UserError(INSTALL_HINT) from None
+    import torch
+
+    from multibox.serving.predictor import Predictor
+
+    torch.set_num_threads(server_threads())
+    predictor = Predictor.from_checkpoints(model, classifier, device)
+    app = create_app(lambda: predictor, max_batch, max_wait_ms, token)
+    sock = bind(host, port)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"serving {predictor.info['localizer']['file']} on http://{shown}:{sock.getsockname()[1]}/ "
+          f"(API: /v1/detect, docs: /docs); Ctrl-C to stop", flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled, after shutting down gracefully
+        pass
+    finally:
+        sock.close()
+    print("stopped", flush=True)
