@@ -154,6 +154,14 @@ def cmd_paper(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from multibox.jobs.serve import serve
+
+    serve(args.model, args.classifier, args.host, args.port, args.max_batch, args.max_wait_ms, args.token, args.device)
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "train-classifier": cmd_train, "demo": cmd_demo, "evaluate": cmd_evaluate,
             "detect": cmd_detect, "priors": cmd_priors, "data": cmd_data, "baseline": cmd_baseline,
-            "compare": cmd_compare, "export": cmd_export, "paper": cmd_paper}
+            "compare": cmd_compare, "export": cmd_export, "paper": cmd_paper,
+            "serve": cmd_serve}

@@ -224,6 +224,19 @@ def add_data_tools(sub) -> None:
     p.add_argument("-n", type=positive_int, default=16)
 
 
+def add_serve(sub, device: Parser) -> None:
+    """`multibox serve`: the HTTP API and web page of a localizer (docs/serving.md)."""
+    p = sub.add_parser("serve", parents=[device], help="an HTTP API and a web page for a trained model (multibox[serve])")
+    p.add_argument("--model", required=True, help="localizer checkpoint or run folder (its best.pt, else last.pt)")
+    p.add_argument("--classifier", help="classifier checkpoint or run folder: label each box (§4.2.2)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=non_negative_int, default=8000, help="port (default 8000; 0: any free one)")
+    p.add_argument("--max-batch", type=positive_int, default=8, help="most images in one forward pass (default 8)")
+    p.add_argument("--max-wait-ms", type=non_negative_float, default=5.0,
+                   help="how long a request waits for others to share its forward pass (default 5)")
+    p.add_argument("--token", help="require Authorization: Bearer TOKEN on the API")
+
+
 def build_parser() -> Parser:
     """The one parser of every command."""
     parser = Parser(prog="multibox", description="DeepMultiBox: scalable class-agnostic object detection.")
@@ -234,4 +247,5 @@ def build_parser() -> Parser:
     add_evaluate(sub, device, baselines)
     add_detect(sub, device)
     add_data_tools(sub)
+    add_serve(sub, device)
     return parser
