@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from multibox.boxes import cxcywh_to_xyxy, denormalize
 from multibox.data.file_dataset import FileDataset
@@ -40,16 +39,10 @@ IMAGE_SUFFIXES = {".bmp", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".we
 
 
 def load_yaml(path: Path) -> dict:
-    """A YAML mapping; UserError naming the file (and line) when missing or malformed."""
+    """A YAML mapping; UserError naming the file (and line) when missing, malformed or an alias bomb."""
     if not path.is_file():
         raise UserError(f"dataset YAML {path} not found")
-    try:
-        data = read_yaml(path)  # alias bombs, non-UTF-8 bytes: one-line errors (multibox.yaml_files)
-    except yaml.MarkedYAMLError as error:
-        line = error.problem_mark.line + 1 if error.problem_mark else "?"
-        raise UserError(f"{path}: line {line}: malformed YAML ({error.problem})") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise UserError(f"{path}: malformed YAML ({error})") from None
+    data = read_yaml(path)  # alias bombs, non-UTF-8 bytes: one-line errors (multibox.yaml_files)
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of keys (path, train, val, names...)")
     return data
