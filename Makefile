@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup fixtures demo test bench quality clean
+.PHONY: setup fixtures browser demo test bench quality clean
 
 setup: $(STAMP)
 
@@ -25,7 +25,16 @@ fixtures:
 	    || echo "labelme-examples could not be installed: its tests will be skipped"; \
 	else echo "labelme-examples not installed (needs apt as root): its tests will be skipped"; fi
 
-test: setup fixtures
+# Headless Chromium for the serving page's browser test (Debian's chromium + chromium-driver); the test
+# skips itself when they are absent.
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (timeout 300 apt-get update -qq && timeout 600 apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 \
+	    || echo "chromium could not be installed: the browser test will be skipped"; \
+	else echo "chromium not installed (needs apt as root): the browser test will be skipped"; fi
+
+test: setup fixtures browser
 	$(PY) -m pytest
 
 # YOLO11n (speed only) comes from the ultralytics package, installed beside the venv for the benchmark
