@@ -239,6 +239,24 @@ def test_yolo_two_images_sharing_one_label_file_are_reported(tmp_path, capsys):
     assert code == 1 and "img_a.png skipped" in text
 
 
+def test_yolo_negatives_without_label_files_share_nothing(tmp_path):
+    root = tmp_path / "yolo"
+    write_yolo(root, basic_spec())
+    (root / "labels" / "train" / "img_c.txt").unlink()  # img_c: a negative, no label file
+    write_image(root / "images" / "train" / "img_c.png", 40, 40, fmt="PNG")
+    dataset, log = _open(root)
+    assert len(dataset) == 4 and dataset.num_objects() == 3 and not log
+
+
+def test_yolo_list_of_missing_images_reports_the_images_not_the_labels(tmp_path):
+    root = tmp_path / "yolo"
+    write_yolo(root, basic_spec())
+    (root / "list.txt").write_text("./images/train/gone1.jpg\n./images/train/gone2.jpg\n")
+    (root / "data.yaml").write_text(yaml.safe_dump({"train": "list.txt", "names": CLASSES}))
+    dataset, log = _open(root)
+    assert len(dataset) == 0 and log.total == 2 and all("gone" in p.file for p in log.problems)
+
+
 def test_yolo_file_name_that_is_not_utf8_breaks_nothing(tmp_path):
     root = tmp_path / "yolo"
     write_yolo(root, basic_spec())

@@ -134,11 +134,11 @@ def _one_image_per_label(images: list[Path], labels: list[Path], log: ProblemLog
     owner: dict[Path, Path] = {}
     kept = []
     for image, label in zip(images, labels):
-        if label in owner:
+        if label in owner and label.is_file():  # two negatives without a label file share nothing
             what = f"label file shared by {owner[label].name} and {image.name}"
             log.add("shared-label-file", str(label), "", what, f"used for {owner[label].name} only; {image.name} skipped")
             continue
-        owner[label] = image
+        owner.setdefault(label, image)
         kept.append(image)
     return kept
 
@@ -258,7 +258,8 @@ class YOLODataset(FileDataset):
         """The split's images, one per label file; missing label folders reported (an error if no image
         of the split has a label file: a wrong layout, not a split of negatives)."""
         labels = [label_path(p) for p in self._images]
-        if self._images and not any(p.is_file() for p in labels):
+        # Images that are all missing are reported one by one later; that is not a labels problem.
+        if not any(p.is_file() for p in labels) and any(p.is_file() for p in self._images):
             raise UserError(f"{self._source}: no label file for any of the {len(labels)} image(s) of split "
                             f"'{self.split}' (looked for e.g. {labels[0]}; labels/ mirrors images/)")
         _report_missing_folders(self._images, labels, log)
