@@ -6,13 +6,13 @@ import pytest
 import torch
 from PIL import Image
 
-from multibox.engine.trainer import train
-from multibox.jobs.train import train_classifier
-from multibox.modeling.classifier import Classifier
 from multibox.cli import main
+from multibox.data.regions import crop_regions, image_tensor, square_regions
+from multibox.engine.trainer import train
 from multibox.errors import UserError
 from multibox.inference.detector import Detector, combine_scores
-from multibox.data.regions import crop_regions, image_tensor, square_regions
+from multibox.jobs.train import train_classifier
+from multibox.modeling.classifier import Classifier
 
 
 @pytest.mark.parametrize("box,mode,expected", [

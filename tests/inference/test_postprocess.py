@@ -4,8 +4,15 @@ import pytest
 import torch
 
 from multibox.errors import UserError
-from multibox.inference.postprocess import (MIN_BOX_SIDE, check_options, fewest, keep_best, merge_windows,
-                                            postprocess, select)
+from multibox.inference.postprocess import (
+    MIN_BOX_SIDE,
+    check_options,
+    fewest,
+    keep_best,
+    merge_windows,
+    postprocess,
+    select,
+)
 
 
 def test_postprocess_maps_clips_and_suppresses():

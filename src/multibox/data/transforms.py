@@ -17,7 +17,6 @@ from torch import Tensor
 from multibox.data.images import UnusableImage, open_image
 from multibox.errors import UserError
 
-
 ACCEPTED_IMAGES = ("a file path, a PIL image, a numpy array [H, W, 3] (uint8, or float in [0, 1]) "
                    "or a Tensor[3, H, W] (uint8, or float in [0, 1])")
 FLOAT_SLACK = 1e-3  # resampling overshoot tolerated (and clipped) on float images in [0, 1]

@@ -42,7 +42,7 @@ def merge_windows(outputs: dict[str, Tensor], windows: Tensor, image_sizes: Tens
         counts = torch.full((b,), windows.shape[1], dtype=torch.int64)
         windows = windows.reshape(-1, 4)  # [B*W, 4]
     pred = order_corners(outputs["pred_boxes"].float())  # x1 <= x2, y1 <= y2 before mapping and NMS
-    t, k = pred.shape[:2]
+    k = pred.shape[1]
     boxes = crop_to_image(pred, windows.to(pred))  # [T, K, 4] in each window's image
     image_of = torch.repeat_interleave(torch.arange(b, device=pred.device), counts.to(pred.device))  # [T]
     sizes = image_sizes.to(boxes)[image_of]  # [T, 2]

@@ -14,11 +14,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
-from multibox.evaluation.voc import average_precision  # noqa: E402
+from multibox.evaluation.voc import average_precision
 
 PALETTE = [tuple(round(255 * c) for c in rgb) for rgb in matplotlib.colormaps["tab10"].colors]  # per class
 AGNOSTIC_COLOR = (255, 40, 40)  # class-agnostic boxes (a localizer alone)
@@ -87,13 +87,15 @@ def annotation_sizes(width: int, height: int) -> tuple[int, int]:
 
 
 def draw_label(draw: ImageDraw.ImageDraw, box: list[float], text: str, color: tuple[int, int, int],
-               font: ImageFont.ImageFont, image_height: int) -> None:
-    """``text`` on a filled box at the top-left corner of ``box`` (above it when there is room)."""
+               font: ImageFont.ImageFont, image_size: tuple[int, int]) -> None:
+    """``text`` on a filled box at the top-left corner of ``box`` (above it when there is room),
+    moved left or down as needed to stay inside the image (image_size: width, height)."""
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
     w, h = right - left + 4, bottom - top + 4
-    y = box[1] - h if box[1] - h >= 0 else min(box[1], image_height - h)
-    draw.rectangle([box[0], y, box[0] + w, y + h], fill=color)
-    draw.text((box[0] + 2 - left, y + 2 - top), text, fill=text_color(color), font=font)
+    x = max(0.0, min(box[0], image_size[0] - w))
+    y = box[1] - h if box[1] - h >= 0 else max(0.0, min(box[1], image_size[1] - h))
+    draw.rectangle([x, y, x + w, y + h], fill=color)
+    draw.text((x + 2 - left, y + 2 - top), text, fill=text_color(color), font=font)
 
 
 def draw_boxes(image: Image.Image, boxes, scores=None, labels: list[str] | None = None,
@@ -116,7 +118,7 @@ def draw_boxes(image: Image.Image, boxes, scores=None, labels: list[str] | None 
             continue
         color = class_color(None if class_ids is None else int(class_ids[i]))
         draw.rectangle(box, outline=color, width=line)
-        text = " ".join(t for t in [labels[i] if labels else "", "" if values is None else f"{values[i]:.2f}"] if t)
+        text = " ".join(t for t in [labels[i] if labels else "", "" if values is None else f"{values[i]:.2g}"] if t)
         if text:
-            draw_label(draw, box, text, color, font, out.height)
+            draw_label(draw, box, text, color, font, out.size)
     return out

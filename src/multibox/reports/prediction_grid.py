@@ -56,8 +56,9 @@ def prediction_pair(image: Image.Image, record, det: dict, class_names: list[str
     ids = None if labels is None else np.asarray(labels)[:MAX_BOXES].tolist()
     names = None if ids is None else [class_names[c] if 0 <= c < len(class_names) else "?" for c in ids]
     shown = draw_boxes(pred_image, pred_boxes, scores, labels=names, class_ids=ids, min_score=MIN_SCORE)
-    panes = [titled(truth, f"{Path(record.path or record.image_id).name}: ground truth"),
-             titled(shown, f"prediction (score >= {MIN_SCORE})")]
+    kept = int((scores >= MIN_SCORE).sum())
+    panes = [titled(truth, f"{Path(record.path or record.image_id).name}: ground truth ({len(record.boxes)})"),
+             titled(shown, f"prediction: {kept} of top {len(scores)} score >= {MIN_SCORE}")]
     pair = Image.new("RGB", (sum(p.width for p in panes) + GAP, max(p.height for p in panes)), (255, 255, 255))
     pair.paste(panes[0], (0, 0))
     pair.paste(panes[1], (panes[0].width + GAP, 0))
