@@ -1,5 +1,6 @@
 """Atomic writes: complete file or the old one, umask permissions, one-line errors naming the path."""
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -42,12 +43,20 @@ def test_failure_keeps_the_old_file_and_removes_the_temp(tmp_path):
     assert _leftovers(tmp_path) == []
 
 
-def test_os_error_becomes_one_line_user_error(tmp_path):
+@pytest.mark.parametrize("code, reason", [
+    (errno.ENOSPC, "no space left on the device"),
+    (errno.EROFS, "the file system is read-only"),
+    (errno.EACCES, "permission denied"),
+    (errno.EDQUOT, "disk quota exceeded"),
+])
+def test_os_error_becomes_one_line_user_error(tmp_path, code, reason):
     target = tmp_path / "x.onnx"
-    with pytest.raises(UserError, match=r"x\.onnx: cannot write \(no space left on the device\)"):
-        with atomic_path(target):
-            raise OSError(28, "No space left on device")
-    assert _leftovers(tmp_path) == []
+    with pytest.raises(UserError) as info:
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"partial")
+            raise OSError(code, os.strerror(code))
+    assert str(info.value) == f"{target}: cannot write ({reason})"
+    assert _leftovers(tmp_path) == [] and not target.exists()
 
 
 def test_target_is_a_folder(tmp_path):

@@ -159,3 +159,16 @@ def test_pickle_payload_checkpoint_through_the_cli(tmp_path, capsys, command):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "model.pt" in err and "refused" in err and "Traceback" not in err
     assert not target.exists()
+
+
+def test_no_bare_image_open_in_the_library():
+    """Every image is opened through data.images (the pixel limit is checked from the header before
+    decoding); a bare Image.open elsewhere would decode a decompression bomb in full."""
+    from pathlib import Path
+
+    import multibox
+
+    root = Path(multibox.__file__).parent
+    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py")
+                 if p.name != "images.py" and "Image.open(" in p.read_text(encoding="utf-8")]
+    assert offenders == []

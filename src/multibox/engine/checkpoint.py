@@ -1,10 +1,22 @@
 """Checkpoints: one self-contained file with weights, priors, optimizer, config and step.
 
 A checkpoint's "task" entry says which network it holds: "localizer" (with its priors) or
-"classifier" (with its class names; background is the last of its C + 1 outputs).
+"classifier" (with its class names; background is the last of its C + 1 outputs). Everything in it is
+a tensor or a plain type (dict, list, str, int, float, bool, None): the config is stored as
+``Config.to_dict()``.
 
-Writes are atomic (a temporary file in the same directory, then ``os.replace``), so an interrupted
-save never leaves a truncated checkpoint behind and the previous one stays usable.
+* **Loading never runs code.** Files are read with ``torch.load(weights_only=True)``, which only
+  rebuilds tensors and plain types; a file carrying any other Python object (a pickle payload) is
+  refused with a one-line UserError naming it, before anything in it runs. No global is allow-listed:
+  every checkpoint multibox writes loads without one.
+* **Wrong files say what they are**: a bare ``state_dict``, a priors file, a classifier where a
+  localizer is needed, a damaged file, weights that do not fit the config's network.
+* **A run folder** given where a checkpoint is expected means its best.pt, else last.pt, else the
+  model.pt of runs written before those existed.
+* **Writes are atomic** (:func:`multibox.atomic.atomic_path`: a temporary file in the same folder, then
+  ``os.replace``), so a killed or failed save never leaves a truncated checkpoint and the previous one
+  stays usable; the file gets the umask's permissions, and temporary files of killed saves are removed
+  at the next save.
 """
 
 from __future__ import annotations
