@@ -155,9 +155,6 @@ class Config:
     def from_yaml(cls, path: str | Path, base: Config | None = None) -> Config:
         """The config file ``path`` over ``base``: read by :func:`multibox.yaml_files.read_yaml` (alias
         bombs, non-UTF-8 bytes, a top-level non-mapping refused) and checked by :func:`check_values`."""
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"{path}: no such config file")
         return cls.from_dict(read_yaml(path, mapping=True), str(path), base)
 
     def save_yaml(self, path: str | Path) -> None:
