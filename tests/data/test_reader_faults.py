@@ -397,3 +397,28 @@ def test_voc_reader_keeps_refusing_xml_entities(tmp_path):
     assert [(p.kind, Path(p.file).name) for p in log.problems] == [("malformed-xml", "img_a.xml"),
                                                                    ("malformed-xml", "img_b.xml")]
     assert "apple" not in " ".join(map(str, log.problems))
+
+
+def test_voc_split_file_that_is_a_folder_is_not_listed_as_a_split(tmp_path):
+    root = _voc(tmp_path)
+    split = root / "ImageSets" / "Main" / "train.txt"
+    split.unlink()
+    split.mkdir()
+    with pytest.raises(UserError, match=r"train.txt not found \(splits here: all\)"):
+        _open(root)
+
+
+@pytest.mark.parametrize("options,message", [
+    ([1], "'options' must be a mapping (e.g. probe_images: false)"),
+    ({"bogus": 1}, "options.bogus: unknown reader option (known: probe_images, cache, max_pixels)"),
+    ({"max_pixels": "big"}, "options.max_pixels: expected a positive integer, got 'big'"),
+    ({"probe_images": "no"}, "options.probe_images: expected true or false, got 'no'"),
+])
+def test_dataset_yaml_options_of_the_wrong_kind(tmp_path, capsys, options, message):
+    _voc(tmp_path)
+    path = tmp_path / "voc.yaml"
+    path.write_text(yaml.safe_dump({"format": "voc", "root": "voc", "options": options}))
+    code, text = _check(capsys, path)
+    assert code == 2 and _error_line(text) == f"error: {path}: {message}"
+    path.write_text(yaml.safe_dump({"format": "voc", "root": "voc", "options": {"probe_images": False}}))
+    assert _check(capsys, path)[0] == 0

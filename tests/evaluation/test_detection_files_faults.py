@@ -72,6 +72,26 @@ def test_coco_results_with_a_nan_score_name_the_entry(voc, tmp_path):
         read_detections(path, _dataset(voc))
 
 
+@pytest.mark.parametrize("entry,message", [
+    ({"image_id": "img_a", "boxes": [[1, 1, 5, 1e300]], "scores": [1]}, "entry 0: a box or score does not fit in 32-bit floats"),
+    ({"image_id": "img_a", "boxes": [[1, 1, 5, 5]], "scores": [10**400]}, "entry 0: scores [1000"),
+    ({"image_id": "img_a", "bbox": [1e308, 1, 1e308, 5], "score": 1, "category_id": 1},
+     "entry 0: bbox or score does not fit in 32-bit floats"),
+])
+def test_numbers_too_large_for_float32_are_one_line_errors(voc, tmp_path, entry, message):
+    path = _write(tmp_path, [entry])
+    with pytest.raises(UserError) as error:
+        read_detections(path, _dataset(voc))
+    assert str(error.value).startswith(f"{path}: {message}")
+
+
+def test_labels_out_of_range_count_for_no_class(voc, tmp_path, capsys):
+    entries = [{"image_id": "img_a", "boxes": [[1, 1, 5, 5]] * 3, "scores": [0.9, 0.8, 0.7], "labels": [10**30, -1, 2]}]
+    loaded = read_detections(_write(tmp_path, entries), _dataset(voc))
+    assert loaded.detections[0]["labels"].tolist() == [-1, -1, 2]
+    assert "2 box(es) have a label the dataset does not know" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("text,message", [
     ("[" * 100_000 + "]" * 100_000, "JSON nested too deeply to be a detections file"),
     ('[{"image_id": "img_a", "boxes": [], "scores": []}, 3]', "entry 1: 3 is not an object"),

@@ -143,7 +143,7 @@ def _from_our_yaml(path: Path, split: str, options: dict) -> FileDataset:
     splits = spec.get("splits") or {}
     if not isinstance(splits, dict):
         raise UserError(f"{path}: 'splits' must map split names to their files")
-    options = {**(spec.get("options") or {}), **options}
+    options = {**_yaml_options(spec.get("options"), path), **options}
     if spec.get("names") is not None and options.get("names") is None:
         options["names"] = yolo_names(spec["names"], str(path))
     if fmt == "voc":
@@ -154,6 +154,26 @@ def _from_our_yaml(path: Path, split: str, options: dict) -> FileDataset:
         return _coco_split(path, root, split, splits[split], options)
     config = {"path": str(root), split: splits[split]}
     return YOLODataset(config, split, base_dir=path.parent, source=path, **options)
+
+
+#: Reader options a dataset YAML's ``options`` may set, and the type each needs.
+_OPTION_TYPES = {"probe_images": bool, "cache": bool, "max_pixels": int}
+
+
+def _yaml_options(options, path: Path) -> dict:
+    """A dataset YAML's ``options`` mapping, each key known and of its type; else a UserError naming it."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise UserError(f"{path}: 'options' must be a mapping (e.g. probe_images: false)")
+    for key, value in options.items():
+        kind = _OPTION_TYPES.get(key)
+        if kind is None:
+            raise UserError(f"{path}: options.{key}: unknown reader option (known: {', '.join(_OPTION_TYPES)})")
+        if type(value) is not kind or (kind is int and value <= 0):
+            wanted = "true or false" if kind is bool else "a positive integer"
+            raise UserError(f"{path}: options.{key}: expected {wanted}, got {value!r}")
+    return dict(options)
 
 
 def _coco_split(path: Path, root: Path, split: str, entry, options: dict) -> COCODataset:

@@ -66,7 +66,7 @@ def voc_splits(root: Path) -> list[str]:
     main = root / "ImageSets" / "Main"
     if not main.is_dir():
         return ["all"]
-    stems = sorted(p.stem for p in main.glob("*.txt"))
+    stems = sorted(p.stem for p in main.glob("*.txt") if p.is_file())
     return [s for s in stems if "_" not in s] + ["all"]
 
 

@@ -195,9 +195,17 @@ def _number_list(value, length: int | None, what: str, path, k: int) -> list[flo
     if not ok or (length is not None and len(value) != length):
         shape = f"{length} numbers" if length is not None else "a list of numbers"
         raise UserError(f"{path}: entry {k}: {what} {str(value)[:60]} is not {shape}")
-    if not all(math.isfinite(v) for v in value):
+    if not all(_finite(v) for v in value):
         raise UserError(f"{path}: entry {k}: {what} {str(value)[:60]} holds NaN or infinity")
     return value
+
+
+def _finite(value: float) -> bool:
+    """Whether a JSON number is finite as a float (an integer of 400 digits is not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def coco_rows(entries: list[dict], dataset: DetectionDataset, index: RecordIndex, path) -> Rows:
@@ -205,10 +213,16 @@ def coco_rows(entries: list[dict], dataset: DetectionDataset, index: RecordIndex
     record = np.array([index.find(e.get("image_id")) for e in entries], dtype=np.int64)
     xywh = np.array([_number_list(e.get("bbox"), 4, "bbox", path, k) for k, e in enumerate(entries)], np.float64)
     scores = np.array([_number_list([e.get("score")], 1, "score", path, k)[0] for k, e in enumerate(entries)])
-    boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+    with np.errstate(over="ignore"):  # 1e308 + 1e308, or 1e300 in float32: refused just below
+        boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1).astype(np.float32)
+        scores = scores.astype(np.float32)
+    overflow = np.flatnonzero(~(np.isfinite(boxes).all(axis=1) & np.isfinite(scores)))
+    if len(overflow):
+        k = int(overflow[0])
+        raise UserError(f"{path}: entry {k}: bbox or score does not fit in 32-bit floats")
     labels = coco_labels([e.get("category_id") for e in entries], dataset, path)
     unmatched = [str(entries[k].get("image_id")) for k in np.flatnonzero(record < 0)]
-    return Rows(record, boxes.astype(np.float32), scores.astype(np.float32), labels, len(entries), unmatched)
+    return Rows(record, boxes, scores, labels, len(entries), unmatched)
 
 
 def coco_labels(category_ids: list, dataset: DetectionDataset, path) -> np.ndarray | None:
@@ -265,16 +279,25 @@ def _our_entry(entry: dict, k: int, dataset: DetectionDataset, index: RecordInde
     if name is not None and not isinstance(name, str):
         raise UserError(f"{path}: entry {k}: path {str(name)[:60]} is not text")
     i = index.find(entry.get("image_id"), name, Path(name).name if name else None)
-    raw_boxes = entry.get("boxes") or []
-    if not isinstance(raw_boxes, list):
-        raise UserError(f"{path}: entry {k}: boxes {str(raw_boxes)[:60]} is not a list of [x1, y1, x2, y2]")
-    boxes = np.array([_number_list(b, 4, "box", path, k) for b in raw_boxes], np.float32).reshape(-1, 4)
-    scores = np.array(_number_list(entry.get("scores"), len(boxes), "scores", path, k), np.float32)
+    boxes, scores = _entry_boxes(entry, path, k)
     size = _entry_size(entry, path, k)
     if i >= 0:
         boxes = _rescale(boxes, size, dataset.records[i])
     labels = _our_labels(entry.get("labels"), len(boxes), dataset, path, k)
     return i, boxes, scores, labels
+
+
+def _entry_boxes(entry: dict, path, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """An entry's boxes float32 [N, 4] and scores float32 [N], finite, else a UserError naming the entry."""
+    raw_boxes = entry.get("boxes") or []
+    if not isinstance(raw_boxes, list):
+        raise UserError(f"{path}: entry {k}: boxes {str(raw_boxes)[:60]} is not a list of [x1, y1, x2, y2]")
+    with np.errstate(over="ignore"):  # 1e300 becomes inf in float32: refused just below
+        boxes = np.array([_number_list(b, 4, "box", path, k) for b in raw_boxes], np.float32).reshape(-1, 4)
+        scores = np.array(_number_list(entry.get("scores"), len(boxes), "scores", path, k), np.float32)
+    if not (np.isfinite(boxes).all() and np.isfinite(scores).all()):
+        raise UserError(f"{path}: entry {k}: a box or score does not fit in 32-bit floats")
+    return boxes, scores
 
 
 def _entry_size(entry: dict, path, k: int) -> tuple[float, float] | None:
@@ -305,8 +328,8 @@ def _our_labels(raw, n: int, dataset: DetectionDataset, path, k: int) -> np.ndar
         raise UserError(f"{path}: entry {k}: 'labels' must list one class per box")
     if not all(isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool)) for v in raw):
         raise UserError(f"{path}: entry {k}: 'labels' must be class indices or class names")
-    by_name = {name: i for i, name in enumerate(dataset.class_names)}
-    labels = np.array([by_name.get(v, -1) if isinstance(v, str) else v for v in raw], dtype=np.int64)
-    labels[(labels < 0) | (labels >= len(dataset.class_names))] = -1
+    by_name, count = {name: i for i, name in enumerate(dataset.class_names)}, len(dataset.class_names)
+    labels = np.array([by_name.get(v, -1) if isinstance(v, str) else (v if 0 <= v < count else -1) for v in raw],
+                      dtype=np.int64)
     _note_unknown_labels(labels, list(map(str, raw)), "label", path)
     return labels
