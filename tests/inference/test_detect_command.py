@@ -136,3 +136,16 @@ def test_help_says_how_top_k_and_max_det_differ(capsys):
         main(["detect", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "before the classifier" in text and "final detections per image" in text and "--conf" in text
+
+
+def test_detect_shows_a_progress_bar_with_a_count(models, tmp_path, capsys, monkeypatch):
+    import multibox.jobs.detect as job
+
+    real = job.tqdm
+    monkeypatch.setattr(job, "tqdm", lambda *a, **k: real(*a, **(k | {"disable": False})))  # as on a terminal
+    for i in range(3):
+        Image.new("RGB", (40, 30), (60 * i, 90, 30)).save(tmp_path / f"{i}.png")
+    code, err = run(["detect", "--model", str(models[0]), "--out", str(tmp_path / "d"), "--device", "cpu",
+                     *(str(tmp_path / f"{i}.png") for i in range(3))],
+                    capsys)
+    assert code == 0 and "3/3" in err and "image" in err
