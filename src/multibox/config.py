@@ -192,10 +192,12 @@ class Range:
     open_low: bool = False
 
     def holds(self, value: float) -> bool:
+        """True when ``value`` lies in the range."""
         above = self.low is None or (value > self.low if self.open_low else value >= self.low)
         return above and (self.high is None or value <= self.high)
 
     def describe(self, noun: str) -> str:
+        """The range in words for a ``noun`` ("integer", "number"): "a positive integer", "a number in [0, 0.9]"."""
         if self.high is None and self.low == 0:
             return f"a positive {noun}" if self.open_low else f"a non-negative {noun}"
         if self.high is None and self.low == 1 and noun == "integer":
