@@ -7,8 +7,11 @@ uvicorn gracefully (requests in flight finish) and the command returns normally.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
+import threading
 from pathlib import Path
 
 from multibox.errors import UserError
@@ -20,7 +23,9 @@ def server_threads() -> int:
     """Torch threads for the one forward-pass thread: OMP_NUM_THREADS when set, else every core
     (forward passes never overlap, so they do not compete for cores with each other)."""
     value = os.environ.get("OMP_NUM_THREADS", "")
-    return int(value) if value.isdigit() and int(value) > 0 else (os.cpu_count() or 1)
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -30,6 +35,28 @@ def bind(host: str, port: int) -> socket.socket:
         return socket.create_server((host, port), family=family)
     except OSError as exc:
         raise UserError(f"address {host}:{port}: cannot listen there ({exc.strerror or exc})") from None
+
+
+def quiet_server(config):
+    """A uvicorn Server whose Ctrl-C / SIGTERM only stop it gracefully. uvicorn's own signal capture
+    re-raises the signal after shutting down, which surfaces as a KeyboardInterrupt (and a logged
+    traceback of the lifespan task) instead of a clean exit."""
+    import uvicorn
+
+    class QuietServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return QuietServer(config)
 
 
 def serve(model: str | Path, classifier: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000,
@@ -52,11 +79,9 @@ def serve(model: str | Path, classifier: str | Path | None = None, host: str = "
     shown = f"[{host}]" if ":" in host else host
     print(f"serving {predictor.info['localizer']['file']} on http://{shown}:{sock.getsockname()[1]}/ "
           f"(API: /v1/detect, docs: /docs); Ctrl-C to stop", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server = quiet_server(uvicorn.Config(app, log_level="warning", access_log=False))
     try:
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled, after shutting down gracefully
-        pass
+        server.run(sockets=[sock])  # until Ctrl-C (a second one forces the exit)
     finally:
         sock.close()
     print("stopped", flush=True)
