@@ -111,18 +111,19 @@ def test_coco_deeply_nested_json_is_a_one_line_error(tmp_path, capsys, text):
 
 def test_a_coco_json_given_a_split_it_cannot_honour_is_an_error(tmp_path, capsys):
     path = write_coco(tmp_path / "coco", basic_spec(), split="val2017")
-    with pytest.raises(UserError, match=r"one COCO file holds one split \(.*val.*\), not 'train'"):
+    with pytest.raises(UserError, match=r"one COCO file is one split, 'val' \(from its name; also instances_val2017, "
+                       r"val2017\), not 'train'; for several splits use a dataset YAML"):
         build_dataset(str(path), "train", problems=ProblemLog(echo=None))
     for split in ("val", "val2017", "instances_val2017"):  # what the name says
         assert len(build_dataset(str(path), split, problems=ProblemLog(echo=None))) == 3
     code, text = _check(capsys, path, "test")
-    assert code == 2 and _error_line(text).startswith(f"error: {path}: one COCO file holds one split")
+    assert code == 2 and _error_line(text).startswith(f"error: {path}: one COCO file is one split, 'val'")
     # A name that names no split is the one split there is: train (the default).
     plain = tmp_path / "coco" / "annotations" / "mine.json"
     shutil.copy(path, plain)
     assert json_splits(plain) == {"mine", "train", "all"}
     assert len(build_dataset(str(plain), "train", problems=ProblemLog(echo=None), images=tmp_path / "coco" / "val2017")) == 3
-    with pytest.raises(UserError, match="not 'val'"):
+    with pytest.raises(UserError, match=r"is one split, 'train' \(its name names no split\), not 'val'"):
         build_dataset(str(plain), "val", problems=ProblemLog(echo=None))
 
 

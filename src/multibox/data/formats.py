@@ -96,7 +96,9 @@ def _check_json_split(path: Path, split: str) -> None:
     """A single COCO JSON holds one split: a ``split`` it does not name is an error, never the whole file."""
     names = json_splits(path)
     if split not in names:
-        raise UserError(f"{path}: one COCO file holds one split ({', '.join(sorted(names))}), not '{split}'; "
+        ours = "train" if "train" in names and "all" in names else min(names, key=len)
+        why = "its name names no split" if "all" in names else f"from its name; also {', '.join(sorted(names - {ours}))}"
+        raise UserError(f"{path}: one COCO file is one split, '{ours}' ({why}), not '{split}'; "
                         "for several splits use a dataset YAML (format: coco, splits: {...})")
 
 
