@@ -210,3 +210,25 @@ def test_kill_9_during_a_checkpoint_write_keeps_the_previous_one(tmp_path):
     assert state["step"] == 1 and torch.equal(state["model"]["w"], torch.ones(1000))
     save_checkpoint(path, state | {"step": 3})  # the next save removes the killed write's file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_errors_after_loading_name_the_file(tmp_path):
+    """model_from_checkpoint(load_checkpoint(p)), as the jobs call it, names the file (a run folder's)."""
+    save_checkpoint(tmp_path / "best.pt", classifier_state())
+    with pytest.raises(UserError) as info:
+        model_from_checkpoint(load_checkpoint(tmp_path), "localizer")
+    assert str(info.value) == f"{tmp_path / 'best.pt'}: the checkpoint holds a classifier, not a localizer"
+    state = localizer_state()
+    state["config"]["train"]["batch_size"] = 0  # a hand-edited config
+    save_checkpoint(tmp_path / "bad.pt", state)
+    with pytest.raises(UserError, match=r"bad\.pt: config: train\.batch_size: expected a positive integer, got 0"):
+        model_from_checkpoint(load_checkpoint(tmp_path / "bad.pt"))
+
+
+def test_a_loaded_checkpoint_saves_as_a_plain_dict(tmp_path):
+    save_checkpoint(tmp_path / "a.pt", localizer_state(step=4))
+    loaded = load_checkpoint(tmp_path / "a.pt")
+    save_checkpoint(tmp_path / "b.pt", loaded | {"step": 5})
+    save_checkpoint(tmp_path / "c.pt", loaded)
+    assert type(torch.load(tmp_path / "c.pt", weights_only=True)) is dict
+    assert load_checkpoint(tmp_path / "b.pt")["step"] == 5

@@ -44,7 +44,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """
     remove_leftovers(path)
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        torch.save(dict(state), tmp)  # a plain dict, also for a loaded Checkpoint
 
 
 # A run folder given where a checkpoint is expected: the weights to ship first, then the resumable
@@ -115,7 +115,21 @@ def _not_a_checkpoint(path: Path, state: Any) -> str | None:
     return f"not a multibox checkpoint (entries {keys or 'none'}; expected task, model and config)"
 
 
-def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:
+class Checkpoint(dict):
+    """A loaded checkpoint: the plain dict torch.load returned, and ``path``, the file it came from, so
+    later errors (:func:`model_from_checkpoint`, :func:`checkpoint_config`) can name the file.
+    :func:`save_checkpoint` stores a plain dict (a subclass would not load with weights_only=True)."""
+
+    path: Path
+
+
+def _named(state: dict[str, Any], message: str) -> str:
+    """``message`` prefixed with the file ``state`` was loaded from, when known."""
+    path = getattr(state, "path", None)
+    return f"{path}: {message}" if path is not None else message
+
+
+def load_checkpoint(path: str | Path, kind: str | None = None) -> Checkpoint:
     """The checkpoint dict at ``path`` (a file, or a run folder: :func:`checkpoint_path`).
 
     Loaded with ``torch.load(weights_only=True)``: a file carrying Python objects (a pickle payload) is
@@ -132,18 +146,16 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]
     found = checkpoint_kind(state)
     if kind is not None and found != kind:
         raise UserError(f"{path}: holds a {found}, not a {kind} (the network needed here)")
-    return state
+    loaded = Checkpoint(state)
+    loaded.path = path
+    return loaded
 
 
 def load_model(path: str | Path, kind: str | None = "localizer") -> tuple[nn.Module, Config, dict[str, Any]]:
     """(network, config, checkpoint dict) of the checkpoint at ``path`` (file or run folder); every
     problem is a one-line UserError starting with the file's path."""
-    file = checkpoint_path(path)
-    state = load_checkpoint(file, kind)
-    try:
-        model, cfg = model_from_checkpoint(state, kind)
-    except UserError as error:
-        raise UserError(f"{file}: {error}") from None
+    state = load_checkpoint(path, kind)
+    model, cfg = model_from_checkpoint(state, kind)
     return model, cfg, state
 
 
@@ -153,7 +165,7 @@ def checkpoint_config(state: dict[str, Any]) -> Config:
     raw = state["config"]
     if "head" not in raw.get("model", {}):
         raw = raw | {"model": raw.get("model", {}) | {"head": "fc"}}
-    return Config.from_dict(raw, "checkpoint config")
+    return Config.from_dict(raw, _named(state, "config") if hasattr(state, "path") else "checkpoint config")
 
 
 def checkpoint_kind(state: dict[str, Any]) -> str:
@@ -172,7 +184,7 @@ def model_from_checkpoint(state: dict[str, Any], kind: str | None = "localizer")
     cfg = checkpoint_config(state)
     found = checkpoint_kind(state)
     if kind is not None and found != kind:
-        raise UserError(f"the checkpoint holds a {found}, not a {kind}")
+        raise UserError(_named(state, f"the checkpoint holds a {found}, not a {kind}"))
     m = cfg.model
     weights = "none" if m.backbone == "efficientnet_lite0" else None  # skip loading packaged weights twice
     if found == "classifier":
@@ -188,5 +200,5 @@ def model_from_checkpoint(state: dict[str, Any], kind: str | None = "localizer")
         model.load_state_dict(state["model"])
     except RuntimeError as error:  # missing/unexpected keys or shapes: weights of another network
         first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
-        raise UserError(f"checkpoint weights do not fit the network its config describes ({first[:160]})") from None
+        raise UserError(_named(state, f"checkpoint weights do not fit the network its config describes ({first[:160]})")) from None
     return model, cfg
