@@ -81,6 +81,15 @@ def _fsync(path: str) -> None:
         os.close(fd)
 
 
+def _chmod_like_open(path: str) -> None:
+    """Give ``path`` the permissions ``open(path, "w")`` would (0o666 & ~umask), not mkstemp's 0600.
+    File systems without POSIX modes (some network or FUSE mounts) refuse chmod: the write still counts."""
+    try:
+        os.chmod(path, 0o666 & ~_umask())
+    except OSError:
+        pass
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
@@ -94,7 +103,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield Path(tmp)
         _fsync(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
+        _chmod_like_open(tmp)
         os.replace(tmp, path)
     except OSError as error:
         Path(tmp).unlink(missing_ok=True)
