@@ -103,6 +103,21 @@ def test_same_boxes_as_multibox_detect(client, checkpoints, tmp_path):
         assert torch.allclose(torch.tensor(served["scores"]), torch.tensor(expected["scores"]), atol=1e-4, rtol=0)
 
 
+def test_same_labelled_boxes_as_multibox_detect_with_a_classifier(labelling_predictor, checkpoints, tmp_path):
+    path = tmp_path / "img.png"
+    path.write_bytes(image_bytes(140, 100, seed=3))
+    assert main(["detect", "--model", str(checkpoints[0]), "--classifier", str(checkpoints[1]), "--out",
+                 str(tmp_path / "det"), "--top-k", "5", "--device", "cpu", str(path)]) == 0
+    [expected] = json.loads((tmp_path / "det" / "detections.json").read_text())
+    with Client(labelling_predictor) as client:
+        served = post(client, path.read_bytes(), "?top_k=5").json()
+    assert served["labels"] == expected["labels"] and served["label_ids"] == expected["label_ids"]
+    assert len(served["boxes"]) == len(expected["boxes"]) > 0
+    assert torch.allclose(torch.tensor(served["boxes"]), torch.tensor(expected["boxes"]), atol=1e-3, rtol=0)
+    for key in ("scores", "label_scores"):
+        assert torch.allclose(torch.tensor(served[key]), torch.tensor(expected[key]), rtol=1e-3, atol=0)
+
+
 def test_classifier_on_and_off(labelling_predictor):
     with Client(labelling_predictor) as client:
         info = client.get("/v1/model").json()

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import torch
 from PIL import Image
 from torch import Tensor
 
@@ -41,18 +39,6 @@ def checkpoint_info(state: dict, path: Path) -> dict:
     return {"file": path.name, "task": state.get("task", "localizer"), "backbone": cfg.model.backbone,
             "head": cfg.model.head, "image_size": cfg.model.image_size, "class_names": state.get("class_names"),
             "training_data": cfg.data.data, "training_split": cfg.data.split, "step": state.get("step")}
-
-
-def best_label_per_box(det: dict[str, Tensor], confidences: Tensor) -> dict[str, Tensor]:
-    """:meth:`Detector.score_boxes` output (every box x class pair, sorted by score) -> one row per box,
-    its best class, in score order: {"boxes", "scores", "labels", "label_scores"} (the classifier's
-    probability = score / localizer confidence, §4.2.2)."""
-    _, first = np.unique(det["box_index"].numpy(), return_index=True)  # sorted by score: first = best class
-    rows = torch.from_numpy(np.sort(first))
-    conf = confidences[det["box_index"][rows]].float()
-    probs = torch.where(conf > 0, det["scores"][rows] / conf.clamp_min(1e-12), torch.zeros_like(conf))
-    return {"boxes": det["boxes"][rows], "scores": det["scores"][rows], "labels": det["labels"][rows],
-            "label_scores": probs}
 
 
 def keep(det: dict[str, Tensor], top_k: int, min_score: float) -> dict[str, Tensor]:
@@ -103,9 +89,7 @@ class Predictor:
         base = self.detector
         detector = Detector(localizer, base.classifier, base.class_names, base.classifier_size, base.region,
                             options.top_k)
-        located = localizer.predict_batch(images, options.top_k)  # = Detector.detect_batch, keeping confidences
-        dets = detector.score_boxes(images, [b for b, _ in located], [s for _, s in located])
-        return [best_label_per_box(d, s) for d, (_, s) in zip(dets, located)]
+        return detector.detect_batch(images)  # each box once, with its best label (as `multibox detect`)
 
     def run(self, images: list[Image.Image], options: list[DetectOptions]) -> list[dict]:
         """One detection entry per image; images whose options share a batch key go through one pass."""
