@@ -16,8 +16,8 @@ from fixtures.datasets import basic_spec, write_voc
 from multibox.cli import main
 from multibox.data import DetectionDataset
 from multibox.data.dataset import ImageRecord
-from multibox.data.voc import VOCDataset
 from multibox.data.problems import ProblemLog
+from multibox.data.voc import VOCDataset
 from multibox.errors import UserError
 from multibox.evaluation.detection_files import read_detections, write_detections
 

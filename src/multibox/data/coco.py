@@ -75,6 +75,10 @@ class _AnnotationPacker:
         return None  # the annotation list keeps only a None per packed annotation
 
 
+_JSON_TYPES = {"dict": "object", "list": "array", "str": "string", "int": "number", "float": "number",
+               "bool": "boolean", "NoneType": "null"}  # Python type -> the JSON word for messages
+
+
 def _load_json(path: Path) -> tuple[dict, _AnnotationPacker]:
     if not path.is_file():
         raise UserError(f"COCO annotation file {path} not found")
@@ -97,9 +101,6 @@ def _load_json(path: Path) -> tuple[dict, _AnnotationPacker]:
         raise UserError(f"{path}: 'annotations' must be a list of objects, got a JSON {_JSON_TYPES.get(kind, kind)}")
     return data, packer
 
-
-_JSON_TYPES = {"dict": "object", "list": "array", "str": "string", "int": "number", "float": "number",
-               "bool": "boolean", "NoneType": "null"}
 
 
 def image_dir_candidates(json_path: Path) -> list[Path]:

@@ -85,7 +85,7 @@ def json_splits(path: Path) -> set[str]:
     """The split names one COCO JSON answers to: its stem, without ``instances_``, without a year
     (``instances_val2017.json``: val2017, val). A name naming no split (``annotations.json``, as
     labelme2coco writes) is the one split there is: "train" (and "all")."""
-    base = path.stem[len("instances_"):] if path.stem.startswith("instances_") else path.stem
+    base = path.stem.removeprefix("instances_")
     names = {path.stem, base, base.rstrip("0123456789")}
     if not {n.lower() for n in names} & _SPLIT_WORDS:
         names |= {"train", "all"}

@@ -118,7 +118,7 @@ def _class_id(value: float, num_classes: int) -> int | None:
     return int(value)
 
 
-def _report_missing_folders(images: list[Path], labels: list[Path], log: ProblemLog) -> None:
+def _report_missing_folders(labels: list[Path], log: ProblemLog) -> None:
     """One line per label folder that does not exist (its images become negatives)."""
     folders: dict[Path, int] = {}
     for label in labels:
@@ -262,5 +262,5 @@ class YOLODataset(FileDataset):
         if not any(p.is_file() for p in labels) and any(p.is_file() for p in self._images):
             raise UserError(f"{self._source}: no label file for any of the {len(labels)} image(s) of split "
                             f"'{self.split}' (looked for e.g. {labels[0]}; labels/ mirrors images/)")
-        _report_missing_folders(self._images, labels, log)
+        _report_missing_folders(labels, log)
         return _one_image_per_label(self._images, labels, log)
