@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from fixtures.datasets import CLASSES, basic_spec, coco_dict, write_coco, write_image, write_voc, write_yolo
 
@@ -21,6 +22,7 @@ from multibox.data.coco import COCODataset
 from multibox.data.formats import detect_format, json_splits
 from multibox.data.problems import Problem, ProblemLog
 from multibox.errors import UserError
+from multibox.evaluation.detection_files import read_detections, write_detections
 from multibox.jobs.data import check_main
 
 LABELME = Path("/usr/share/doc/labelme-examples/examples")
@@ -280,6 +282,15 @@ def test_yolo_file_name_that_is_not_utf8_breaks_nothing(tmp_path):
     assert check_main(str(root), "train", out=strict) == 1
     strict.flush()
     assert b"caf\\xe9.txt: line 3" in strict.buffer.getvalue()
+    # detections.json keeps the name (a JSON escape) and matches it again by path
+    detections = [{"boxes": torch.tensor([[1.0, 2.0, 9.0, 9.0]]), "scores": torch.tensor([0.5])}] * len(dataset)
+    out = write_detections(tmp_path / "detections.json", dataset, detections)
+    entries = json.loads(out.read_text())
+    assert entries[0]["path"].endswith("caf\udce9.jpg")
+    for entry in entries:
+        del entry["image_id"]  # match by path alone
+    out.write_text(json.dumps(entries))
+    assert read_detections(out, dataset).unmatched == 0
 
 
 def test_problem_lines_are_printable_whatever_the_file_name():
