@@ -232,3 +232,17 @@ def test_a_loaded_checkpoint_saves_as_a_plain_dict(tmp_path):
     save_checkpoint(tmp_path / "c.pt", loaded)
     assert type(torch.load(tmp_path / "c.pt", weights_only=True)) is dict
     assert load_checkpoint(tmp_path / "b.pt")["step"] == 5
+
+
+def test_numpy_and_paths_are_stored_as_plain_types(tmp_path):
+    import numpy as np
+
+    state = localizer_state() | {"class_names": [np.str_("cat")], "val_score": np.float64(0.5),
+                                 "counts": np.arange(3), "source": tmp_path / "data"}
+    save_checkpoint(tmp_path / "m.pt", state)
+    loaded = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert loaded["class_names"] == ["cat"] and type(loaded["val_score"]) is float
+    assert torch.equal(loaded["counts"], torch.arange(3)) and loaded["source"] == str(tmp_path / "data")
+    with pytest.raises(TypeError, match=r"checkpoint\.extra: a object cannot be stored"):
+        save_checkpoint(tmp_path / "x.pt", {"model": {}, "config": {}, "extra": object()})
+    assert not (tmp_path / "x.pt").exists()

@@ -24,9 +24,11 @@ from __future__ import annotations
 import pickle
 import re
 import warnings
-from pathlib import Path
+from collections import OrderedDict
+from pathlib import Path, PurePath
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -36,15 +38,40 @@ from multibox.errors import UserError
 from multibox.modeling.localizer import build_grid_model, build_model
 
 
+_PLAIN = (str, int, float, bool, type(None), torch.Tensor, torch.dtype, torch.device, torch.Size)
+
+
+def plain_state(value: Any, where: str = "checkpoint") -> Any:
+    """``value`` made of what ``torch.load(weights_only=True)`` rebuilds: tensors, dicts (OrderedDicts
+    kept), lists, tuples and plain scalars. numpy scalars and arrays become Python numbers and tensors,
+    paths strings; anything else is a TypeError naming the entry (a bug of the caller, never saved)."""
+    if isinstance(value, np.generic):  # before _PLAIN: np.float64 and np.str_ subclass float and str
+        return value.item()
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, dict):
+        kind = OrderedDict if isinstance(value, OrderedDict) else dict
+        return kind((k, plain_state(v, f"{where}.{k}")) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        items = [plain_state(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, PurePath):
+        return str(value)
+    raise TypeError(f"{where}: a {type(value).__name__} cannot be stored in a checkpoint (tensors and plain types only)")
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """torch.save ``state`` to ``path`` atomically (:func:`multibox.atomic.atomic_path`).
 
     Temporary files that killed writes of ``path`` left behind are removed first; a disk fault is a
-    one-line UserError naming ``path`` and the previous checkpoint stays intact.
+    one-line UserError naming ``path`` and the previous checkpoint stays intact. The state is stored
+    as :func:`plain_state` makes it, so it loads with ``weights_only=True``.
     """
     remove_leftovers(path)
     with atomic_path(path) as tmp:
-        torch.save(dict(state), tmp)  # a plain dict, also for a loaded Checkpoint
+        torch.save(plain_state(dict(state)), tmp)  # loadable with weights_only=True, also a loaded Checkpoint
 
 
 # A run folder given where a checkpoint is expected: the weights to ship first, then the resumable
