@@ -11,3 +11,17 @@ class UserError(Exception):
 
 class TrainingDiverged(RuntimeError):
     """A loss term became NaN or infinite; the message names the step and the term."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a job; ``checkpoint`` is the file saved on the way out (None: nothing
+    was written) and ``step`` the training step it holds."""
+
+    def __init__(self, signal_name: str = "Ctrl-C", checkpoint=None, step: int | None = None) -> None:
+        super().__init__(signal_name)
+        self.signal_name, self.checkpoint, self.step = signal_name, checkpoint, step
+
+
+class JobFailed(RuntimeError):
+    """A job could not give a result it can stand behind (e.g. an export that does not match its model);
+    the message says why in one line. The CLI exits with code 1."""

@@ -1,17 +1,21 @@
 """The `multibox` command line: :mod:`.parser` builds the one parser, :mod:`.commands` turns each
 command's flags into one call of :mod:`multibox.jobs`. Nothing here computes.
 
-User mistakes (:class:`multibox.errors.UserError`, bad flags) print one line and exit with code 2.
+User mistakes (:class:`multibox.errors.UserError`, bad flags) print one line and exit with code 2;
+faults of the environment (permissions, a full disk) one line and code 1; Ctrl-C / SIGTERM say what was
+saved and exit with 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from pathlib import Path
 
-from multibox.cli.commands import COMMANDS
+from multibox.cli.commands import COMMANDS, TRAIN_FLAGS
 from multibox.cli.parser import build_parser
-from multibox.errors import TrainingDiverged, UserError
+from multibox.errors import Interrupted, JobFailed, TrainingDiverged, UserError
 
 FLAG_OF_ROLE = {"localizer": "model"}  # what the library calls an input -> its flag, where the two differ
 
@@ -32,18 +36,44 @@ def name_flag(message: str, args: argparse.Namespace) -> str:
     return message
 
 
+def flag_of_key(message: str, args: argparse.Namespace) -> str:
+    """Config keys the flags set ("model.backbone") named by their flag ("--backbone"), unless the
+    message is about the --config file (where the key is what the user wrote)."""
+    config = getattr(args, "config", None)
+    if config and message.startswith(f"{config}:"):
+        return message
+    message = message.removeprefix("command line: ")
+    for flag, (section, name) in TRAIN_FLAGS.items():
+        message = re.sub(rf"\b{section}\.{name}\b", f"--{flag.replace('_', '-')}", message)
+    return message
+
+
+def interrupted_message(exc: Interrupted, args: argparse.Namespace) -> str:
+    """What Ctrl-C / SIGTERM left behind: the checkpoint written and the command to continue, or nothing."""
+    if exc.checkpoint is None:
+        return f"interrupted ({exc.signal_name}); nothing was written"
+    run = Path(exc.checkpoint).parent
+    return (f"interrupted ({exc.signal_name}) at step {exc.step}: saved {exc.checkpoint}; continue with: "
+            f"multibox {args.command} --out {run} --resume")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:
-        print(f"multibox {args.command}: error: {name_flag(str(exc), args)}", file=sys.stderr)
+        print(f"multibox {args.command}: error: {name_flag(flag_of_key(str(exc), args), args)}", file=sys.stderr)
         return 2
-    except TrainingDiverged as exc:
+    except (TrainingDiverged, JobFailed) as exc:
         print(f"multibox {args.command}: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"multibox {args.command}: interrupted (a checkpoint was saved where training had started)", file=sys.stderr)
+    except Interrupted as exc:
+        print(f"multibox {args.command}: {interrupted_message(exc, args)}", file=sys.stderr)
         return 130
-
-
+    except KeyboardInterrupt:
+        print(f"multibox {args.command}: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except OSError as exc:  # the environment (permissions, full disk, a vanished folder): exit 1, one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"multibox {args.command}: error: {where}{(exc.strerror or str(exc)).lower()}", file=sys.stderr)
+        return 1

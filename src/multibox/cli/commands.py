@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from multibox.config import Config
+from multibox.config import Config, check_values
 from multibox.errors import UserError
 
 # flag -> (config section, field): CLI values override the YAML, which overrides the defaults.
@@ -19,20 +19,25 @@ TRAIN_FLAGS = {
     "alpha": ("train", "alpha"), "checkpoint_every": ("train", "checkpoint_every"), "amp": ("train", "amp"),
     "channels_last": ("train", "channels_last"), "compile": ("train", "compile"), "sync_bn": ("train", "sync_bn"),
     "exclude_classes": ("data", "exclude_classes"), "region": ("model", "classifier_region"),
-    "negatives_per_positive": ("data", "negatives_per_positive"),
+    "negatives_per_positive": ("data", "negatives_per_positive"), "kind": ("model", "kind"),
 }
+
+
+def given_settings(args: argparse.Namespace) -> dict[str, object]:
+    """The config keys ("section.field") the flags of TRAIN_FLAGS set on this command line."""
+    given = {f"{section}.{name}": getattr(args, flag) for flag, (section, name) in TRAIN_FLAGS.items()
+             if getattr(args, flag, None) is not None}
+    return given | ({"train.prior_matching": False} if getattr(args, "no_prior_matching", False) else {})
 
 
 def train_config(args: argparse.Namespace) -> Config:
     """The --preset (default: "default") < --config YAML < the flags of TRAIN_FLAGS that were given."""
     cfg = Config.preset(getattr(args, "preset", None) or "default")
     cfg = Config.from_yaml(args.config, cfg) if getattr(args, "config", None) else cfg
-    for flag, (section, name) in TRAIN_FLAGS.items():
-        value = getattr(args, flag, None)
-        if value is not None:
-            setattr(getattr(cfg, section), name, value)
-    if getattr(args, "no_prior_matching", False):
-        cfg.train.prior_matching = False
+    for key, value in given_settings(args).items():
+        section, name = key.split(".")
+        setattr(getattr(cfg, section), name, value)
+    check_values(cfg, "command line")
     return cfg
 
 
@@ -50,15 +55,14 @@ def data_config(args: argparse.Namespace) -> Config | None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from multibox.jobs.train import train, train_classifier
+    from multibox.reports.terminal import print_run_files
 
+    if args.resume and (args.config or args.preset):
+        raise UserError("--resume continues a run with the settings it was started with; drop --config/--preset")
     job = train_classifier if args.command == "train-classifier" else train
-    path = job(train_config(args), args.out, args.resume)
+    path = job(train_config(args), args.out, args.resume, args.exist_ok, given_settings(args) if args.resume else None)
     if os.environ.get("RANK", "0") == "0":  # under torchrun every rank returns here; one line is enough
-        print(f"checkpoint: {path}")
-        best = path.parent / "best.pt"
-        if best.is_file():
-            print(f"best on the validation images: {best}; next: multibox evaluate --model {best} --split SPLIT "
-                  f"--out {path.parent / 'eval'}")
+        print_run_files(path.parent, args.data)
     return 0
 
 
@@ -72,9 +76,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from multibox.jobs.evaluate import evaluate, evaluate_detections
+    from multibox.jobs.evaluate import evaluate, evaluate_detections, output_dir
     from multibox.reports.terminal import print_summary
 
+    args.out = output_dir(args.out, "evaluate")
     if args.detections:
         metrics = evaluate_detections(args.detections, args.out, args.data, args.split, cfg=data_config(args),
                                       baselines=args.baselines or "none", num_boxes=args.num_boxes, seed=args.seed)
@@ -85,6 +90,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                            baselines=args.baselines or "priors", num_boxes=args.num_boxes, seed=args.seed,
                            multiscale=args.multiscale, classes=args.classes, **window_args(args))
     print_summary(metrics, args.out)
+    if args.split is None:
+        print(f"scored {metrics['dataset']} (no --split: the test split when the data has one, else val)")
     if "class_agnostic_pr" in metrics:
         print(f"class-agnostic AP on {', '.join(args.classes)} (other classes ignored): "
               f"{metrics['class_agnostic_pr']['AP']:.3f}")
@@ -93,29 +100,36 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_baseline(args: argparse.Namespace) -> int:
     from multibox.jobs.baseline import run_baseline
+    from multibox.jobs.evaluate import output_dir
     from multibox.reports.terminal import print_summary
 
     if args.config and args.model:
         raise UserError("--config and --model both give data options; give one")
+    args.out = output_dir(args.out, "baseline")
     metrics = run_baseline(args.name, args.out, args.data, args.split, num_boxes=args.num_boxes or 100,
                            model_path=args.model, seed=args.seed, cfg=data_config(args))
     print_summary(metrics, args.out)
+    if args.split is None:
+        print(f"scored {metrics['dataset']} (no --split: the test split when the data has one, else val)")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from multibox.jobs.compare import compare
+    from multibox.jobs.evaluate import output_dir
     from multibox.reports.terminal import print_comparison
 
     names = [n.strip() for n in args.names.split(",")] if args.names else None
+    args.out = output_dir(args.out, "compare")
     print_comparison(compare(args.metrics, args.out, names), args.out)
     return 0
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
     from multibox.jobs.detect import detect
+    from multibox.jobs.evaluate import output_dir
 
-    path = detect(args.model, args.inputs, args.out, args.classifier, args.top_k, args.device,
+    path = detect(args.model, args.inputs, output_dir(args.out, "detect"), args.classifier, args.top_k, args.device,
                   multiscale=args.multiscale, mode=args.mode, region=args.region, **window_args(args),
                   min_score=args.conf, iou=args.iou, max_det=args.max_det)
     print(f"detections: {path}")
@@ -142,8 +156,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from multibox.jobs.export import export_job
 
     info = export_job(args.model, args.format, args.out, args.opset)
-    print(f"exported: {args.out} ({info['format']}, S={info['image_size']}, K={info['num_boxes']}, "
-          f"max |exported - eager| = {info['max_abs_diff_vs_eager']:.1e}); contract: {args.out}.json")
+    print(f"exported: {info['path']} ({info['format']}, S={info['image_size']}, K={info['num_boxes']}, "
+          f"{info['windows']} window; vs the eager model: boxes within {info['max_box_diff_px']:.2g} px, scores within "
+          f"{info['max_score_diff']:.1e}); contract: {info['path']}.json")
     return 0
 
 
@@ -154,6 +169,7 @@ def cmd_paper(args: argparse.Namespace) -> int:
     return 0
 
 
+# "val" and "predict": the names Ultralytics users type for evaluate and detect.
 def cmd_serve(args: argparse.Namespace) -> int:
     from multibox.jobs.serve import serve
 
@@ -162,6 +178,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "train-classifier": cmd_train, "demo": cmd_demo, "evaluate": cmd_evaluate,
-            "detect": cmd_detect, "priors": cmd_priors, "data": cmd_data, "baseline": cmd_baseline,
-            "compare": cmd_compare, "export": cmd_export, "paper": cmd_paper,
+            "val": cmd_evaluate, "detect": cmd_detect, "predict": cmd_detect, "priors": cmd_priors, "data": cmd_data,
+            "baseline": cmd_baseline, "compare": cmd_compare, "export": cmd_export, "paper": cmd_paper,
             "serve": cmd_serve}

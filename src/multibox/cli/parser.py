@@ -7,8 +7,18 @@ import argparse
 import math
 from collections.abc import Callable
 
-from multibox.config import (AMP_MODES, BACKBONES, CLASSIFIER_REGIONS, DETECTOR_MODES, EXPORT_FORMATS, OPTIMIZERS,
-                             PRESETS, WINDOW_MODES)
+from multibox import __version__
+from multibox.config import (
+    AMP_MODES,
+    BACKBONES,
+    CLASSIFIER_REGIONS,
+    DETECTOR_MODES,
+    EXPORT_FORMATS,
+    MODEL_KINDS,
+    OPTIMIZERS,
+    PRESETS,
+    WINDOW_MODES,
+)
 
 
 def number(cast: type, minimum: float, strict: bool) -> Callable[[str], float]:
@@ -44,7 +54,18 @@ class Parser(argparse.ArgumentParser):
     """argparse with one-line errors and exit code 2 (argparse's own usage dump is noise here)."""
 
     def error(self, message: str) -> None:
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {message}{key_value_hint(message)}\n")
+
+
+def key_value_hint(message: str) -> str:
+    """Ultralytics writes options as key=value (`yolo train data=x.yaml`); here they are flags."""
+    if "unrecognized arguments" not in message:
+        return ""
+    for token in message.split(":", 1)[1].split():
+        key, eq, value = token.partition("=")
+        if eq and key and not key.startswith("-"):
+            return f" (did you mean --{key.replace('_', '-')} {value}?)"
+    return ""
 
 
 MULTISCALE_HELP = "center square + 3x3 windows of 60%% (§4.3)"
@@ -56,7 +77,9 @@ def run_options() -> Parser:
     p = Parser(add_help=False)
     p.add_argument("--data", help="dataset: synthetic (default) or a dataset path / YAML")
     p.add_argument("--split", help="training split (default train)")
-    p.add_argument("--out", required=True, help="run directory; the checkpoint is OUT/model.pt")
+    p.add_argument("--out", help="run folder (default runs/train, runs/train2, ...): last.pt, best.pt, results.csv/png")
+    p.add_argument("--exist-ok", action="store_true", help="start a new run in a folder that holds an old one "
+                   "(its files are replaced)")
     p.add_argument("--config", help="YAML config (sections model, data, train)")
     p.add_argument("--preset", choices=PRESETS, help="default (conv head, EfficientNet-Lite0, cached features) or "
                    "paper (§4.1: AlexNet, fc head, 220 px, center crop, Adagrad)")
@@ -69,11 +92,11 @@ def run_options() -> Parser:
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--lr", type=positive_float)
     p.add_argument("--optimizer", choices=OPTIMIZERS)
-    p.add_argument("--device", help="cpu, cuda or auto")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--seed", type=int)
     p.add_argument("--workers", type=int, help="DataLoader workers")
     p.add_argument("--checkpoint-every", type=positive_int)
-    p.add_argument("--resume", action="store_true", help="continue OUT/model.pt where it stopped")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (its last.pt) where it stopped")
     p.add_argument("--exclude-classes", type=class_list, metavar="A,B",
                    help="unseen classes (§4.4.2): drop the training images holding them")
     return p
@@ -90,9 +113,12 @@ def baseline_options() -> Parser:
     return p
 
 
+DEVICE_HELP = "cpu, cuda, a GPU number (0 = cuda:0) or auto"
+
+
 def device_option() -> Parser:
     p = Parser(add_help=False)
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     return p
 
 
@@ -110,6 +136,7 @@ def window_options() -> Parser:
 
 def add_train(sub, run: Parser) -> None:
     p = sub.add_parser("train", parents=[run], help="train a localizer")
+    p.add_argument("--kind", choices=MODEL_KINDS, help="the network: localizer (default) or one-box-per-class (§4.4.2)")
     p.add_argument("--num-boxes", type=positive_int, help="K, boxes per image (default 100)")
     p.add_argument("--image-size", type=positive_int, help="S, network input side (default 220)")
     p.add_argument("--alpha", type=positive_float, help="weight of the location term (default 0.3)")
@@ -144,15 +171,15 @@ def add_demo_and_paper(sub, device: Parser) -> None:
 
 
 def add_evaluate(sub, device: Parser, baselines: Parser) -> None:
-    p = sub.add_parser("evaluate", parents=[device, baselines, window_options()],
+    p = sub.add_parser("evaluate", aliases=["val"], parents=[device, baselines, window_options()],
                        help="detection rate vs number of boxes on a split, PR, COCO proposal metrics; report.md")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="a checkpoint to run on the split")
     source.add_argument("--detections", metavar="FILE",
                         help="evaluate boxes from a file instead: COCO results JSON or detections.json")
     p.add_argument("--data", help="dataset (default: the one the model was trained on; synthetic with --detections)")
-    p.add_argument("--split", default="test")
-    p.add_argument("--out", required=True)
+    p.add_argument("--split", help="split to score (default: test when the dataset has one, else val)")
+    p.add_argument("--out", help="report folder (default runs/evaluate, runs/evaluate2, ...)")
     p.add_argument("--baselines", metavar="NAMES", help="proposal baselines to compare with: all, none or a comma "
                    "list of priors, sliding-window, random, selective-search (default: priors with --model)")
     p.add_argument("--classes", type=class_list, metavar="A,B",
@@ -161,19 +188,20 @@ def add_evaluate(sub, device: Parser, baselines: Parser) -> None:
                        help="boxes of a proposal baseline on a split: detections.json, metrics.json, report.md")
     p.add_argument("name", metavar="NAME", help="priors, sliding-window, random or selective-search")
     p.add_argument("--data", help="dataset (default: the model's with --model, else synthetic)")
-    p.add_argument("--split", default="test")
-    p.add_argument("--out", required=True)
+    p.add_argument("--split", help="split to score (default: test when the dataset has one, else val)")
+    p.add_argument("--out", help="report folder (default runs/baseline, runs/baseline2, ...)")
     p.add_argument("--model", help="checkpoint (needed by priors: its k-means priors and match counts)")
     p = sub.add_parser("compare", help="overlay the detection-rate curves of several runs; one table")
     p.add_argument("metrics", nargs="+", metavar="METRICS", help="metrics.json files (or run folders holding one)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", help="report folder (default runs/compare, runs/compare2, ...)")
     p.add_argument("--names", help="comma-separated display names, one per METRICS")
 
 
 def add_detect(sub, device: Parser) -> None:
-    p = sub.add_parser("detect", parents=[device, window_options()], help="boxes for images: detections.json, drawn images")
-    p.add_argument("--model", required=True)
-    p.add_argument("--out", required=True)
+    p = sub.add_parser("detect", aliases=["predict"], parents=[device, window_options()],
+                       help="boxes for images: detections.json, drawn images")
+    p.add_argument("--model", required=True, help="checkpoint (RUN/best.pt) or run folder")
+    p.add_argument("--out", help="output folder (default runs/detect, runs/detect2, ...)")
     def at_most_one(parse: Callable[[str], float]) -> Callable[[str], float]:
         def bounded(text: str) -> float:
             value = parse(text)
@@ -196,9 +224,10 @@ def add_detect(sub, device: Parser) -> None:
     p.add_argument("--region", choices=CLASSIFIER_REGIONS, help="square around each box (default: the classifier's)")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
     p = sub.add_parser("export", help="a trained localizer as ONNX or TorchScript (see multibox.inference.export)")
-    p.add_argument("--model", required=True, help="checkpoint (RUN/model.pt)")
+    p.add_argument("--model", required=True, help="checkpoint (RUN/best.pt) or run folder")
     p.add_argument("--format", required=True, choices=EXPORT_FORMATS)
-    p.add_argument("--out", required=True, help="file to write; FILE.json beside it describes the contract")
+    p.add_argument("--out", help="file to write (default: beside the checkpoint, RUN/best.onnx); FILE.json beside it "
+                   "describes the contract")
     p.add_argument("--opset", type=positive_int, default=17, help="ONNX opset (default 17)")
 
 
@@ -240,6 +269,7 @@ def add_serve(sub, device: Parser) -> None:
 def build_parser() -> Parser:
     """The one parser of every command."""
     parser = Parser(prog="multibox", description="DeepMultiBox: scalable class-agnostic object detection.")
+    parser.add_argument("--version", action="version", version=f"multibox {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     device, baselines = device_option(), baseline_options()
     add_train(sub, run_options())

@@ -66,7 +66,16 @@ def _array_image(array: np.ndarray) -> Image.Image:
 
 
 def crop_resize(image: Image.Image, crop: np.ndarray | Tensor | list[float], size: int, flip: bool = False) -> Tensor:
-    """The pixel xyxy ``crop`` of ``image`` resized to size x size: Tensor[3, S, S] uint8.
+    """The pixel xyxy ``crop`` of ``image`` resized to size x size: Tensor[3, S, S] uint8 (:func:`resize_crop`)."""
+    out = resize_crop(image, crop, size)
+    if flip:
+        out = out.transpose(Image.FLIP_LEFT_RIGHT)
+    return torch.from_numpy(np.asarray(out, dtype=np.uint8).copy()).permute(2, 0, 1)  # [S, S, 3] -> [3, S, S]
+
+
+def resize_crop(image: Image.Image, crop: np.ndarray | Tensor | list[float], size: int) -> Image.Image:
+    """The pixel xyxy ``crop`` of ``image`` resized to a size x size PIL image (no torch: the ONNX
+    deployment's pre-processing uses it too).
 
     PIL's resize with a source box resamples the crop in one pass (antialiased bilinear). A crop that
     reaches past the image (a whole image padded to a square, a tile at the border) is black there:
@@ -75,12 +84,8 @@ def crop_resize(image: Image.Image, crop: np.ndarray | Tensor | list[float], siz
     box = tuple(float(v) for v in (crop.tolist() if hasattr(crop, "tolist") else crop))
     inside = (max(box[0], 0.0), max(box[1], 0.0), min(box[2], image.width), min(box[3], image.height))
     if inside == box:
-        out = image.resize((size, size), Image.BILINEAR, box=box)
-    else:
-        out = _padded_resize(image, box, inside, size)
-    if flip:
-        out = out.transpose(Image.FLIP_LEFT_RIGHT)
-    return torch.from_numpy(np.asarray(out, dtype=np.uint8).copy()).permute(2, 0, 1)  # [S, S, 3] -> [3, S, S]
+        return image.resize((size, size), Image.BILINEAR, box=box)
+    return _padded_resize(image, box, inside, size)
 
 
 def _padded_resize(image: Image.Image, box: tuple, inside: tuple, size: int) -> Image.Image:

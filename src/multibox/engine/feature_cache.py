@@ -98,10 +98,11 @@ def cache_order(sizes: list[int], image_size: int, kinds: list[int]) -> list[tup
 
 @torch.no_grad()
 def cache_maps(model: GridMultiBox, dataset: DetectionDataset, sizes: list[int], kinds: list[int],
-               device: torch.device, deadline: float | None = None) -> list[CachedMap]:
+               device: torch.device, deadline: float | None = None, max_maps: int | None = None) -> list[CachedMap]:
     """The backbone's maps of every readable training image x transform x input size, pass by pass
     (:func:`cache_order`); past ``deadline`` (time.monotonic()) no further pass starts, and a pass
-    stops (after at least one image), so a time budget is never spent on caching alone."""
+    stops (after at least one image), so a time budget is never spent on caching alone. ``max_maps``:
+    stop once that many maps are cached (a short run draws no more windows than that)."""
     model.eval()
     out: list[CachedMap] = []
     passes = cache_order(sizes, model.image_size, kinds)
@@ -112,6 +113,10 @@ def cache_maps(model: GridMultiBox, dataset: DetectionDataset, sizes: list[int],
                       f"({number} of {len(passes)} passes over the images)", file=sys.stderr)
                 return out
             out += _cache_image(model, dataset, i, size, group, device)
+            if max_maps is not None and len(out) >= max_maps:
+                print(f"feature cache: {len(out)} maps are enough for this run's {max_maps} training windows",
+                      file=sys.stderr)
+                return out
     return out
 
 

@@ -10,14 +10,23 @@ from multibox.config import AMP_MODES, TrainConfig
 from multibox.errors import UserError
 
 
-def resolve_device(name: str) -> torch.device:
-    """"auto" -> cuda when available, else cpu; "cuda" without a GPU is a user error."""
+def resolve_device(name: str | int) -> torch.device:
+    """"auto" -> cuda when available, else cpu; a GPU number ("0", as Ultralytics and nvidia-smi count)
+    -> cuda:N; "cuda" without a GPU (or GPU N beyond the count) is a user error."""
+    name = str(name).strip()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.isdigit():
+        name = f"cuda:{name}"
+    elif "," in name:
+        raise UserError(f"device {name!r}: one device per process; several GPUs train under torchrun "
+                        "(docs/scaling.md)")
+    if name != "cpu" and not (name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit())):
+        raise UserError(f"device {name!r}: expected cpu, cuda, cuda:N, a GPU number or auto")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device {name}: no CUDA device is available on this machine")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise UserError(f"device {name!r}: expected cpu, cuda or auto")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise UserError(f"device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return torch.device(name)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,7 +11,8 @@ import torch
 
 from multibox.config import Config
 from multibox.engine import distributed
-from multibox.engine.checkpoint import checkpoint_config, load_checkpoint
+from multibox.engine.checkpoint import checkpoint_config, checkpoint_kind, load_checkpoint
+from multibox.engine.run_dir import LAST, LEGACY, last_checkpoint
 from multibox.errors import UserError
 
 if TYPE_CHECKING:
@@ -30,14 +32,47 @@ def resume_config(cfg: Config, state: dict) -> Config:
     return resumed
 
 
-def restore(out: Path, cfg: Config, resume: bool) -> tuple[Config, dict | None]:
-    """With ``resume``, the checkpoint in ``out`` and the config to continue with."""
+def restore(out: Path, cfg: Config, resume: bool, given: dict[str, object] | None = None,
+            kinds: tuple[str, ...] | None = None) -> tuple[Config, dict | None]:
+    """With ``resume``, the checkpoint in ``out`` (last.pt, or model.pt of older runs) and the config to
+    continue with; ``given`` settings that differ from the run's (:func:`resume_conflicts`), or a network
+    not among ``kinds`` (e.g. a classifier run resumed as a localizer), are an error."""
     if not resume:
         return cfg, None
-    if not (out / "model.pt").is_file():
-        raise UserError(f"--resume: no checkpoint at {out / 'model.pt'}")
-    state = load_checkpoint(out / "model.pt")
+    path = last_checkpoint(out)
+    if path is None:
+        raise UserError(f"{out}: no checkpoint to resume ({LAST} or {LEGACY})")
+    state = load_checkpoint(path)
+    if kinds is not None and checkpoint_kind(state) not in kinds:
+        raise UserError(f"{path}: holds a {checkpoint_kind(state)} run, which this command does not train "
+                        f"({' or '.join(kinds)})")
+    conflicts = resume_conflicts(state, given or {})
+    if conflicts:
+        raise UserError(f"{out}: a resumed run keeps its settings (only {', '.join(RESUME_OVERRIDES[:4])}, logging and "
+                        f"checkpointing may change): {'; '.join(conflicts)}")
     return resume_config(cfg, state), state
+
+
+def same_value(a: object, b: object) -> bool:
+    """Config values compare equal (a list from YAML equals the tuple a flag gave)."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return list(a) == list(b)
+    return a == b
+
+
+def resume_conflicts(state: dict, given: dict[str, object]) -> list[str]:
+    """The settings given for a resumed run (``given``: "section.field" -> value, e.g. from flags) that
+    differ from the ones it was trained with, other than :data:`RESUME_OVERRIDES`: one line each."""
+    saved = checkpoint_config(state).to_dict()
+    lines = []
+    for key, value in given.items():
+        section, name = key.split(".")
+        if section == "train" and name in RESUME_OVERRIDES:
+            continue
+        was = saved.get(section, {}).get(name)
+        if not same_value(was, value):
+            lines.append(f"{key}: the run was trained with {was!r}, not {value!r}")
+    return lines
 
 
 def restore_state(run: Run, state: dict | None) -> None:
@@ -51,6 +86,7 @@ def restore_state(run: Run, state: dict | None) -> None:
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.step = int(state["step"])
+    run.best_score, run.best_step = float(state.get("best_score", -math.inf)), state.get("best_step")
     if "grad_scaler" in state and run.precision.scaler.is_enabled():
         run.precision.scaler.load_state_dict(state["grad_scaler"])
     rng_states = state.get("torch_rng_ranks") or [state["torch_rng"]]

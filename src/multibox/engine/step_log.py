@@ -51,6 +51,14 @@ class StepLog:
         check_finite(rows, self.names, first_step, self.run.out)
         self.write({name: float(v) for name, v in zip(self.names, rows[-1])})
 
+    def flush_quietly(self) -> bool:
+        """:meth:`flush` on the way out (Ctrl-C): False, instead of raising, when a term is not finite."""
+        try:
+            self.flush()
+        except TrainingDiverged:
+            return False
+        return True
+
     def write(self, values: dict[str, float]) -> None:
         now = time.perf_counter()
         rate = self.window_images / max(now - self.window_start, 1e-9)

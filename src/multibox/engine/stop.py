@@ -38,6 +38,13 @@ class StopRule:
         return min(1.0, max(parts, default=0.0))
 
 
+def check_stop_given(cfg: Config) -> None:
+    """A run whose task does not pick its own length needs a stop rule: said before any data is read."""
+    t = cfg.train
+    if t.steps is None and t.epochs is None and t.time_minutes is None:
+        raise UserError("say how long to train: train.steps, train.epochs or train.time_minutes")
+
+
 def stop_rule(cfg: Config, steps_per_epoch: int, started: float | None = None,
               default_steps: int | None = None) -> StopRule:
     """The stop rule of cfg.train; with several limits, the first reached ends training. The time
@@ -45,7 +52,7 @@ def stop_rule(cfg: Config, steps_per_epoch: int, started: float | None = None,
     ``default_steps`` (the task's length from the data size) applies unless --steps or --epochs is given."""
     t = cfg.train
     if t.steps is None and t.epochs is None and t.time_minutes is None and default_steps is None:
-        raise UserError("say how long to train: --steps N, --epochs N or --time MINUTES")
+        raise UserError("say how long to train: train.steps, train.epochs or train.time_minutes")
     steps = t.steps if t.steps is not None or t.epochs is not None else default_steps
     limits = [v for v in (steps, None if t.epochs is None else math.ceil(t.epochs * steps_per_epoch)) if v is not None]
     now = time.monotonic()

@@ -253,7 +253,9 @@ def cached_windows(cfg: Config, model: GridMultiBox, dataset: DetectionDataset) 
     device = resolve_device(cfg.train.device)
     minutes = cfg.train.time_minutes
     deadline = None if minutes is None else time.monotonic() + 60 * minutes * CACHE_SHARE
-    maps = cache_maps(model.to(device), dataset, sizes, kinds, device, deadline)
+    t = cfg.train
+    windows_drawn = t.steps * t.batch_size if t.steps is not None and t.epochs is None else None  # a short run's need
+    maps = cache_maps(model.to(device), dataset, sizes, kinds, device, deadline, windows_drawn)
     model.cpu()
     model.feature_mean, model.feature_std = feature_stats(maps)
     cells = cfg.train.window_cells

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from multibox.config import Config, check_choices
+from multibox.config import Config, check_choices, check_values
 from multibox.data import DetectionDataset
 from multibox.data.build import training_split
 from multibox.data.pipeline import EpochBatchSampler
@@ -30,9 +30,12 @@ from multibox.engine.checkpoint import save_checkpoint
 from multibox.engine.optim import lr_factor, make_optimizer
 from multibox.engine.precision import Precision, resolve_device, resolve_precision
 from multibox.engine.resume import restore, restore_state
+from multibox.engine.run_dir import BEST, LAST, claim_run_dir, clear_run_files, next_run_dir
+from multibox.engine.signals import terminate_as_interrupt
 from multibox.engine.step_log import StepLog
-from multibox.engine.stop import StopRule, should_stop, stop_rule
-from multibox.engine.tasks import Task, crop_sampler, localizer_task
+from multibox.engine.stop import StopRule, check_stop_given, should_stop, stop_rule
+from multibox.engine.tasks import Task, classifier_task, crop_sampler, localizer_task
+from multibox.errors import Interrupted
 from multibox.modeling.losses import weighted_total
 
 # torch.compile arguments; tests swap in {"backend": "eager"} to check the wiring without a C++ build.
@@ -53,6 +56,8 @@ class Run:
     world: distributed.World = field(default_factory=distributed.World)
     step: int = 0
     net: torch.nn.Module | None = None
+    best_score: float = -math.inf  # the best validation score so far (best.pt's); kept in last.pt
+    best_step: int | None = None  # the step best.pt holds
 
     @property
     def model(self) -> torch.nn.Module:
@@ -67,7 +72,8 @@ class Run:
         return {"task": self.task.kind, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "config": self.cfg.to_dict(), "step": self.step, "torch_rng": rng_states[0],
                 "torch_rng_ranks": rng_states, "world_size": self.world.world_size,
-                "grad_scaler": self.precision.scaler.state_dict()} | self.task.extras
+                "grad_scaler": self.precision.scaler.state_dict(), "best_score": self.best_score,
+                "best_step": self.best_step} | self.task.extras
 
     def save(self, gather: bool = True) -> Path:
         """Every rank calls it; rank 0 writes, the others wait until the file is complete.
@@ -75,7 +81,7 @@ class Run:
         gather=False (Ctrl-C) skips the collectives, which could hang when other ranks are gone; the
         checkpoint then holds rank 0's RNG state only.
         """
-        path = self.out / "model.pt"
+        path = self.out / LAST
         rng_states = distributed.gather_objects(torch.get_rng_state()) if gather else [torch.get_rng_state()]
         if self.world.is_main:
             save_checkpoint(path, self.checkpoint(rng_states))
@@ -85,10 +91,18 @@ class Run:
 
 
 def check_config(cfg: Config) -> None:
-    """Fail fast, before any data is read, on names the run would only trip over later."""
+    """Fail fast, before any data is read, on values and names the run would only trip over later."""
+    check_values(cfg)
     check_choices(cfg)
     resolve_precision(cfg.train, resolve_device(cfg.train.device))
     crop_sampler(cfg)
+
+
+def sets_own_length(cfg: Config, make_task: Callable) -> bool:
+    """Whether the task picks the run's length from the data when no stop rule is given (the cached
+    conv-head localizer does, engine.tasks.cached_steps)."""
+    return (make_task is not classifier_task and cfg.model.kind == "localizer" and cfg.model.head == "conv"
+            and cfg.train.cache_features)
 
 
 def training_net(run: Run) -> torch.nn.Module:
@@ -99,12 +113,20 @@ def training_net(run: Run) -> torch.nn.Module:
 
 def setup_run(cfg: Config, out_dir: str | Path, resume: bool,
               make_task: Callable[[Config, DetectionDataset, dict | None], Task] = localizer_task,
-              world: distributed.World | None = None) -> tuple[Run, DetectionDataset]:
-    """Build (or restore) the task's model, optimizer and data for ``train``; every rank calls it."""
+              world: distributed.World | None = None, exist_ok: bool = False,
+              given: dict[str, object] | None = None) -> tuple[Run, DetectionDataset]:
+    """Build (or restore) the task's model, optimizer and data for ``train``; every rank calls it.
+    The run folder is claimed first (:func:`multibox.engine.run_dir.claim_run_dir`), before any data is read;
+    ``given``: the settings asked for explicitly, checked against a resumed run's (engine.resume.restore)."""
     world = world or distributed.World()
     check_config(cfg)
     out = Path(out_dir)
-    cfg, state = restore(out, cfg, resume)
+    if world.is_main:
+        claim_run_dir(out, resume, exist_ok)
+    kinds = ("classifier",) if make_task is classifier_task else ("localizer", "one-box-per-class")
+    cfg, state = restore(out, cfg, resume, given, kinds)
+    if not sets_own_length(cfg, make_task):
+        check_stop_given(cfg)  # before the data is read and priors are fitted
     device = distributed.local_device(resolve_device(cfg.train.device), world)
     precision = resolve_precision(cfg.train, device)
     dataset = training_split(cfg)
@@ -118,6 +140,8 @@ def setup_run(cfg: Config, out_dir: str | Path, resume: bool,
     run.net = training_net(run)
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
+        if state is None:
+            clear_run_files(out)
         cfg.save_yaml(out / "config.yaml")
     return run, dataset
 
@@ -189,23 +213,29 @@ def report_problems(dataset: DetectionDataset, problems: list) -> None:
             print(problem, file=sys.stderr)
 
 
-Validate = Callable[[torch.nn.Module], float]  # the model -> a score (higher is better), for best.pt
+# (the model, the run's config) -> metrics, "score" (higher is better) picking best.pt; None: nothing to score on
+Validate = Callable[[torch.nn.Module, Config], dict[str, float] | None]
+OnCheckpoint = Callable[[Path], None]  # called on rank 0 with the run folder after each checkpoint (e.g. plots)
 
 
-def train(cfg: Config, out_dir: str | Path, resume: bool = False,
+def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False,
           make_task: Callable[[Config, DetectionDataset, dict | None], Task] = localizer_task,
-          validate: Validate | None = None) -> Path:
-    """Train a localizer (or another task); the checkpoint is OUT_DIR/model.pt, also written every
-    checkpoint_every steps. Ctrl-C saves a checkpoint before leaving, so no work is lost;
-    ``resume=True`` continues from it. Under torchrun, every process calls this (docs/scaling.md).
-    ``validate`` (rank 0) scores the model at every checkpoint; the best scoring weights are
-    OUT_DIR/best.pt. The --time budget counts from here, set-up (e.g. caching features) included.
+          validate: Validate | None = None, exist_ok: bool = False, on_checkpoint: OnCheckpoint | None = None,
+          run_name: str = "train", given: dict[str, object] | None = None) -> Path:
+    """Train a localizer (or another task) in the run folder OUT_DIR (default: runs/RUN_NAME, numbered
+    when taken): OUT_DIR/last.pt (everything ``resume`` needs) every checkpoint_every steps and at the
+    end, OUT_DIR/best.pt (the weights to ship: the best ``validate`` score, else the last weights).
+    A folder holding another run is refused unless ``resume`` (continue it) or ``exist_ok`` (start
+    over in it); ``given`` settings that differ from a resumed run's are an error. Ctrl-C and SIGTERM save last.pt before leaving (:class:`multibox.errors.Interrupted`
+    names it). Under torchrun every process calls this (docs/scaling.md). The --time budget counts
+    from here, set-up (e.g. caching features) included.
     """
     started = time.monotonic()
     world = distributed.from_env()
-    with distributed.process_group(world, resolve_device(cfg.train.device)):
-        run, dataset = setup_run(cfg, out_dir, resume, make_task, world)
-        return fit(run, dataset, validate, started)
+    with distributed.process_group(world, resolve_device(cfg.train.device)), terminate_as_interrupt():
+        out = Path(out_dir) if out_dir is not None else distributed.from_main(lambda: next_run_dir(run_name))
+        run, dataset = setup_run(cfg, out, resume, make_task, world, exist_ok, given)
+        return fit(run, dataset, validate, started, on_checkpoint)
 
 
 def set_learning_rate(run: Run, stop: StopRule) -> None:
@@ -217,31 +247,59 @@ def set_learning_rate(run: Run, stop: StopRule) -> None:
 
 
 class Best:
-    """Scores the model at checkpoints (``validate``) and writes OUT/best.pt when it improves; the score
-    and step go to log.jsonl's "val" lines."""
+    """Scores the model at checkpoints (``validate``) and writes OUT/best.pt when it beats run.best_score
+    (kept in last.pt, so a resumed run does not replace a better best.pt); the metrics go to log.jsonl's
+    "val_*" entries. With nothing to score on, best.pt is the final weights."""
 
     def __init__(self, run: Run, validate: Validate | None, log: StepLog) -> None:
-        self.run, self.validate, self.log, self.score, self.scored_step = run, validate, log, -math.inf, -1
+        self.run, self.validate, self.log, self.scored_step = run, validate, log, -1
 
     def __call__(self) -> None:
-        if self.validate is None or not self.run.world.is_main or self.scored_step == self.run.step:
+        run = self.run
+        if self.validate is None or not run.world.is_main or self.scored_step == run.step:
             return
-        self.scored_step = self.run.step
-        was_training = self.run.net.training
-        score = float(self.validate(self.run.model))
-        self.run.net.train(was_training)
-        self.log.note({"step": self.run.step, "val_score": round(score, 6)})
-        if score > self.score:
-            self.score = score
-            save_checkpoint(self.run.out / "best.pt", self.run.weights_only() | {"val_score": score})
+        self.scored_step = run.step
+        was_training = run.net.training
+        metrics = self.validate(run.model, run.cfg)
+        run.net.train(was_training)
+        if metrics is None:
+            self.validate = None
+            return
+        self.log.note({"step": run.step} | {f"val_{k}": round(float(v), 6) for k, v in metrics.items()})
+        if metrics["score"] > run.best_score:
+            run.best_score, run.best_step = float(metrics["score"]), run.step
+            save_checkpoint(run.out / BEST, run.weights_only() | {"val_score": run.best_score})
+
+    def finish(self) -> None:
+        """At the end of a run with nothing to score on: best.pt = the last weights."""
+        if self.validate is None and self.run.world.is_main:
+            self.run.best_step = self.run.step
+            save_checkpoint(self.run.out / BEST, self.run.weights_only() | {"val_score": None})
 
 
-def fit(run: Run, dataset: DetectionDataset, validate: Validate | None = None, started: float | None = None) -> Path:
-    """The training loop of a set-up run; returns the final checkpoint's path."""
+def nothing_to_do(run: Run, stop: StopRule) -> bool:
+    """A resumed run already at (or past) its step limit: say so instead of saving it again."""
+    if not run.step or stop.max_steps is None or run.step < stop.max_steps:
+        return False
+    if run.world.is_main:
+        print(f"{run.out}: already at step {run.step}, the stop rule asks for {stop.max_steps}: nothing to do "
+              "(give more steps, epochs or time to continue)", file=sys.stderr)
+    return True
+
+
+def fit(run: Run, dataset: DetectionDataset, validate: Validate | None = None, started: float | None = None,
+        on_checkpoint: OnCheckpoint | None = None) -> Path:
+    """The training loop of a set-up run; returns the last checkpoint's path (RUN/last.pt)."""
     loader = make_loader(run, dataset)
     stop = stop_rule(run.cfg, loader.batch_sampler.steps_per_epoch, started, run.task.default_steps)
+    if nothing_to_do(run, stop):
+        return run.out / LAST
+    if run.step and run.world.is_main:
+        limit = f" to step {stop.max_steps}" if stop.max_steps else ""
+        print(f"resuming {run.out} from step {run.step}{limit}", file=sys.stderr)
     log = StepLog(run, stop.max_steps)
     best = Best(run, validate, log)
+    checkpointed = (lambda: on_checkpoint(run.out)) if on_checkpoint and run.world.is_main else (lambda: None)
     run.net.train()
     try:
         for images, targets, problems in loader:
@@ -256,14 +314,18 @@ def fit(run: Run, dataset: DetectionDataset, validate: Validate | None = None, s
                 log.flush()  # no checkpoint of diverged weights
                 run.save()
                 best()
+                checkpointed()
         log.flush()
         path = run.save()
         best()
-    except KeyboardInterrupt:
-        run.save(gather=False)
-        raise
+        best.finish()
+    except KeyboardInterrupt as exc:
+        path = run.save(gather=False) if log.flush_quietly() else None  # never save diverged weights
+        checkpointed()
+        raise Interrupted(getattr(exc, "signal_name", "Ctrl-C"), path, run.step) from None
     finally:
         log.close()
         if dataset.problems:
             print(f"{dataset.name}: {dataset.problems.summary()}", file=sys.stderr)
+    checkpointed()
     return path

@@ -15,6 +15,8 @@ from multibox.data.build import load_split
 from multibox.data.unseen import class_ids, only_classes
 from multibox.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from multibox.engine.precision import resolve_device
+from multibox.engine.run_dir import next_run_dir
+from multibox.errors import UserError
 from multibox.evaluation.baselines import BaselineInputs, baseline_detections, resolve_baselines
 from multibox.evaluation.detection_files import read_detections, write_detections
 from multibox.evaluation.scoring import dataset_targets, drop_unreadable, method_summary, score
@@ -25,7 +27,28 @@ from multibox.reports.evaluation import write_report
 from multibox.reports.prediction_grid import write_prediction_grid
 
 
-def evaluate(model_path: str | Path, out_dir: str | Path, data: str | None = None, split: str = "test",
+def scored_split(cfg: Config, split: str | None, data: str | None = None) -> DetectionDataset:
+    """The split to score: ``split``, or without one the test split when the data has it, else val (the
+    summary names it: dataset.name holds the split). An empty split is an error, not a report of zeros."""
+    if split is None:
+        try:
+            dataset, split = load_split(cfg, "test", data), "test"
+        except UserError:
+            dataset, split = load_split(cfg, "val", data), "val"
+    else:
+        dataset = load_split(cfg, split, data)
+    if len(dataset) == 0:
+        raise UserError(f"{dataset.name}: the {split} split has no images to score")
+    return dataset
+
+
+def output_dir(out_dir: str | Path | None, name: str) -> Path:
+    """``out_dir``, or the next free runs/NAME, runs/NAME2, ... (the summary names the report files)."""
+    return Path(out_dir) if out_dir is not None else next_run_dir(name)
+
+
+def evaluate(model_path: str | Path, out_dir: str | Path | None = None, data: str | None = None,
+             split: str | None = None,
              device: str = "auto", batch_size: int = 32, *, baselines: str = "priors", num_boxes: int | None = None,
              seed: int = 0, multiscale: bool = False, classes: list[str] | None = None, windows: str | None = None,
              tile: float | None = None, overlap: float = 0.2) -> dict:
@@ -36,16 +59,18 @@ def evaluate(model_path: str | Path, out_dir: str | Path, data: str | None = Non
     windows / tile / overlap: what the localizer looks at (default: the checkpoint's, see
     :mod:`multibox.inference.windows`); multiscale: windows="multiscale" (§4.3). classes: only objects of these classes count, the others
     are marked ignore (§4.4.2, :mod:`multibox.data.unseen`), and their class-agnostic PR is added.
-    Writes OUT_DIR/metrics.json, report.md, detection_rate.png, pr_curve.{json,png} and the model's
-    detections.json; returns the metrics dict.
+    Writes OUT_DIR (default runs/evaluate, numbered) metrics.json, report.md, detection_rate.png,
+    pr_curve.{json,png} and the model's detections.json; returns the metrics dict. ``split``: default
+    test when the data has it, else val (:func:`scored_split`).
     """
     state = load_checkpoint(model_path)
     model, cfg = model_from_checkpoint(state)
-    dataset = load_split(cfg, split, data)
+    dataset = scored_split(cfg, split, data)
+    out_dir = output_dir(out_dir, "evaluate")
     windows = "multiscale" if multiscale else windows or cfg.model.windows
     localizer = Localizer(model, cfg.model.image_size, resolve_device(device), windows=windows, tile=tile,
                           overlap=overlap)
-    detections = predict_dataset(localizer, dataset, batch_size, cfg.data.num_workers)
+    detections = predict_dataset(localizer, dataset, batch_size, cfg.data.num_workers, progress=f"{dataset.name}")
     counts = state.get("prior_match_counts", torch.zeros(model.num_boxes, dtype=torch.int64))
     inputs = BaselineInputs(num_boxes or model.num_boxes, seed, model.priors.cpu(), counts)
     source = {"method": "DeepMultiBox", "model": str(model_path)}
@@ -77,8 +102,8 @@ def report_run(dataset: DetectionDataset, detections: list, max_k: int, source: 
     return metrics
 
 
-def evaluate_detections(detections_path: str | Path, out_dir: str | Path, data: str | None = None,
-                        split: str = "test", *, cfg: Config | None = None, baselines: str = "none",
+def evaluate_detections(detections_path: str | Path, out_dir: str | Path | None = None, data: str | None = None,
+                        split: str | None = None, *, cfg: Config | None = None, baselines: str = "none",
                         num_boxes: int | None = None, seed: int = 0) -> dict:
     """`multibox evaluate --detections`: boxes from any source (COCO results JSON or our
     detections.json) scored like a model's; no model, so no priors baseline.
@@ -86,7 +111,8 @@ def evaluate_detections(detections_path: str | Path, out_dir: str | Path, data: 
     ``num_boxes``: the most boxes per image counted (default: the most any image has in the file);
     ``cfg``: the data options (synthetic sizes) when not the defaults.
     """
-    dataset = load_split(cfg or Config(), split, data)
+    dataset = scored_split(cfg or Config(), split, data)
+    out_dir = output_dir(out_dir, "evaluate")
     loaded = read_detections(detections_path, dataset)
     say_unmatched(detections_path, loaded, dataset)
     max_k = num_boxes or max(len(d["scores"]) for d in loaded.detections) or 1
@@ -102,10 +128,10 @@ def evaluate_detections(detections_path: str | Path, out_dir: str | Path, data: 
 def say_unmatched(detections_path: str | Path, loaded, dataset: DetectionDataset) -> None:
     """On stderr: the file's entries that named no image, and the images the file has no entry for."""
     if loaded.unmatched:
-        print(f"--detections {detections_path}: {loaded.unmatched} entries name no image of {dataset.name} "
+        print(f"{detections_path}: {loaded.unmatched} entries name no image of {dataset.name} "
               f"(e.g. {', '.join(map(repr, loaded.unmatched_examples))}); left out of the evaluation", file=sys.stderr)
     if loaded.images_without_detections:
-        print(f"--detections {detections_path}: {loaded.images_without_detections} of {len(dataset)} images have "
+        print(f"{detections_path}: {loaded.images_without_detections} of {len(dataset)} images have "
               "no detections in the file (their objects count as missed)", file=sys.stderr)
 
 

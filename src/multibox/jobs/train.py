@@ -3,13 +3,14 @@
 
 A localizer run scores itself at each checkpoint on the validation images (the data's val split, or
 training images held out when it has none) and keeps the best weights as RUN/best.pt beside the last
-(RUN/model.pt): the score is the mean detection rate at 10, 25 and 100 boxes per image (Fig. 1).
+(RUN/last.pt): the score is the mean detection rate at 10, 25 and 100 boxes per image (Fig. 1).
+RUN/results.csv and RUN/results.png (:mod:`multibox.reports.training_curves`) are redrawn at every
+checkpoint.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -19,52 +20,70 @@ from multibox.data import DetectionDataset
 from multibox.data.build import load_split, validation_split
 from multibox.data.subset import ImageSubset
 from multibox.engine.checkpoint import save_checkpoint
-from multibox.engine.tasks import (PAPER_IMAGE_SIZE, check_classifier_config, classifier_task, fit_priors,
-                                   training_samples)
+from multibox.engine.tasks import (
+    PAPER_IMAGE_SIZE,
+    check_classifier_config,
+    classifier_task,
+    fit_priors,
+    training_samples,
+)
 from multibox.engine.trainer import check_config
 from multibox.engine.trainer import train as run_training
 from multibox.evaluation.scoring import dataset_targets, detection_rate, drop_unreadable
 from multibox.inference.localizer import Localizer
 from multibox.inference.predict import predict_dataset
+from multibox.reports.training_curves import write_results
 
 VALIDATION_KS = ("10", "25", "100")  # best.pt: the mean detection rate at these numbers of boxes
 
 
-def train(cfg: Config, out_dir: str | Path, resume: bool = False) -> Path:
-    """`multibox train`: the localizer, validated at each checkpoint (module docstring). The config is
-    checked before any data is read."""
+def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, exist_ok: bool = False,
+          given: dict[str, object] | None = None) -> Path:
+    """`multibox train`: the localizer, validated at each checkpoint (module docstring), in the run
+    folder ``out_dir`` (default runs/train, numbered when taken); see :func:`multibox.engine.trainer.train`
+    for ``resume``, ``exist_ok`` and ``given``. The config is checked before any data is read."""
     check_config(cfg)
-    return run_training(cfg, out_dir, resume, validate=validator(cfg))
+    return run_training(cfg, out_dir, resume, validate=Validator(), exist_ok=exist_ok, on_checkpoint=write_results,
+                        given=given)
 
 
-def validator(cfg: Config) -> Callable[[torch.nn.Module], float] | None:
-    """model -> mean detection rate on the validation images, or None when there are none."""
-    dataset = validation_split(cfg)
-    if dataset is None:
-        print("no validation images (no val split, too few images to hold some out): best.pt is not written",
-              file=sys.stderr)
-        return None
-    if len(dataset) > cfg.data.val_images:
-        dataset = ImageSubset(dataset, list(range(cfg.data.val_images)), f"{dataset.name} (first {cfg.data.val_images})")
-    said = []
+class Validator:
+    """(model, the run's config) -> validation metrics ("score": the mean detection rate, and the rate
+    at each of VALIDATION_KS boxes), or None when there are no validation images. The images are
+    opened at the first checkpoint, from the run's config (a resumed run's, the input size resolved)."""
 
-    def score(model: torch.nn.Module) -> float:
-        if not said:  # once, when the first checkpoint is scored
+    def __init__(self) -> None:
+        self.dataset: DetectionDataset | None = None
+        self.opened = False
+
+    def open(self, cfg: Config) -> DetectionDataset | None:
+        dataset = validation_split(cfg)
+        if dataset is None:
+            print("no validation images (no val split, too few images to hold some out): best.pt holds the last "
+                  "weights", file=sys.stderr)
+        elif len(dataset) > cfg.data.val_images:
+            dataset = ImageSubset(dataset, list(range(cfg.data.val_images)),
+                                  f"{dataset.name} (first {cfg.data.val_images})")
+        if dataset is not None:
             print(f"validation: {dataset.name}, {len(dataset)} images", file=sys.stderr)
-            said.append(True)
-        return detection_score(model, cfg, dataset)
+        return dataset
 
-    return score
+    def __call__(self, model: torch.nn.Module, cfg: Config) -> dict[str, float] | None:
+        if not self.opened:
+            self.dataset, self.opened = self.open(cfg), True
+        return None if self.dataset is None else detection_score(model, cfg, self.dataset)
 
 
-def detection_score(model: torch.nn.Module, cfg: Config, dataset: DetectionDataset) -> float:
-    """Mean detection rate at VALIDATION_KS boxes of ``model`` on ``dataset`` (whole-image windows as configured)."""
+def detection_score(model: torch.nn.Module, cfg: Config, dataset: DetectionDataset) -> dict[str, float]:
+    """The detection rate of ``model`` on ``dataset`` at VALIDATION_KS boxes ("dr@K") and their mean
+    ("score"), with the windows the model is configured for."""
     device = next(model.parameters()).device
     localizer = Localizer(model, cfg.model.image_size, device, windows=cfg.model.windows)
     detections = predict_dataset(localizer, dataset, num_workers=0)
     _, detections, targets = drop_unreadable(dataset, detections, dataset_targets(dataset))
     rates = detection_rate(detections, targets, max_k=100)["detection_rate"]
-    return sum(rates.get(k, 0.0) for k in VALIDATION_KS) / len(VALIDATION_KS)
+    at = {f"dr@{k}": rates.get(k, 0.0) for k in VALIDATION_KS}
+    return {"score": sum(at.values()) / len(at)} | at
 
 
 def priors_job(cfg: Config, out: str | Path) -> Path:
@@ -76,11 +95,14 @@ def priors_job(cfg: Config, out: str | Path) -> Path:
     return Path(out)
 
 
-def train_classifier(cfg: Config, out_dir: str | Path, resume: bool = False) -> Path:
+def train_classifier(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, exist_ok: bool = False,
+                     given: dict[str, object] | None = None) -> Path:
     """`multibox train-classifier`: :func:`multibox.engine.trainer.train` with :func:`classifier_task`
-    (same logging, checkpoints, resume); the checkpoint is OUT_DIR/model.pt with "task": "classifier"."""
+    (same logging, checkpoints, resume, run folders: default runs/classifier); the checkpoints hold
+    "task": "classifier"."""
     check_classifier_config(cfg)
-    return run_training(cfg, out_dir, resume, classifier_task)
+    return run_training(cfg, out_dir, resume, classifier_task, exist_ok=exist_ok, on_checkpoint=write_results,
+                        run_name="classifier", given=given)
 
 
 __all__ = ["priors_job", "train", "train_classifier"]

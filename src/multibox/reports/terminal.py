@@ -10,6 +10,7 @@ from pathlib import Path
 
 from multibox.reports.markdown import method_rows, reported_ks
 from multibox.reports.tables import fraction
+from multibox.reports.training_curves import read_log
 
 
 def rate_lines(rows: dict[str, dict]) -> list[str]:
@@ -35,7 +36,7 @@ def print_summary(metrics: dict, out_dir: str | Path) -> None:
     print(f"\n{metrics['dataset']}: {metrics['num_images']} images, {metrics['num_objects']} objects; "
           f"detection rate (IoU >= 0.5) vs boxes per image, class-agnostic AP50 and COCO AR@100")
     print(summary_table(metrics))
-    files = [out / name for name in ("report.md", "metrics.json", "detection_rate.png", "pr_curve.png")]
+    files = [out / name for name in ("report.md", "metrics.json", "detection_rate.png", "pr_curve.png", "val_pred.jpg")]
     print("report: " + ", ".join(str(f) for f in files if f.exists()))
 
 
@@ -43,3 +44,25 @@ def print_comparison(runs: dict[str, dict], out_dir: str | Path) -> None:
     """The `multibox compare` table and where its files are."""
     print("\n".join(rate_lines(runs)))
     print(f"report: {Path(out_dir) / 'compare.md'}, {Path(out_dir) / 'detection_rate.png'}")
+
+
+def best_line(run_dir: Path) -> str:
+    """What best.pt holds, from the run's log: its validation score and step, or the last weights."""
+    log = run_dir / "log.jsonl"
+    scored = [r for r in (read_log(log) if log.is_file() else []) if "val_score" in r]
+    if not scored:
+        return "the last weights (no validation images)"
+    top = max(scored, key=lambda r: r["val_score"])
+    return f"the best validation score, {top['val_score']:.3f} at step {top['step']}"
+
+
+def print_run_files(run_dir: Path, data: str | None) -> None:
+    """The end of `multibox train`: where each file of the run is, and the command to run next."""
+    print(f"run folder {run_dir}:")
+    if (run_dir / "best.pt").is_file():
+        print(f"  best.pt       weights to ship: {best_line(run_dir)}")
+    print("  last.pt       everything --resume needs (optimizer, step, RNG)")
+    print("  results.csv   loss terms, learning rate, images/s and validation metrics by step (plotted: results.png)")
+    print("  config.yaml   the resolved config; log.jsonl: the raw log")
+    model = run_dir / ("best.pt" if (run_dir / "best.pt").is_file() else "last.pt")
+    print(f"next: multibox evaluate --model {model}" + (f" --data {data}" if data else ""))
