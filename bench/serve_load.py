@@ -1,9 +1,10 @@
 """Load test of `multibox serve` (issue 13): 8 concurrent clients send 1,000 requests over loopback,
-20 of them malformed, once with dynamic batching and once one at a time, each against a fresh server
-process of the same model; prints throughput, p50/p99 latency of the good requests, failures and the
+20 of them malformed, to a server with dynamic batching and to one answering one request at a time
+(two processes of the same model, sent the requests in alternating rounds); prints throughput, p50/p99 latency of the good requests, failures and the
 server's RSS before and after. Bounded in requests (--requests) and in time (--timeout per phase).
 
     python bench/serve_load.py                        # the default localizer's architecture, 320 px
+    python bench/serve_load.py --arch tiny            # a tiny network: the server's own overhead
     python bench/serve_load.py --model runs/demo/best.pt --requests 400
 
 Not a test: numbers depend on the machine and what else runs on it (docs/serving.md).
@@ -36,22 +37,28 @@ QUOKKA = Path(__file__).parents[1] / "tests" / "fixtures" / "imgaug" / "quokka.j
 SIZES = [(640, 480), (800, 600), (480, 640), (960, 643), (512, 384)]  # the photos the clients send
 
 
-def default_checkpoint(path: Path, image_size: int) -> Path:
-    """The default localizer's architecture (conv head on EfficientNet-Lite0's fused map), random head,
-    as a checkpoint: the cost of serving a real model, without training one."""
+def untrained_checkpoint(path: Path, arch: str, image_size: int) -> Path:
+    """A checkpoint of random weights: "default", the default localizer's architecture (conv head on
+    EfficientNet-Lite0's fused map), the cost of serving a real model without training one; "tiny",
+    the tests' 64 px fc-head network (K = 16), where per-request overhead dominates."""
     import torch
 
     from multibox.config import Config
     from multibox.engine.checkpoint import save_checkpoint
-    from multibox.modeling.localizer import build_grid_model
+    from multibox.modeling.localizer import build_grid_model, build_model
 
-    cfg = Config.preset("default")
-    cfg.model.image_size = image_size
-    m = cfg.model
     torch.manual_seed(0)
-    shapes = torch.tensor([[24.0, 24], [48, 48], [80, 72], [120, 128]])
-    model = build_grid_model(m.backbone, shapes, image_size, None, tuple(m.levels), m.stride, m.conv_hidden,
-                             m.conv_depth)
+    cfg = Config.preset("default" if arch == "default" else "paper")
+    m = cfg.model
+    if arch == "default":
+        m.image_size = image_size
+        shapes = torch.tensor([[24.0, 24], [48, 48], [80, 72], [120, 128]])
+        model = build_grid_model(m.backbone, shapes, image_size, None, tuple(m.levels), m.stride, m.conv_hidden,
+                                 m.conv_depth)
+    else:
+        m.backbone, m.image_size, m.num_boxes, m.hidden_dim = "tiny", 64, 16, 64
+        xy = torch.rand(16, 2) * 0.6
+        model = build_model("tiny", torch.cat([xy, xy + 0.1 + torch.rand(16, 2) * 0.3], 1), None, 64, m.grid)
     save_checkpoint(path, {"task": "localizer", "model": model.state_dict(), "config": cfg.to_dict(), "step": 0,
                            "class_names": ["object"]})
     return path
@@ -180,29 +187,79 @@ def record(phase: Phase, job: int | None, reply, data: bytes, took: float) -> No
     phase.good_failures.append(f"{status}: {data[:200]!r}")
 
 
-def run_phase(name: str, model: Path, args: argparse.Namespace, max_batch: int, max_wait_ms: float) -> Phase:
-    proc, port = start_server(model, max_batch, max_wait_ms, args.device)
-    phase, bodies, bad = Phase(name), photos(), malformed()
+def warm_up(port: int, bodies: list[bytes]) -> None:
+    """One request per photo size, not counted: the allocator and caches settle first."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    for body in bodies:
+        conn.request("POST", "/v1/detect", body=body, headers={"Content-Type": "image/jpeg"})
+        conn.getresponse().read()
+    conn.close()
+
+
+def run_round(port: int, phase: Phase, args: argparse.Namespace, requests: int, bad: int, seed: int) -> None:
+    """``requests`` requests (``bad`` of them malformed) from the clients against one server."""
+    jobs, lock, bodies, wrong = plan(requests, bad, seed), threading.Lock(), photos(), malformed()
+    start = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(port, jobs, lock, phase, bodies, wrong,
+                                                     start + args.timeout / args.rounds))
+               for _ in range(args.clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    phase.wall += time.perf_counter() - start
+
+
+def run_both(model: Path, args: argparse.Namespace) -> list[Phase]:
+    """Both servers up at once; the requests sent in rounds, alternating which server goes first, so
+    that both see the same background load of a shared machine on average."""
+    settings = [(f"batching (max {args.max_batch}, {args.max_wait_ms:g} ms)", args.max_batch, args.max_wait_ms),
+                ("one at a time (max 1, 0 ms)", 1, 0)]
+    servers = [start_server(model, batch, wait, args.device) for _, batch, wait in settings]
+    phases = [Phase(name) for name, _, _ in settings]
     try:
-        warm = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        for body in bodies:  # one request per size first: allocator and caches warm, not counted
-            warm.request("POST", "/v1/detect", body=body, headers={"Content-Type": "image/jpeg"})
-            warm.getresponse().read()
-        phase.rss_before_mb = rss_mb(proc.pid)
-        jobs, lock = plan(args.requests, args.malformed), threading.Lock()
-        start = time.perf_counter()
-        threads = [threading.Thread(target=client, args=(port, jobs, lock, phase, bodies, bad, start + args.timeout))
-                   for _ in range(args.clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        phase.wall = time.perf_counter() - start
-        phase.rss_after_mb = rss_mb(proc.pid)
+        for (proc, port), phase in zip(servers, phases):
+            warm_up(port, photos())
+            phase.rss_before_mb = rss_mb(proc.pid)
+        for r in range(args.rounds):
+            share = args.requests // args.rounds + (r < args.requests % args.rounds)
+            bad = args.malformed // args.rounds + (r < args.malformed % args.rounds)
+            order = [0, 1] if r % 2 == 0 else [1, 0]
+            for i in order:
+                run_round(servers[i][1], phases[i], args, share, bad, seed=r)
+        for (proc, _), phase in zip(servers, phases):
+            phase.rss_after_mb = rss_mb(proc.pid)
     finally:
-        proc.send_signal(2)  # Ctrl-C: the server stops cleanly
-        proc.wait(60)
-    return phase
+        for proc, _ in servers:
+            proc.send_signal(2)  # Ctrl-C: the server stops cleanly
+        for proc, _ in servers:
+            proc.wait(60)
+    return phases
+
+
+def forward_ceiling(model: Path, batch: int, device: str) -> tuple[float, float]:
+    """ms per image of the served inference path alone (Localizer.predict_batch, in this process, no
+    HTTP, the server's thread count): one image at a time, and in batches of ``batch``; fastest of 3.
+    Their ratio is the most batching can gain on this machine."""
+    import torch
+
+    from multibox.inference.localizer import Localizer
+    from multibox.jobs.serve import server_threads
+
+    torch.set_num_threads(server_threads())
+    localizer = Localizer.from_checkpoint(model, device)
+    images = [Image.open(io.BytesIO(body)).convert("RGB") for body in photos()]
+    images = (images * batch)[:batch]
+    single, batched = [], []
+    for _ in range(3):
+        start = time.perf_counter()
+        for image in images:
+            localizer.predict_batch([image], 10)
+        single.append((time.perf_counter() - start) / batch)
+        start = time.perf_counter()
+        localizer.predict_batch(images, 10)
+        batched.append((time.perf_counter() - start) / batch)
+    return 1000 * min(single), 1000 * min(batched)
 
 
 def table(rows: list[dict]) -> str:
@@ -220,24 +277,30 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", help="checkpoint to serve (default: the default architecture, random head)")
-    p.add_argument("--image-size", type=int, default=320, help="input size of the default model")
+    p.add_argument("--arch", choices=("default", "tiny"), default="default", help="the untrained model without --model")
+    p.add_argument("--image-size", type=int, default=320, help="input size of the default architecture")
     p.add_argument("--requests", type=int, default=1000)
     p.add_argument("--malformed", type=int, default=20)
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--max-batch", type=int, default=8)
     p.add_argument("--max-wait-ms", type=float, default=5.0)
-    p.add_argument("--timeout", type=float, default=300, help="seconds per phase; requests left then are not sent")
+    p.add_argument("--rounds", type=int, default=4, help="the requests are sent in rounds, alternating the servers")
+    p.add_argument("--timeout", type=float, default=300, help="seconds per server; requests left then are not sent")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        model = Path(args.model) if args.model else default_checkpoint(Path(tmp) / "default.pt", args.image_size)
+        model = Path(args.model) if args.model else untrained_checkpoint(Path(tmp) / "model.pt", args.arch,
+                                                                         args.image_size)
         print(f"machine: {machine(int(os.environ.get('OMP_NUM_THREADS', os.cpu_count() or 1)))}")
-        print(f"model: {args.model or f'default architecture (EfficientNet-Lite0 conv head, {args.image_size} px)'}; "
+        arch = {"default": f"default architecture (EfficientNet-Lite0 conv head, {args.image_size} px)",
+                "tiny": "the tests' tiny network (64 px, fc head, K = 16)"}[args.arch]
+        print(f"model: {args.model or arch + ', random weights'}; "
               f"{args.clients} clients, {args.requests} requests ({args.malformed} malformed), photos {SIZES}")
-        rows = [run_phase(f"batching (max {args.max_batch}, {args.max_wait_ms:g} ms)", model, args, args.max_batch,
-                          args.max_wait_ms).summary(),
-                run_phase("one at a time (max 1, 0 ms)", model, args, 1, 0).summary()]
+        single, batched = forward_ceiling(model, args.max_batch, args.device)
+        print(f"inference alone (Localizer.predict_batch in-process, no HTTP): {single:.1f} ms/image one at a time, "
+              f"{batched:.1f} ms/image in batches of {args.max_batch}: batching can gain at most {single / batched:.2f}x")
+        rows = [phase.summary() for phase in run_both(model, args)]
     print(table(rows))
     speedup = rows[0]["throughput_rps"] / rows[1]["throughput_rps"] if rows[1]["throughput_rps"] else float("nan")
     print(f"batching / one at a time: {speedup:.2f}x throughput (target >= 1.5x)")
@@ -245,7 +308,8 @@ def main() -> None:
         if r["first_failures"]:
             print(f"{r['phase']}: first failures {r['first_failures']}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "speedup": speedup}, indent=1))
+        Path(args.json).write_text(json.dumps({"rows": rows, "speedup": speedup, "inference_alone_ms_per_image":
+                                               {"one_at_a_time": single, "batched": batched}}, indent=1))
 
 
 if __name__ == "__main__":

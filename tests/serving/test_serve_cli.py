@@ -19,21 +19,33 @@ from multibox.cli import main
 def test_serve_prints_the_url_serves_and_stops_cleanly_on_ctrl_c(checkpoints):
     run_folder = checkpoints[0].parent  # a run folder: its best.pt (else last.pt)
     proc = subprocess.Popen([sys.executable, "-m", "multibox.cli", "serve", "--model", str(run_folder), "--port", "0",
-                             "--device", "cpu", "--max-batch", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                             "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
         url = re.search(r"http://127\.0\.0\.1:\d+/", line)
         assert url and "Ctrl-C to stop" in line, line + proc.stderr.read()
         with urllib.request.urlopen(url.group(0) + "v1/model", timeout=30) as reply:
             info = json.loads(reply.read())
-        assert info["localizer"]["num_boxes"] == 16 and info["limits"]["max_batch"] == 4
+        assert info["localizer"]["num_boxes"] == 16
+        assert info["limits"]["max_batch"] == 1 and "one image per forward pass" in line  # the CPU's default
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
     assert "stopped" in out and "Traceback" not in err
+
+
+def test_serve_flags_reach_the_job(monkeypatch):
+    import multibox.jobs.serve
+
+    calls = []
+    monkeypatch.setattr(multibox.jobs.serve, "serve", lambda *args: calls.append(args))
+    assert main(["serve", "--model", "run", "--classifier", "cls", "--host", "0.0.0.0", "--port", "0", "--max-batch",
+                 "4", "--max-wait-ms", "2.5", "--token", "t", "--device", "cpu"]) == 0
+    assert calls == [("run", "cls", "0.0.0.0", 0, 4, 2.5, "t", "cpu")]
+    main(["serve", "--model", "run"])
+    assert calls[-1] == ("run", None, "127.0.0.1", 8000, None, 5.0, None, "auto")
 
 
 def one_line_exit_2(argv: list[str], capsys) -> str:

@@ -59,9 +59,14 @@ def quiet_server(config):
     return QuietServer(config)
 
 
+GPU_BATCH = 8  # --max-batch on a GPU; on the CPU batches of a conv net measured slower per image (docs/serving.md)
+
+
 def serve(model: str | Path, classifier: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000,
-          max_batch: int = 8, max_wait_ms: float = 5.0, token: str | None = None, device: str = "auto") -> None:
-    """Serve ``model`` (a checkpoint or a run folder; with ``classifier``, labelled boxes) until Ctrl-C."""
+          max_batch: int | None = None, max_wait_ms: float = 5.0, token: str | None = None,
+          device: str = "auto") -> None:
+    """Serve ``model`` (a checkpoint or a run folder; with ``classifier``, labelled boxes) until Ctrl-C.
+    max_batch: most images in one forward pass (None: GPU_BATCH on a GPU, 1 on the CPU)."""
     try:
         import uvicorn
 
@@ -74,11 +79,14 @@ def serve(model: str | Path, classifier: str | Path | None = None, host: str = "
 
     torch.set_num_threads(server_threads())
     predictor = Predictor.from_checkpoints(model, classifier, device)
+    if max_batch is None:
+        max_batch = GPU_BATCH if predictor.localizer.device.type == "cuda" else 1
     app = create_app(lambda: predictor, max_batch, max_wait_ms, token)
     sock = bind(host, port)
     shown = f"[{host}]" if ":" in host else host
+    batching = f"batches of up to {max_batch}" if max_batch > 1 else "one image per forward pass"
     print(f"serving {predictor.info['localizer']['file']} on http://{shown}:{sock.getsockname()[1]}/ "
-          f"(API: /v1/detect, docs: /docs); Ctrl-C to stop", flush=True)
+          f"({predictor.info['device']}, {batching}; API: /v1/detect, docs: /docs); Ctrl-C to stop", flush=True)
     server = quiet_server(uvicorn.Config(app, log_level="warning", access_log=False))
     try:
         server.run(sockets=[sock])  # until Ctrl-C (a second one forces the exit)

@@ -149,7 +149,7 @@ async def read_image(request: Request, state: ServerState) -> Image.Image:
 
 
 async def form_image(request: Request, body: bytes) -> bytes:
-    """The file of a multipart body's ``image`` field (or its only file), read from memory."""
+    """The file in a multipart body's ``image`` field, parsed from memory (the body is already limited)."""
 
     async def replay() -> dict:
         return {"type": "http.request", "body": body, "more_body": False}
