@@ -260,7 +260,8 @@ def add_serve(sub, device: Parser) -> None:
     p.add_argument("--classifier", help="classifier checkpoint or run folder: label each box (§4.2.2)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=non_negative_int, default=8000, help="port (default 8000; 0: any free one)")
-    p.add_argument("--max-batch", type=positive_int, default=8, help="most images in one forward pass (default 8)")
+    p.add_argument("--max-batch", type=positive_int,
+                   help="most images in one forward pass (default 8 on a GPU, 1 on the CPU: docs/serving.md)")
     p.add_argument("--max-wait-ms", type=non_negative_float, default=5.0,
                    help="how long a request waits for others to share its forward pass (default 5)")
     p.add_argument("--token", help="require Authorization: Bearer TOKEN on the API")
