@@ -174,6 +174,7 @@ def client(port: int, jobs: list, lock: threading.Lock, phase: Phase, bodies: li
 
 
 def record(phase: Phase, job: int | None, reply, data: bytes, took: float) -> None:
+    """Count one answer: a malformed request's status, or a good one's latency (or its failure)."""
     status = reply.status if reply is not None else 0
     if job is None:
         phase.bad_answers[status] = phase.bad_answers.get(status, 0) + 1
@@ -263,6 +264,7 @@ def forward_ceiling(model: Path, batch: int, device: str) -> tuple[float, float]
 
 
 def table(rows: list[dict]) -> str:
+    """The phases as one Markdown table."""
     header = ("| server | requests | good answered | good failed | malformed answers | throughput | p50 | p99 | "
               "mean batch | RSS before -> after |")
     lines = [header, "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |"]
@@ -275,6 +277,7 @@ def table(rows: list[dict]) -> str:
 
 
 def main() -> None:
+    """Parse the options, run both servers, print the table."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", help="checkpoint to serve (default: the default architecture, random head)")
     p.add_argument("--arch", choices=("default", "tiny"), default="default", help="the untrained model without --model")

@@ -165,6 +165,7 @@ async def form_image(request: Request, body: bytes) -> bytes:
 
 
 def ms(seconds: float) -> float:
+    """Seconds -> milliseconds with 2 decimals, for the reply's timing."""
     return round(seconds * 1000, 2)
 
 

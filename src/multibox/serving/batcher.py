@@ -82,6 +82,7 @@ class Batcher:
         return batch
 
     async def gather_forever(self) -> None:
+        """Batch after batch until cancelled; each request's future gets its result or its error."""
         loop = asyncio.get_running_loop()
         while True:
             batch = [p for p in await self.next_batch() if not p.future.done()]  # a gone client's is cancelled

@@ -71,6 +71,7 @@ class Predictor:
 
     @property
     def class_names(self) -> list[str] | None:
+        """The classifier's class names, None without one."""
         return None if self.detector is None else self.detector.class_names
 
     def localizer_for(self, options: DetectOptions) -> Localizer:
