@@ -52,6 +52,13 @@ def test_health_model_and_page(client, checkpoints):
     assert "/v1/detect" in client.get("/openapi.json").json()["paths"]
 
 
+@pytest.mark.parametrize("path", ["/static/%2e%2e/app.py", "/static/..%2fapp.py", "/static/%2e%2e/%2e%2e/errors.py",
+                                  "/static//etc/passwd", "/v1/detect/../../app.py"])
+def test_no_request_reads_a_file_outside_the_page(client, path):
+    reply = client.get(path)
+    assert reply.status_code in (404, 405) and "import" not in reply.text and "root:" not in reply.text
+
+
 def test_raw_body_and_multipart_give_the_same_entry(client):
     data = image_bytes(120, 80)
     raw = post(client, data, "?top_k=5")
