@@ -139,7 +139,7 @@ def test_report_has_the_one_box_row_its_claims_and_the_cross_dataset_section(tmp
     results = {
         "plan": {"localizer_steps": 10, "classifier_steps": 20, "unseen_steps": 30, "one_box_steps": 40,
                  "cross_steps": 50, "unseen_class": "b", "cross_shapes": [["a"], ["b"]]},
-        "dataset": "synthetic:test", "num_images": 3,
+        "scale": 0.25, "dataset": "synthetic:test", "num_images": 3,
         "training_seconds": {"localizer": 60.0, "classifier": 60.0, "unseen": 60.0, "one_box_per_class": 120.0,
                              "cross0": 30.0, "cross1": 30.0},
         "fig1": {"single": rate, "multiscale": rate, "priors": rate, "num_objects": 7},
@@ -157,5 +157,6 @@ def test_report_has_the_one_box_row_its_claims_and_the_cross_dataset_section(tmp
     for fragment in ["| One-box-per-class | 50.0 % | 100.0 % | 25.0 % | 75.0 % |", "| 40 x 32 | 2.0 min |",
                      "| One-box-per-class | 80.0 % |", "| one box per class (all its boxes) | 40.0 % |",
                      "| one box per class | 9 | 0.600 | 30.0 % |", "| trained on a: on b | 9 | 0.600 | 30.0 % |",
-                     "fig5_one_box_per_class_pr.png", "fig5_cross_dataset_pr.png", "On the 4 test images"]:
+                     "fig5_one_box_per_class_pr.png", "fig5_cross_dataset_pr.png", "On the 4 test images",
+                     "`--scale 0.25`: every step count is 0.25 x"]:
         assert fragment in text, fragment

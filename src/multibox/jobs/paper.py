@@ -441,7 +441,7 @@ def paper(out_dir: str | Path = "runs/paper", scale: float = 1.0, device: str = 
     models = train_all(out, plan)
     guesses = table2_detections(models, dataset, images, targets, dev)
     agnostic = agnostic_detections(models, dataset, dev)
-    results = {"plan": asdict(plan), "dataset": dataset.name, "num_images": len(images),
+    results = {"plan": asdict(plan), "scale": scale, "dataset": dataset.name, "num_images": len(images),
                "training_seconds": {k: t for k, (_, t) in models.items()},
                "fig1": figure1(models["localizer"][0], out, device),
                "table1": table1(models, images, targets, names, dev),

@@ -36,10 +36,20 @@ def setup_section(results: dict) -> str:
             [f"localizer without `{plan['unseen_class']}` (Fig. 5)", "128 px", f"{plan['unseen_steps']} x 32",
              f"{secs['unseen'] / 60:.1f} min"]] + extra_networks(plan, secs)),
         "",
+        *scale_note(results.get("scale")),
         (f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, PyTorch {torch.__version__};"
         " the 2 CPU"
         " cores were shared with other jobs, so wall times are noisy (training times add up all sessions of a run)."),
     ])
+
+
+def scale_note(scale: float | None) -> list[str]:
+    """The line saying a run was shortened (`multibox paper --scale`), as a list of 0 or 2 lines."""
+    if scale is None or scale == 1:
+        return []
+    return [(f"A shortened run, `--scale {scale:g}`: every step count is {scale:g} x the full plan's (1,000 steps a"
+            " network, 500 for each cross-dataset localizer), so the networks are far less trained than at full scale."),
+            ""]
 
 
 def extra_networks(plan: dict, secs: dict) -> list[list[str]]:
