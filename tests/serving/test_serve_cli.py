@@ -73,8 +73,11 @@ def test_serve_mistakes_are_one_line_errors(checkpoints, tmp_path, capsys):
     assert "--max-batch" in one_line_exit_2(["serve", "--model", "m.pt", "--max-batch", "0"], capsys)
 
 
-def test_without_the_serve_extra(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if multibox[serve] were not installed
+@pytest.mark.parametrize("missing", [["uvicorn"], ["fastapi"], ["python_multipart", "multipart"]])
+def test_without_the_serve_extra(missing, monkeypatch, capsys):
+    for name in missing:  # as if multibox[serve] were not (fully) installed
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.delitem(sys.modules, "multibox.serving.app", raising=False)  # imported afresh, without them
     err = one_line_exit_2(["serve", "--model", "m.pt"], capsys)
     assert 'pip install "multibox[serve]"' in err
 

@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import threading
+from importlib.util import find_spec
 from pathlib import Path
 
 from multibox.errors import UserError
@@ -73,6 +74,8 @@ def serve(model: str | Path, classifier: str | Path | None = None, host: str = "
         from multibox.serving.app import create_app
     except ImportError:
         raise UserError(INSTALL_HINT) from None
+    if find_spec("python_multipart") is None and find_spec("multipart") is None:  # uploads would fail later
+        raise UserError(INSTALL_HINT)
     import torch
 
     from multibox.serving.predictor import Predictor
