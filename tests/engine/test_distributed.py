@@ -50,7 +50,7 @@ def losses(run_dir: Path) -> np.ndarray:
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return load_checkpoint(run_dir / "model.pt")["model"]
+    return load_checkpoint(run_dir / "last.pt")["model"]
 
 
 def max_weight_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
@@ -109,7 +109,7 @@ def test_per_rank_batch_norm_departs_from_the_single_process_run(runs):
 
 
 def test_distributed_resume_matches_the_uninterrupted_run(runs):
-    straight, resumed = load_checkpoint(runs / "ddp" / "model.pt"), load_checkpoint(runs / "resumed" / "model.pt")
+    straight, resumed = load_checkpoint(runs / "ddp" / "last.pt"), load_checkpoint(runs / "resumed" / "last.pt")
     assert resumed["step"] == straight["step"] == STEPS and resumed["world_size"] == 2
     assert len(resumed["torch_rng_ranks"]) == 2
     for name, value in straight["model"].items():
@@ -160,7 +160,7 @@ def test_torchrun_launches_the_cli(tmp_path):
            "--device", "cpu"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("checkpoint:") == 1
-    state = load_checkpoint(out / "model.pt")
+    assert done.stdout.count("run folder") == 1
+    state = load_checkpoint(out / "last.pt")
     assert state["step"] == 2 and state["world_size"] == 2
     assert len(losses(out)) == 2

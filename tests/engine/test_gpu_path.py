@@ -145,7 +145,7 @@ def test_divergence_between_log_steps_names_its_step(tiny_cfg, tmp_path, monkeyp
     tiny_cfg.train.steps, tiny_cfg.train.log_every = 6, 4
     with pytest.raises(TrainingDiverged, match=r"step 2: loss term 'conf' is inf"):
         train(tiny_cfg, tmp_path / "run")
-    assert not (tmp_path / "run" / "model.pt").exists()  # nothing diverged was saved
+    assert not (tmp_path / "run" / "last.pt").exists()  # nothing diverged was saved
 
 
 @pytest.mark.parametrize("cores,local_world,workers", [(16, 1, 8), (16, 4, 3), (2, 1, 2)])

@@ -10,6 +10,7 @@ few §4.1 crops per image, and every problem -- the same one-line messages train
 from __future__ import annotations
 
 import numpy as np
+from tqdm import tqdm
 
 from multibox.data.build import build_dataset
 from multibox.data.crops import BUCKETS, CoverageCropSampler, bucket_of, coverage_grid, crop_coverage
@@ -69,7 +70,7 @@ def coverage_counts(
 def load_all(dataset: DetectionDataset, log: ProblemLog) -> int:
     """Decode every image (at a small draft size); report failures. Returns how many failed."""
     failed = 0
-    for i in range(len(dataset)):
+    for i in tqdm(range(len(dataset)), desc="decoding images", unit="img", dynamic_ncols=True):  # stderr; the report is stdout
         try:
             if hasattr(dataset, "max_pixels"):
                 dataset.load_image(i, target_size=(64, 64))

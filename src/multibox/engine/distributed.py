@@ -100,11 +100,25 @@ def process_group(world: World, device: torch.device) -> Iterator[None]:
     if device.type == "cuda":
         torch.cuda.set_device(device)  # NCCL and broadcast_object_list use the current device
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=world.rank,
-                            world_size=world.world_size)
+                            world_size=world.world_size, store=restart_store(world))
     try:
         yield
     finally:
         dist.destroy_process_group()
+
+
+def restart_store(world: World) -> dist.Store | None:
+    """The env:// store with keys of this torchrun restart only (None: no restart, the default store).
+
+    After ``torchrun --max-restarts`` restarts the workers, the store still holds the failed
+    generation's keys (the peers' Gloo addresses), and the new ranks would connect to the dead ones:
+    a prefix per restart keeps the generations apart.
+    """
+    restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    if not restart:
+        return None
+    store, _, _ = next(dist.rendezvous("env://", world.rank, world.world_size))
+    return dist.PrefixStore(f"multibox/restart_{restart}", store)
 
 
 def active() -> bool:

@@ -86,6 +86,7 @@ def restore_state(run: Run, state: dict | None) -> None:
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.step = int(state["step"])
+    run.saved_step = run.step
     run.best_score, run.best_step = float(state.get("best_score", -math.inf)), state.get("best_step")
     if "grad_scaler" in state and run.precision.scaler.is_enabled():
         run.precision.scaler.load_state_dict(state["grad_scaler"])

@@ -30,12 +30,12 @@ from multibox.engine.checkpoint import save_checkpoint
 from multibox.engine.optim import lr_factor, make_optimizer
 from multibox.engine.precision import Precision, resolve_device, resolve_precision
 from multibox.engine.resume import restore, restore_state
-from multibox.engine.run_dir import BEST, LAST, claim_run_dir, clear_run_files, next_run_dir
+from multibox.engine.run_dir import BEST, LAST, claim_run_dir, clear_run_files, last_checkpoint, next_run_dir
 from multibox.engine.signals import terminate_as_interrupt
 from multibox.engine.step_log import StepLog
 from multibox.engine.stop import StopRule, check_stop_given, should_stop, stop_rule
 from multibox.engine.tasks import Task, classifier_task, crop_sampler, localizer_task
-from multibox.errors import Interrupted
+from multibox.errors import Interrupted, UserError
 from multibox.modeling.losses import weighted_total
 
 # torch.compile arguments; tests swap in {"backend": "eager"} to check the wiring without a C++ build.
@@ -58,6 +58,7 @@ class Run:
     net: torch.nn.Module | None = None
     best_score: float = -math.inf  # the best validation score so far (best.pt's); kept in last.pt
     best_step: int | None = None  # the step best.pt holds
+    saved_step: int | None = None  # the step of the last last.pt this session wrote (or resumed from)
 
     @property
     def model(self) -> torch.nn.Module:
@@ -85,6 +86,7 @@ class Run:
         rng_states = distributed.gather_objects(torch.get_rng_state()) if gather else [torch.get_rng_state()]
         if self.world.is_main:
             save_checkpoint(path, self.checkpoint(rng_states))
+        self.saved_step = self.step
         if gather:
             distributed.barrier()
         return path
@@ -232,10 +234,24 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False,
     """
     started = time.monotonic()
     world = distributed.from_env()
+    restart = elastic_restart(out_dir)
     with distributed.process_group(world, resolve_device(cfg.train.device)), terminate_as_interrupt():
         out = Path(out_dir) if out_dir is not None else distributed.from_main(lambda: next_run_dir(run_name))
+        if restart:  # torchrun restarted the workers after one failed: continue the run from its last.pt
+            resume, exist_ok = last_checkpoint(out) is not None, True
+            if world.is_main:
+                print(f"torchrun restart {restart}: {'resuming' if resume else 'restarting'} {out}", file=sys.stderr)
         run, dataset = setup_run(cfg, out, resume, make_task, world, exist_ok, given)
         return fit(run, dataset, validate, started, on_checkpoint)
+
+
+def elastic_restart(out_dir: str | Path | None) -> int:
+    """Which restart of the worker group this is under ``torchrun --max-restarts N`` (0: the first
+    start, or not under torchrun). Restarts resume the run folder, so it must be named."""
+    if out_dir is None and int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0:
+        raise UserError("restartable runs (torchrun --max-restarts) need a named run folder, so a restarted "
+                        "worker finds the run")
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
 
 
 def set_learning_rate(run: Run, stop: StopRule) -> None:
@@ -287,6 +303,15 @@ def nothing_to_do(run: Run, stop: StopRule) -> bool:
     return True
 
 
+def interrupted_checkpoint(run: Run, log: StepLog) -> tuple[Path | None, int | None]:
+    """The checkpoint a stopped run leaves: one process saves where it is (never diverged weights);
+    distributed ranks keep the last periodic last.pt, which holds every rank's RNG, so a restarted or
+    resumed run retraces the uninterrupted one (a peer may be gone: no collectives now)."""
+    if run.world.distributed:
+        return (run.out / LAST, run.saved_step) if run.saved_step is not None else (None, None)
+    return (run.save(gather=False), run.step) if log.flush_quietly() else (None, None)
+
+
 def fit(run: Run, dataset: DetectionDataset, validate: Validate | None = None, started: float | None = None,
         on_checkpoint: OnCheckpoint | None = None) -> Path:
     """The training loop of a set-up run; returns the last checkpoint's path (RUN/last.pt)."""
@@ -320,9 +345,9 @@ def fit(run: Run, dataset: DetectionDataset, validate: Validate | None = None, s
         best()
         best.finish()
     except KeyboardInterrupt as exc:
-        path = run.save(gather=False) if log.flush_quietly() else None  # never save diverged weights
+        path, step = interrupted_checkpoint(run, log)
         checkpointed()
-        raise Interrupted(getattr(exc, "signal_name", "Ctrl-C"), path, run.step) from None
+        raise Interrupted(getattr(exc, "signal_name", "Ctrl-C"), path, step) from None
     finally:
         log.close()
         if dataset.problems:

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
+from tqdm import tqdm
 
 from multibox.boxes import center_square_crop, clip_boxes, crop_to_image
 from multibox.config import BASELINES
@@ -143,7 +144,7 @@ def prior_detections(priors: Tensor, match_counts: Tensor, dataset: DetectionDat
 
 def priors_baseline(dataset: DetectionDataset, inputs: BaselineInputs) -> list[dict[str, Tensor] | None]:
     if inputs.priors is None:
-        raise UserError("the priors baseline needs a model: give --model CHECKPOINT")
+        raise UserError("the priors baseline needs a model (its checkpoint's priors)")
     counts = inputs.match_counts if inputs.match_counts is not None else torch.zeros(len(inputs.priors), dtype=torch.int64)
     return [{k: v[: inputs.num_boxes] for k, v in d.items()} for d in prior_detections(inputs.priors, counts, dataset)]
 
@@ -161,7 +162,8 @@ def selective_search_baseline(dataset: DetectionDataset, inputs: BaselineInputs)
     """Selective search on every image; an unreadable image is reported and gets None."""
     require_selective_search()
     detections = []
-    for i, record in enumerate(dataset.records):
+    # the slow baseline (seconds an image): a progress bar with a count and an ETA on stderr
+    for i, record in enumerate(tqdm(dataset.records, desc="selective search", unit="img", dynamic_ncols=True)):
         try:
             image = dataset.load_image(i)
         except BadImage as exc:
@@ -204,11 +206,11 @@ def resolve_baselines(spec: str, have_model: bool) -> list[str]:
         names = [n.strip() for n in spec.split(",") if n.strip()]
         for name in names:
             if name not in GENERATORS:
-                raise UserError(f"--baselines: unknown baseline {name!r} (choose from {', '.join(BASELINES)}, all or none)")
+                raise UserError(f"baselines: unknown baseline {name!r} (choose from {', '.join(BASELINES)}, all or none)")
         return names
     left_out = {"priors": "no model", "selective-search": "OpenCV contrib is not installed"}
     keep = {"priors": have_model, "selective-search": selective_search_available()}
     for name, ok in keep.items():
         if not ok:
-            print(f"--baselines all: leaving out {name} ({left_out[name]})", file=sys.stderr)
+            print(f"baselines all: leaving out {name} ({left_out[name]})", file=sys.stderr)
     return [name for name in BASELINES if keep.get(name, True)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from multibox.atomic import write_text_atomic
 from multibox.evaluation.detection_rate import REPORT_KS, SIZE_RANGES
 from multibox.reports.tables import fraction, percent, table
 
@@ -133,7 +134,7 @@ def render(metrics: dict, pr_plot: bool = True) -> str:
 
 
 def write_markdown(metrics: dict, path: str | Path, pr_plot: bool = True) -> None:
-    Path(path).write_text(render(metrics, pr_plot))
+    write_text_atomic(path, render(metrics, pr_plot))
 
 
 def compare_markdown(runs: dict[str, dict]) -> str:

@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from multibox.atomic import atomic_path
 from multibox.evaluation.voc import average_precision
 
 PALETTE = [tuple(round(255 * c) for c in rgb) for rgb in matplotlib.colormaps["tab10"].colors]  # per class
@@ -38,7 +39,8 @@ def plot_detection_rate(curves: dict[str, list[float]], path: str | Path, title:
     ax.legend(loc="lower right")
     ax.set_title(title or "Detection rate of class 'object' vs number of boxes")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)
 
 
@@ -56,7 +58,8 @@ def plot_pr_curves(curves: dict[str, dict[str, list[float]]], path: str | Path, 
     ax.legend(loc="upper right")
     ax.set_title(title or "Class-agnostic detection, IoU >= 0.5")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)
 
 
