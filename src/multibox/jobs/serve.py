@@ -80,12 +80,12 @@ def serve(model: str | Path, classifier: str | Path | None = None, host: str = "
 
     from multibox.serving.predictor import Predictor
 
-    torch.set_num_threads(server_threads())
     predictor = Predictor.from_checkpoints(model, classifier, device)
     if max_batch is None:
         max_batch = GPU_BATCH if predictor.localizer.device.type == "cuda" else 1
     app = create_app(lambda: predictor, max_batch, max_wait_ms, token)
     sock = bind(host, port)
+    torch.set_num_threads(server_threads())  # once the server will run: the one forward-pass thread's pool
     shown = f"[{host}]" if ":" in host else host
     batching = f"batches of up to {max_batch}" if max_batch > 1 else "one image per forward pass"
     print(f"serving {predictor.info['localizer']['file']} on http://{shown}:{sock.getsockname()[1]}/ "
