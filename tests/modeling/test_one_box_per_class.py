@@ -95,6 +95,17 @@ def test_task_trains_on_labelled_crops_and_its_gradient_step_runs():
     assert torch.isfinite(terms["cls"]) and task.model.loc.weight.grad is not None
 
 
+def test_train_kind_flag_reaches_the_config_and_the_default_task_hands_it_on():
+    from multibox.cli.commands import train_config
+    from multibox.cli.parser import build_parser
+    from multibox.engine.tasks import localizer_task
+
+    args = build_parser().parse_args(["train", "--kind", "one-box-per-class", "--backbone", "tiny"])
+    assert train_config(args).model.kind == "one-box-per-class"
+    task = localizer_task(tiny_config(), SyntheticDataset("train", size=2, image_size=48), None)  # the trainer's default
+    assert task.kind == "one-box-per-class"
+
+
 def test_task_refuses_to_resume_another_kind_of_checkpoint():
     import pytest
 

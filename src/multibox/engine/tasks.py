@@ -314,9 +314,9 @@ def one_box_per_class_task(cfg: Config, dataset: DetectionDataset, state: dict |
     the checkpoint's "task" is "one-box-per-class" and it stores the class names."""
     names = list(dataset.class_names)
     if state is not None and checkpoint_kind(state) != ONE_BOX_PER_CLASS:
-        raise UserError(f"--resume: the checkpoint holds a {checkpoint_kind(state)}, not a {ONE_BOX_PER_CLASS} network")
+        raise UserError(f"the checkpoint to resume holds a {checkpoint_kind(state)}, not a {ONE_BOX_PER_CLASS} network")
     if state is not None and list(state["class_names"]) != names:
-        raise UserError(f"--resume: the checkpoint's classes {state['class_names']} differ from the data's {names}")
+        raise UserError(f"the checkpoint to resume has the classes {state['class_names']}, the data {names}")
     m = cfg.model
     m.image_size = m.image_size or PAPER_IMAGE_SIZE  # a whole-image fully connected network, as the fc localizer
     priors = training_class_priors(dataset) if state is None else state["model"]["priors"]

@@ -28,6 +28,7 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -127,7 +128,7 @@ def shape_dataset(split: str, shapes: tuple[str, ...], preload: bool = False) ->
     return SyntheticDataset(split, preload=preload, shapes=class_ids(CLASS_NAMES, list(shapes), "cross_shapes"))
 
 
-def shape_task(shapes: tuple[str, ...]):
+def shape_task(shapes: tuple[str, ...]) -> Callable[[Config, DetectionDataset, dict | None], Task]:
     """A make_task training the localizer on :func:`shape_dataset` ("train", ``shapes``) in place of the
     configured data; the checkpoint names it ("training_data")."""
 

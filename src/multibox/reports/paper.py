@@ -159,11 +159,13 @@ def claims_section(claims: dict) -> str:
 
 
 def pr_rows(entries: dict) -> list[list[str]]:
+    """Table rows (label, objects, AP50, detection rate at 10) of class-agnostic PR entries."""
     return [[label, str(v["num_objects"]), f"{v['AP']:.3f}", percent_sign(v["detection_rate"].get("10", float("nan")))]
             for label, v in entries.items()]
 
 
 def figure5_models_section(entries: dict) -> str:
+    """Fig. 5's DeepMultiBox vs one-box-per-class comparison on every test object."""
     return "\n".join([
         "### Fig. 5: DeepMultiBox and one box per class, class-agnostic",
         "",
@@ -178,6 +180,7 @@ def figure5_models_section(entries: dict) -> str:
 
 
 def cross_dataset_section(entries: dict) -> str:
+    """Fig. 5 across datasets: each shape set's localizer on both test splits."""
     return "\n".join([
         "### Fig. 5: across datasets",
         "",
