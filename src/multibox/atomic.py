@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from multibox.errors import UserError
+from multibox.errors import EnvironmentFault, UserError
 
 __all__ = ["atomic_path", "write_text_atomic", "write_bytes_atomic", "remove_leftovers", "os_error_message"]
 
@@ -67,7 +67,7 @@ def _make_temp(path: Path) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as error:
-        raise UserError(os_error_message(path, error)) from None
+        raise EnvironmentFault(os_error_message(path, error)) from None
     os.close(fd)
     return tmp
 
@@ -107,7 +107,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     except OSError as error:
         Path(tmp).unlink(missing_ok=True)
-        raise UserError(os_error_message(path, error)) from None
+        raise EnvironmentFault(os_error_message(path, error)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -25,3 +25,8 @@ class Interrupted(KeyboardInterrupt):
 class JobFailed(RuntimeError):
     """A job could not give a result it can stand behind (e.g. an export that does not match its model);
     the message says why in one line. The CLI exits with code 1."""
+
+
+class EnvironmentFault(UserError):
+    """The machine, not the input, stopped a job: a full disk, a read-only file system, a permission.
+    One line naming the path, as any UserError; the CLI exits with code 1 (2 is for the user's input)."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from multibox.cli.commands import COMMANDS, TRAIN_FLAGS
 from multibox.cli.parser import build_parser
-from multibox.errors import Interrupted, JobFailed, TrainingDiverged, UserError
+from multibox.errors import EnvironmentFault, Interrupted, JobFailed, TrainingDiverged, UserError
 
 FLAG_OF_ROLE = {"localizer": "model"}  # what the library calls an input -> its flag, where the two differ
 
@@ -61,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except UserError as exc:
+    except UserError as exc:  # EnvironmentFault (a full disk, a read-only folder): the machine's, exit 1
         print(f"multibox {args.command}: error: {name_flag(flag_of_key(str(exc), args), args)}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(exc, EnvironmentFault) else 2
     except (TrainingDiverged, JobFailed) as exc:
         print(f"multibox {args.command}: {exc}", file=sys.stderr)
         return 1

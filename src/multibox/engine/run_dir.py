@@ -50,6 +50,9 @@ def claim_run_dir(out: Path, resume: bool, exist_ok: bool) -> None:
     without, it must be new or empty unless ``exist_ok`` (its old files are then written over)."""
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: is a file, not a run folder")
+    blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise UserError(f"{out}: {blocked} is a file, not a folder")
     if resume:
         if last_checkpoint(out) is None:
             raise UserError(f"{out}: no checkpoint to resume ({LAST} or {LEGACY})")

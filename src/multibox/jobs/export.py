@@ -13,9 +13,18 @@ from multibox.atomic import atomic_path, write_text_atomic
 from multibox.config import EXPORT_FORMATS
 from multibox.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from multibox.errors import JobFailed, UserError
-from multibox.inference.export import (BOX_TOLERANCE_PX, CONTRACT, NMS_IOU, SCORE_TOLERANCE, DecodedLocalizer,
-                                       export_onnx, export_torchscript, export_windows, load_exported,
-                                       output_differences)
+from multibox.inference.export import (
+    BOX_TOLERANCE_PX,
+    CONTRACT,
+    NMS_IOU,
+    SCORE_TOLERANCE,
+    DecodedLocalizer,
+    export_onnx,
+    export_torchscript,
+    export_windows,
+    load_exported,
+    output_differences,
+)
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript"}
 
