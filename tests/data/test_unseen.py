@@ -25,7 +25,7 @@ def test_without_classes_drops_exactly_the_images_holding_them():
     assert [r.image_id for r in subset.records] == [r.image_id for r, h in zip(dataset.records, holds) if not h]
     assert np.array_equal(np.asarray(subset.load_image(0)), np.asarray(dataset.load_image(subset.kept[0])))
     assert without_classes(dataset, []) is dataset
-    with pytest.raises(UserError, match="--exclude-classes: unknown class 'blob'"):
+    with pytest.raises(UserError, match="data.exclude_classes: unknown class 'blob'"):
         without_classes(dataset, ["blob"])
 
 

@@ -44,7 +44,7 @@ def test_local_weights_file_loads(tmp_path):
 
 
 def test_bad_weights_are_one_line_user_errors(tmp_path):
-    with pytest.raises(UserError, match="no such file"):
+    with pytest.raises(UserError, match="no such weights file"):
         build_backbone("resnet18", str(tmp_path / "missing.pth"))
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match="cannot load into resnet18"):
@@ -58,7 +58,7 @@ def test_imagenet_download_failure_says_how_to_supply_a_file(monkeypatch):
         return torchvision.models.resnet18()
 
     monkeypatch.setattr(torchvision.models, "get_model", offline)
-    with pytest.raises(UserError, match="pass --weights PATH"):
+    with pytest.raises(UserError, match="set model.weights to its path"):
         build_backbone("resnet18", "imagenet")
 
 

@@ -265,7 +265,7 @@ def test_compare_names_runs_by_method_and_rejects_bad_names(model_eval, tmp_path
     assert main(["compare", str(out), "--out", str(tmp_path / "c"), "--names", "a,b"]) == 2
     assert "2 name(s) for 1 metrics file(s)" in capsys.readouterr().err
     assert main(["compare", str(out), str(out), "--out", str(tmp_path / "c")]) == 2
-    assert "give --names" in capsys.readouterr().err
+    assert "give each a display name" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv,fragment", [

@@ -33,6 +33,9 @@ def name_flag(message: str, args: argparse.Namespace) -> str:
                 return flag + message[len(f"{role} {value}:"):]
         if message.startswith(f"{value}:"):
             return flag + message[len(f"{value}:"):]
+    for dest, value in vars(args).items():  # the library named the parameter ("classes: unknown class 'x'")
+        if value is not None and dest not in {"command", "action"} and message.startswith(f"{dest}:"):
+            return f"--{dest.replace('_', '-')}:" + message[len(f"{dest}:"):]
     return message
 
 

@@ -28,7 +28,8 @@ from multibox.errors import UserError
 
 
 def class_ids(class_names: list[str], names: list[str], flag: str) -> list[int]:
-    """Indices of ``names`` in ``class_names``; an unknown name is a one-line UserError naming ``flag``."""
+    """Indices of ``names`` in ``class_names``; an unknown name is a one-line UserError naming ``flag`` (the
+    config key or parameter that gave them)."""
     unknown = [n for n in names if n not in class_names]
     if unknown:
         raise UserError(f"{flag}: unknown class {', '.join(map(repr, unknown))} (classes: {', '.join(class_names)})")
@@ -50,11 +51,11 @@ def without_classes(dataset: DetectionDataset, names: list[str]) -> DetectionDat
     """``dataset`` minus the images holding any of the classes ``names`` (``dataset`` itself if none)."""
     if not names:
         return dataset
-    subset = ClassSubset(dataset, class_ids(list(dataset.class_names), names, "--exclude-classes"), names)
+    subset = ClassSubset(dataset, class_ids(list(dataset.class_names), names, "data.exclude_classes"), names)
     print(f"{dataset.name}: excluding {', '.join(names)}: {len(dataset) - len(subset)} of {len(dataset)} "
           f"training images dropped", file=sys.stderr)
     if len(subset) == 0:
-        raise UserError(f"--exclude-classes {','.join(names)}: every training image holds one of them")
+        raise UserError(f"data.exclude_classes {','.join(names)}: every training image holds one of them")
     return subset
 
 

@@ -198,9 +198,9 @@ def classifier_task(cfg: Config, dataset: DetectionDataset, state: dict | None) 
     classifier's square regions, cross-entropy; the checkpoint stores the class names."""
     names = list(dataset.class_names)
     if state is not None and checkpoint_kind(state) != "classifier":
-        raise UserError(f"--resume: the checkpoint holds a {checkpoint_kind(state)}, not a classifier")
+        raise UserError(f"the resumed checkpoint holds a {checkpoint_kind(state)}, not a classifier")
     if state is not None and list(state["class_names"]) != names:
-        raise UserError(f"--resume: the checkpoint's classes {state['class_names']} differ from the data's {names}")
+        raise UserError(f"the resumed checkpoint's classes {state['class_names']} differ from the data's {names}")
     m, d = cfg.model, cfg.data
     m.image_size = m.image_size or PAPER_IMAGE_SIZE
     model = build_classifier(m.backbone, len(names), m.weights, m.hidden_dim, m.grid)

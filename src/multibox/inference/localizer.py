@@ -69,7 +69,7 @@ class Localizer:
         if windows not in WINDOW_MODES:
             raise UserError(f"windows {windows!r}: expected one of {', '.join(WINDOW_MODES)}")
         if windows == "tiles" and not tile:
-            raise UserError("windows 'tiles' needs a tile size in pixels (--tile SIZE)")
+            raise UserError("windows 'tiles' needs a tile size in pixels (tile=SIZE)")
         device = resolve_device(device) if isinstance(device, (str, int)) else device  # "cuda" without a GPU: one line
         self.model = model.eval().to(device)
         self.image_size, self.device, self.nms_iou = image_size, torch.device(device), nms_iou

@@ -84,11 +84,11 @@ def load_runs(paths: list[str], names: list[str] | None) -> dict[str, dict]:
     """{name: metrics}; names from ``names``, else each run's method (with its folder when two share one)."""
     metrics = [load_metrics(p) for p in paths]
     if names is not None and len(names) != len(paths):
-        raise UserError(f"--names has {len(names)} name(s) for {len(paths)} metrics file(s)")
+        raise UserError(f"names: {len(names)} name(s) for {len(paths)} metrics file(s)")
     if names is None:
         methods = [m.get("method", "DeepMultiBox") for m in metrics]
         names = [f"{m} ({Path(p).resolve().parent.name if Path(p).is_file() else Path(p).name})"
                  if methods.count(m) > 1 else m for m, p in zip(methods, paths)]
     if len(set(names)) != len(names):
-        raise UserError(f"two runs share a name ({', '.join(names)}); give --names A,B,...")
+        raise UserError(f"two runs share a name ({', '.join(names)}); give each a display name (names)")
     return dict(zip(names, metrics))

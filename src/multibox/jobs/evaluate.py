@@ -139,7 +139,7 @@ def restrict_targets(targets: list[dict], dataset: DetectionDataset, classes: li
     """With ``classes`` (`evaluate --classes`), every object of another class is marked ignore (§4.4.2)."""
     if not classes:
         return targets
-    return only_classes(targets, class_ids(list(dataset.class_names), classes, "--classes"))
+    return only_classes(targets, class_ids(list(dataset.class_names), classes, "classes"))
 
 
 def subset_metrics(detections: list[dict], targets: list[dict], classes: list[str] | None, windows: str) -> dict:

@@ -60,12 +60,12 @@ def _load_local(net: nn.Module, weights: str, name: str) -> None:
     """Load a local state-dict file (e.g. torchvision's .pth) into ``net``, with one-line errors."""
     path = Path(weights)
     if not path.is_file():
-        raise UserError(f"--weights {weights}: no such file (pass a local .pth state dict for {name})")
+        raise UserError(f"{weights}: no such weights file (pass a local .pth state dict for {name})")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         net.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
     except Exception as exc:  # a wrong file is the user's mistake, said in one line
-        raise UserError(f"--weights {weights}: cannot load into {name}: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"{weights}: cannot load into {name}: {str(exc).splitlines()[0]}") from None
 
 
 def _torchvision_net(name: str, weights: str | None) -> nn.Module:
@@ -75,7 +75,7 @@ def _torchvision_net(name: str, weights: str | None) -> nn.Module:
             return torchvision.models.get_model(name, weights="DEFAULT")
         except Exception as exc:
             raise UserError(f"cannot download ImageNet weights for {name} ({type(exc).__name__}): download the "
-                            f"torchvision .pth file on a machine with internet and pass --weights PATH") from None
+                            f"torchvision .pth file on a machine with internet and set model.weights to its path") from None
     net = torchvision.models.get_model(name, weights=None)
     if weights:
         _load_local(net, weights, name)
