@@ -41,7 +41,7 @@ def demo(out_dir: str | Path = "runs/demo", steps: int | None = DEMO_STEPS, minu
     cfg = demo_config(steps, minutes)
     cfg.train.device = device
     out = Path(out_dir)
-    model_path = train(cfg, out)
+    model_path = train(cfg, out, exist_ok=True)  # the demo's own folder: a rerun replaces it (a fixed recipe)
     metrics = evaluate(model_path, out, split="test", device=device, multiscale=multiscale)
     draw_examples(model_path, cfg, out / "examples", device, multiscale=multiscale)
     return metrics
