@@ -63,5 +63,5 @@ def test_time_budget_stops_and_saves(tiny_cfg, tmp_path):
 
 
 def test_training_needs_a_stop_rule(tiny_cfg, tmp_path):
-    with pytest.raises(UserError, match="--steps"):
+    with pytest.raises(UserError, match="train.steps"):
         train(tiny_cfg, tmp_path / "run")

@@ -44,8 +44,8 @@ def restore(out: Path, cfg: Config, resume: bool, given: dict[str, object] | Non
         raise UserError(f"{out}: no checkpoint to resume ({LAST} or {LEGACY})")
     state = load_checkpoint(path)
     if kinds is not None and checkpoint_kind(state) not in kinds:
-        raise UserError(f"{path}: holds a {checkpoint_kind(state)} run, which this command does not train "
-                        f"({' or '.join(kinds)})")
+        raise UserError(f"{path}: holds a {checkpoint_kind(state)} run, not a {' or '.join(kinds)} run (the network "
+                        "this command trains)")
     conflicts = resume_conflicts(state, given or {})
     if conflicts:
         raise UserError(f"{out}: a resumed run keeps its settings (only {', '.join(RESUME_OVERRIDES[:4])}, logging and "

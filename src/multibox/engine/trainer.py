@@ -127,8 +127,6 @@ def setup_run(cfg: Config, out_dir: str | Path, resume: bool,
         claim_run_dir(out, resume, exist_ok)
     kinds = ("classifier",) if make_task is classifier_task else ("localizer", "one-box-per-class")
     cfg, state = restore(out, cfg, resume, given, kinds)
-    if not sets_own_length(cfg, make_task):
-        check_stop_given(cfg)  # before the data is read and priors are fitted
     device = distributed.local_device(resolve_device(cfg.train.device), world)
     precision = resolve_precision(cfg.train, device)
     dataset = training_split(cfg)
@@ -233,6 +231,8 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False,
     from here, set-up (e.g. caching features) included.
     """
     started = time.monotonic()
+    if not sets_own_length(cfg, make_task):
+        check_stop_given(cfg)  # before the data is read and priors are fitted
     world = distributed.from_env()
     restart = elastic_restart(out_dir)
     with distributed.process_group(world, resolve_device(cfg.train.device)), terminate_as_interrupt():
