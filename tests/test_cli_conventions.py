@@ -139,3 +139,26 @@ def test_library_messages_do_not_name_flags(tmp_path):
     with pytest.raises(UserError) as exc:
         claim_run_dir(tmp_path / "old", resume=False, exist_ok=False)
     assert "--" not in str(exc.value) and "holds a previous run" in str(exc.value)
+
+
+@pytest.mark.parametrize("flag,value,fragment", [
+    ("--workers", "-1", "--workers: expected a non-negative integer"),
+    ("--seed", "-3", "--seed: expected a non-negative integer"),
+    ("--image-size", "7", "--image-size: expected an integer in [32, 4096]"),
+    ("--image-size", "100000", "--image-size: expected an integer in [32, 4096]"),
+])
+def test_command_line_values_are_checked_before_anything_runs(flag, value, fragment, tmp_path, capsys):
+    assert exit_code(["train", "--out", str(tmp_path / "r"), "--steps", "1", flag, value]) == 2
+    assert fragment in one_line(capsys.readouterr().err)
+    assert not (tmp_path / "r").exists()
+
+
+def test_evaluate_on_an_empty_split_is_an_error(tiny_model, tmp_path, capsys):
+    from tests.fixtures.datasets import basic_spec, write_voc
+
+    root = write_voc(tmp_path / "voc", basic_spec(), "train")
+    write_voc(root, [], "val")  # a split file with no ids
+    assert exit_code(["evaluate", "--model", str(tiny_model), "--data", str(root), "--split", "val",
+                      "--out", str(tmp_path / "ev")]) == 2
+    assert "the val split has no images to score" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "ev").exists()

@@ -36,6 +36,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from multibox.atomic import write_text_atomic
 from multibox.config import Config
 from multibox.data import DetectionDataset
 from multibox.data.build import load_split
@@ -112,7 +113,7 @@ def train_or_reuse(cfg: Config, out: Path, task=localizer_task) -> tuple[Path, f
     start = time.perf_counter()
     path = train(cfg, out, resume=checkpoint is not None, make_task=task, exist_ok=True)  # exist_ok: a run cut before its first checkpoint
     seconds = before + time.perf_counter() - start
-    record.write_text(json.dumps({"seconds": seconds}))
+    write_text_atomic(record, json.dumps({"seconds": seconds}))
     return path, seconds
 
 
@@ -451,5 +452,5 @@ def paper(out_dir: str | Path = "runs/paper", scale: float = 1.0, device: str = 
                "fig5_models": figure5_models(agnostic, targets, out),
                "cross_dataset": cross_dataset(models, plan, out, dev),
                "cost": cost(models, images[: plan.timed_images], dev)}
-    (out / "results.json").write_text(json.dumps(results, indent=1))
+    write_text_atomic(out / "results.json", json.dumps(results, indent=1))
     return write_report(results, names, out)

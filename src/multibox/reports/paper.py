@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from multibox.atomic import write_text_atomic
 from multibox.reports.tables import percent, table
 
 RATE_KS = ("1", "5", "10", "25", "100")
@@ -224,5 +225,5 @@ def write_report(results: dict, names: list[str], out: Path) -> Path:
     sections += [cross_dataset_section(results["cross_dataset"])] if "cross_dataset" in results else []
     sections += [cost_section(results["cost"])]
     path = Path(out) / "report.md"
-    path.write_text("\n\n".join(sections) + "\n")
+    write_text_atomic(path, "\n\n".join(sections) + "\n")
     return path
