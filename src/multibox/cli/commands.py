@@ -62,7 +62,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     job = train_classifier if args.command == "train-classifier" else train
     path = job(train_config(args), args.out, args.resume, args.exist_ok, given_settings(args) if args.resume else None)
     if os.environ.get("RANK", "0") == "0":  # under torchrun every rank returns here; one line is enough
-        print_run_files(path.parent, args.data)
+        kind = "classifier" if args.command == "train-classifier" else getattr(args, "kind", None) or "localizer"
+        print_run_files(path.parent, args.data, kind)
     return 0
 
 

@@ -56,8 +56,9 @@ def best_line(run_dir: Path) -> str:
     return f"the best validation score, {top['val_score']:.3f} at step {top['step']}"
 
 
-def print_run_files(run_dir: Path, data: str | None) -> None:
-    """The end of `multibox train`: where each file of the run is, and the command to run next."""
+def print_run_files(run_dir: Path, data: str | None, kind: str = "localizer") -> None:
+    """The end of `multibox train`: where each file of the run is, and the command to run next (a
+    localizer's: evaluate; other networks are scored by `multibox paper` or `detect --classifier`)."""
     print(f"run folder {run_dir}:")
     if (run_dir / "best.pt").is_file():
         print(f"  best.pt       weights to ship: {best_line(run_dir)}")
@@ -65,4 +66,7 @@ def print_run_files(run_dir: Path, data: str | None) -> None:
     print("  results.csv   loss terms, learning rate, images/s and validation metrics by step (plotted: results.png)")
     print("  config.yaml   the resolved config; log.jsonl: the raw log")
     model = run_dir / ("best.pt" if (run_dir / "best.pt").is_file() else "last.pt")
-    print(f"next: multibox evaluate --model {model}" + (f" --data {data}" if data else ""))
+    if kind == "classifier":
+        print(f"next: multibox detect --model LOCALIZER --classifier {model} IMAGES")
+    elif kind == "localizer":
+        print(f"next: multibox evaluate --model {model}" + (f" --data {data}" if data else ""))
