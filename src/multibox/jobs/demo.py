@@ -12,6 +12,7 @@ from multibox.engine.trainer import train
 from multibox.inference.localizer import Localizer
 from multibox.jobs.evaluate import evaluate
 from multibox.reports.plots import draw_boxes
+from multibox.reports.training_curves import write_results
 
 DEMO_STEPS = 1500  # head steps on cached features: a fixed count, so the numbers do not depend on the machine
 
@@ -41,7 +42,8 @@ def demo(out_dir: str | Path = "runs/demo", steps: int | None = DEMO_STEPS, minu
     cfg = demo_config(steps, minutes)
     cfg.train.device = device
     out = Path(out_dir)
-    model_path = train(cfg, out, exist_ok=True)  # the demo's own folder: a rerun replaces it (a fixed recipe)
+    # the demo's own folder: a rerun replaces it (a fixed recipe); results.csv/png as `train` writes them
+    model_path = train(cfg, out, exist_ok=True, on_checkpoint=write_results)
     metrics = evaluate(model_path, out, split="test", device=device, multiscale=multiscale)
     draw_examples(model_path, cfg, out / "examples", device, multiscale=multiscale)
     return metrics
