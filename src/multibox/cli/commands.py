@@ -67,6 +67,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def say_default_split(args: argparse.Namespace, metrics: dict) -> None:
+    """Without --split the job scored test, else val: say which, as the choice changes the numbers."""
+    if args.split is None:
+        print(f"scored {metrics['dataset']} (no --split: the test split when the data has one, else val)")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from multibox.jobs.demo import DEMO_STEPS, demo
     from multibox.reports.terminal import print_summary
@@ -77,7 +83,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from multibox.jobs.evaluate import evaluate, evaluate_detections, output_dir
+    from multibox.engine.run_dir import output_dir
+    from multibox.jobs.evaluate import evaluate, evaluate_detections
     from multibox.reports.terminal import print_summary
 
     args.out = output_dir(args.out, "evaluate")
@@ -91,8 +98,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                            baselines=args.baselines or "priors", num_boxes=args.num_boxes, seed=args.seed,
                            multiscale=args.multiscale, classes=args.classes, **window_args(args))
     print_summary(metrics, args.out)
-    if args.split is None:
-        print(f"scored {metrics['dataset']} (no --split: the test split when the data has one, else val)")
+    say_default_split(args, metrics)
     if "class_agnostic_pr" in metrics:
         print(f"class-agnostic AP on {', '.join(args.classes)} (other classes ignored): "
               f"{metrics['class_agnostic_pr']['AP']:.3f}")
@@ -100,8 +106,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
+    from multibox.engine.run_dir import output_dir
     from multibox.jobs.baseline import run_baseline
-    from multibox.jobs.evaluate import output_dir
     from multibox.reports.terminal import print_summary
 
     if args.config and args.model:
@@ -110,14 +116,13 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     metrics = run_baseline(args.name, args.out, args.data, args.split, num_boxes=args.num_boxes or 100,
                            model_path=args.model, seed=args.seed, cfg=data_config(args))
     print_summary(metrics, args.out)
-    if args.split is None:
-        print(f"scored {metrics['dataset']} (no --split: the test split when the data has one, else val)")
+    say_default_split(args, metrics)
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from multibox.engine.run_dir import output_dir
     from multibox.jobs.compare import compare
-    from multibox.jobs.evaluate import output_dir
     from multibox.reports.terminal import print_comparison
 
     names = [n.strip() for n in args.names.split(",")] if args.names else None
@@ -127,8 +132,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
+    from multibox.engine.run_dir import output_dir
     from multibox.jobs.detect import detect
-    from multibox.jobs.evaluate import output_dir
 
     path = detect(args.model, args.inputs, output_dir(args.out, "detect"), args.classifier, args.top_k, args.device,
                   multiscale=args.multiscale, mode=args.mode, region=args.region, **window_args(args),

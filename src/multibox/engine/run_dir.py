@@ -45,19 +45,21 @@ def last_checkpoint(out: Path) -> Path | None:
     return None
 
 
+def output_dir(out_dir: str | Path | None, name: str) -> Path:
+    """``out_dir``, or the next free runs/NAME, runs/NAME2, ... (evaluate, detect, baseline, compare)."""
+    return Path(out_dir) if out_dir is not None else next_run_dir(name)
+
+
 def claim_run_dir(out: Path, resume: bool, exist_ok: bool) -> None:
-    """Check that a training run may write into ``out``: with ``resume`` it must hold a checkpoint;
-    without, it must be new or empty unless ``exist_ok`` (its old files are then written over)."""
+    """Check that a training run may write into ``out``: a folder (no file in the way); without
+    ``resume``, new or empty unless ``exist_ok`` (its old files are then written over). Whether a resumed
+    folder holds a checkpoint is :func:`multibox.engine.resume.restore`'s to say (on every rank)."""
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: is a file, not a run folder")
     blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
     if blocked is not None:
         raise UserError(f"{out}: {blocked} is a file, not a folder")
-    if resume:
-        if last_checkpoint(out) is None:
-            raise UserError(f"{out}: no checkpoint to resume ({LAST} or {LEGACY})")
-        return
-    if not exist_ok and not is_empty(out):
+    if not resume and not exist_ok and not is_empty(out):
         held = sorted(p.name for p in out.iterdir())
         shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
         raise RunFolderInUse(f"{out}: holds a previous run ({shown}); resume it, write over it, or choose another folder")

@@ -51,8 +51,8 @@ def stop_rule(cfg: Config, steps_per_epoch: int, started: float | None = None,
     budget counts from ``started`` (time.monotonic(), e.g. before features were cached; default now).
     ``default_steps`` (the task's length from the data size) applies unless --steps or --epochs is given."""
     t = cfg.train
-    if t.steps is None and t.epochs is None and t.time_minutes is None and default_steps is None:
-        raise UserError("say how long to train: train.steps, train.epochs or train.time_minutes")
+    if default_steps is None:
+        check_stop_given(cfg)
     steps = t.steps if t.steps is not None or t.epochs is not None else default_steps
     limits = [v for v in (steps, None if t.epochs is None else math.ceil(t.epochs * steps_per_epoch)) if v is not None]
     now = time.monotonic()

@@ -34,7 +34,7 @@ from multibox.engine.run_dir import BEST, LAST, claim_run_dir, clear_run_files, 
 from multibox.engine.signals import terminate_as_interrupt
 from multibox.engine.step_log import StepLog
 from multibox.engine.stop import StopRule, check_stop_given, should_stop, stop_rule
-from multibox.engine.tasks import Task, classifier_task, crop_sampler, localizer_task
+from multibox.engine.tasks import TASKS, Task, classifier_task, crop_sampler, localizer_task
 from multibox.errors import Interrupted, UserError
 from multibox.modeling.losses import weighted_total
 
@@ -92,12 +92,15 @@ class Run:
         return path
 
 
-def check_config(cfg: Config) -> None:
-    """Fail fast, before any data is read, on values and names the run would only trip over later."""
+def check_config(cfg: Config, make_task: Callable | None = None) -> None:
+    """Fail fast, before any data is read, on values and names the run would only trip over later; with
+    ``make_task``, also on a missing stop rule where that task does not pick its own length."""
     check_values(cfg)
     check_choices(cfg)
     resolve_precision(cfg.train, resolve_device(cfg.train.device))
     crop_sampler(cfg)
+    if make_task is not None and not sets_own_length(cfg, make_task):
+        check_stop_given(cfg)
 
 
 def sets_own_length(cfg: Config, make_task: Callable) -> bool:
@@ -125,7 +128,7 @@ def setup_run(cfg: Config, out_dir: str | Path, resume: bool,
     out = Path(out_dir)
     if world.is_main:
         claim_run_dir(out, resume, exist_ok)
-    kinds = ("classifier",) if make_task is classifier_task else ("localizer", "one-box-per-class")
+    kinds = ("classifier",) if make_task is classifier_task else tuple(TASKS)  # the networks `train --kind` makes
     cfg, state = restore(out, cfg, resume, given, kinds)
     device = distributed.local_device(resolve_device(cfg.train.device), world)
     precision = resolve_precision(cfg.train, device)
@@ -226,13 +229,13 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False,
     when taken): OUT_DIR/last.pt (everything ``resume`` needs) every checkpoint_every steps and at the
     end, OUT_DIR/best.pt (the weights to ship: the best ``validate`` score, else the last weights).
     A folder holding another run is refused unless ``resume`` (continue it) or ``exist_ok`` (start
-    over in it); ``given`` settings that differ from a resumed run's are an error. Ctrl-C and SIGTERM save last.pt before leaving (:class:`multibox.errors.Interrupted`
-    names it). Under torchrun every process calls this (docs/scaling.md). The --time budget counts
-    from here, set-up (e.g. caching features) included.
+    over in it); ``given`` settings that differ from a resumed run's are an error. Ctrl-C and SIGTERM
+    save last.pt before leaving (:class:`multibox.errors.Interrupted` names it). Under torchrun every
+    process calls this (docs/scaling.md). The --time budget counts from here, set-up (e.g. caching
+    features) included.
     """
     started = time.monotonic()
-    if not sets_own_length(cfg, make_task):
-        check_stop_given(cfg)  # before the data is read and priors are fitted
+    check_config(cfg, make_task)  # before the run folder, the data and the priors
     world = distributed.from_env()
     restart = elastic_restart(out_dir)
     with distributed.process_group(world, resolve_device(cfg.train.device)), terminate_as_interrupt():

@@ -6,9 +6,10 @@ from pathlib import Path
 
 from multibox.config import Config
 from multibox.engine.checkpoint import load_checkpoint, model_from_checkpoint
+from multibox.engine.run_dir import output_dir
 from multibox.errors import UserError
 from multibox.evaluation.baselines import BaselineInputs, baseline_detections
-from multibox.jobs.evaluate import output_dir, report_run, scored_split
+from multibox.jobs.evaluate import report_run, scored_split
 
 
 def run_baseline(name: str, out_dir: str | Path | None = None, data: str | None = None, split: str | None = None, *,

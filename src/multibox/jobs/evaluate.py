@@ -15,7 +15,7 @@ from multibox.data.build import load_split
 from multibox.data.unseen import class_ids, only_classes
 from multibox.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from multibox.engine.precision import resolve_device
-from multibox.engine.run_dir import next_run_dir
+from multibox.engine.run_dir import output_dir
 from multibox.errors import UserError
 from multibox.evaluation.baselines import BaselineInputs, baseline_detections, resolve_baselines
 from multibox.evaluation.detection_files import read_detections, write_detections
@@ -40,11 +40,6 @@ def scored_split(cfg: Config, split: str | None, data: str | None = None) -> Det
     if len(dataset) == 0:
         raise UserError(f"{dataset.name}: the {split} split has no images to score")
     return dataset
-
-
-def output_dir(out_dir: str | Path | None, name: str) -> Path:
-    """``out_dir``, or the next free runs/NAME, runs/NAME2, ... (the summary names the report files)."""
-    return Path(out_dir) if out_dir is not None else next_run_dir(name)
 
 
 def evaluate(model_path: str | Path, out_dir: str | Path | None = None, data: str | None = None,

@@ -27,7 +27,6 @@ from multibox.engine.tasks import (
     fit_priors,
     training_samples,
 )
-from multibox.engine.trainer import check_config
 from multibox.engine.trainer import train as run_training
 from multibox.evaluation.scoring import dataset_targets, detection_rate, drop_unreadable
 from multibox.inference.localizer import Localizer
@@ -41,8 +40,7 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
           given: dict[str, object] | None = None) -> Path:
     """`multibox train`: the localizer, validated at each checkpoint (module docstring), in the run
     folder ``out_dir`` (default runs/train, numbered when taken); see :func:`multibox.engine.trainer.train`
-    for ``resume``, ``exist_ok`` and ``given``. The config is checked before any data is read."""
-    check_config(cfg)
+    for ``resume``, ``exist_ok`` and ``given``; it checks the config before any data is read."""
     return run_training(cfg, out_dir, resume, validate=Validator(), exist_ok=exist_ok, on_checkpoint=write_results,
                         given=given)
 

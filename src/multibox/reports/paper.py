@@ -165,36 +165,31 @@ def pr_rows(entries: dict) -> list[list[str]]:
             for label, v in entries.items()]
 
 
+def pr_section(title: str, intro: str, first_column: str, entries: dict, figure: str, after: list[str]) -> str:
+    """A Fig. 5 section: title, what is measured, the class-agnostic PR table (:func:`pr_rows`), the figure."""
+    rows = table([first_column, "objects", "AP50 (11-point)", "detection rate @ 10"], pr_rows(entries))
+    return "\n".join([f"### {title}", "", intro, "", rows, "", f"![{title}]({figure})", *after])
+
+
 def figure5_models_section(entries: dict) -> str:
     """Fig. 5's DeepMultiBox vs one-box-per-class comparison on every test object."""
-    return "\n".join([
-        "### Fig. 5: DeepMultiBox and one box per class, class-agnostic",
-        "",
-        ("Every test object counts (IoU >= 0.5, any class). DeepMultiBox: its K = 100 boxes after NMS 0.5; one"
+    return pr_section(
+        "Fig. 5: DeepMultiBox and one box per class, class-agnostic",
+        "Every test object counts (IoU >= 0.5, any class). DeepMultiBox: its K = 100 boxes after NMS 0.5; one"
         " box per class: its C = 5 boxes after NMS 0.5 (footnote 3: the same criterion), each scored by its"
-        " class probability."),
-        "",
-        table(["model", "objects", "AP50 (11-point)", "detection rate @ 10"], pr_rows(entries)),
-        "",
-        "![Fig. 5, one box per class](fig5_one_box_per_class_pr.png)",
-    ])
+        " class probability.",
+        "model", entries, "fig5_one_box_per_class_pr.png", [])
 
 
 def cross_dataset_section(entries: dict) -> str:
     """Fig. 5 across datasets: each shape set's localizer on both test splits."""
-    return "\n".join([
-        "### Fig. 5: across datasets",
-        "",
-        ("The paper applies the ImageNet-trained localizer to VOC and vice versa. Here the two datasets are"
+    return pr_section(
+        "Fig. 5: across datasets",
+        "The paper applies the ImageNet-trained localizer to VOC and vice versa. Here the two datasets are"
         " synthetic scenes of disjoint shape sets (same layouts, sizes and textures; only the shapes differ):"
-        " a localizer trained on each is evaluated, class-agnostic, on the test split of both."),
-        "",
-        table(["localizer: measured on", "objects", "AP50 (11-point)", "detection rate @ 10"], pr_rows(entries)),
-        "",
-        "![Fig. 5, across datasets](fig5_cross_dataset_pr.png)",
-        "",
-        "Paper: the ImageNet-trained model captures more VOC windows than vice versa (the richer class set).",
-    ])
+        " a localizer trained on each is evaluated, class-agnostic, on the test split of both.",
+        "localizer: measured on", entries, "fig5_cross_dataset_pr.png",
+        ["", "Paper: the ImageNet-trained model captures more VOC windows than vice versa (the richer class set)."])
 
 
 def cost_section(cost: dict) -> str:
