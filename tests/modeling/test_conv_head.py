@@ -1,6 +1,8 @@
 """The conv head: grid priors in the head's output order, documented shapes, the §3 loss on its outputs."""
 
+import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from multibox.modeling.heads import ConvHead
 from multibox.modeling.localizer import build_grid_model
@@ -58,8 +60,9 @@ def test_prior_shapes_are_kmeans_of_box_sizes():
     assert shapes.shape == (2, 2) and torch.allclose(shapes, torch.tensor([[10.5, 10.5], [40.5, 40.5]]), atol=0.2)
 
 
-def test_conv_head_is_translation_invariant():
-    head = ConvHead(4, 2, hidden=8, depth=1)
+@pytest.mark.parametrize("kind", ["dense", "separable"])
+def test_conv_head_is_translation_invariant(kind):
+    head = ConvHead(4, 2, hidden=8, depth=1, kind=kind)
     torch.nn.init.normal_(head.loc.weight, std=0.1)
     x = torch.zeros(1, 4, 6, 6)
     x[..., 2, 2] = 1.0
@@ -69,3 +72,22 @@ def test_conv_head_is_translation_invariant():
     per_cell = logits.view(6, 6, 2)
     per_cell2 = logits2.view(6, 6, 2)
     assert torch.allclose(per_cell[2, 2], per_cell2[3, 3]) and torch.allclose(res.view(6, 6, 2, 4)[2, 2], res2.view(6, 6, 2, 4)[3, 3])
+
+
+def test_the_separable_head_sees_the_same_context_at_a_fraction_of_the_cost():
+    dense, separable = (ConvHead(152, 4, hidden=256, depth=3, kind=k) for k in ("dense", "separable"))
+    x = torch.zeros(1, 152, 9, 9)
+    x[..., 4, 4] = 1.0  # one lit cell: its influence spreads one cell per 3x3 layer in both heads
+    for head in (dense, separable):
+        for m in head.body:
+            if isinstance(m, torch.nn.Conv2d):
+                torch.nn.init.uniform_(m.weight, 0.1, 0.2)
+                torch.nn.init.zeros_(m.bias)
+        reach = (head.body(x).abs().sum(1)[0] > 0).nonzero()
+        assert reach.min() == 1 and reach.max() == 7  # 3 layers: cells 4 +- 3
+    flops = []
+    for head in (dense, separable):
+        with FlopCounterMode(display=False) as counter:
+            head(torch.rand(1, 152, 44, 44))
+        flops.append(counter.get_total_flops())
+    assert flops[1] * 8 < flops[0]

@@ -67,10 +67,11 @@ class GridMultiBox(nn.Module):
     one: a crop of the image is a window of the map, up to the borders), for training on cached features.
     """
 
-    def __init__(self, backbone: nn.Module, shapes: Tensor, image_size: int, hidden: int = 128, depth: int = 2) -> None:
+    def __init__(self, backbone: nn.Module, shapes: Tensor, image_size: int, hidden: int = 128, depth: int = 2,
+                 head: str = "dense") -> None:
         super().__init__()
         self.backbone, self.image_size, self.stride = backbone, image_size, backbone.stride
-        self.head = ConvHead(backbone.out_channels, shapes.shape[0], hidden, depth)
+        self.head = ConvHead(backbone.out_channels, shapes.shape[0], hidden, depth, kind=head)
         self.register_buffer("shapes", shapes.detach().clone().float())
         # Per-channel standardization of the features the head sees (set from the training maps when
         # they are cached; identity otherwise): the frozen backbone's channels differ in scale by 100x.
@@ -113,6 +114,8 @@ class GridMultiBox(nn.Module):
 
 def build_grid_model(backbone: str, shapes: Tensor, image_size: int, weights: str | None = None,
                      levels: tuple[int, ...] = (8, 16), stride: int = 16, hidden: int = 128,
-                     depth: int = 2) -> GridMultiBox:
-    """A conv-head localizer with the named feature-map backbone and prior shapes Tensor[A, 2] (pixels)."""
-    return GridMultiBox(build_feature_maps(backbone, weights, tuple(levels), stride), shapes, image_size, hidden, depth)
+                     depth: int = 2, head: str = "dense") -> GridMultiBox:
+    """A conv-head localizer with the named feature-map backbone and prior shapes Tensor[A, 2] (pixels);
+    head: the ConvHead's kind ("dense" or "separable")."""
+    return GridMultiBox(build_feature_maps(backbone, weights, tuple(levels), stride), shapes, image_size, hidden, depth,
+                        head)
