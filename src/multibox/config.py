@@ -36,6 +36,7 @@ BASELINES = ("priors", "sliding-window", "random", "selective-search")  # propos
 # config field -> its choice list, checked by :func:`check_choices`.
 CHOICE_FIELDS = {("model", "kind"): MODEL_KINDS,
                  ("model", "backbone"): BACKBONES, ("model", "windows"): WINDOW_MODES, ("model", "head"): ("conv", "fc"),
+                 ("model", "conv_head"): ("dense", "separable"), ("train", "box_loss"): ("image", "box"),
                  ("train", "schedule"): ("cosine", "constant"),
                  ("model", "classifier_region"): CLASSIFIER_REGIONS,
                  ("data", "crop"): CROPS, ("train", "optimizer"): OPTIMIZERS, ("train", "amp"): AMP_MODES}
@@ -56,6 +57,7 @@ class ModelConfig:
     levels: list[int] = field(default_factory=lambda: [8, 16])  # conv head: backbone strides fused into the map
     conv_hidden: int = 256  # conv head: channels of its 3x3 convolutions
     conv_depth: int = 3  # conv head: number of 3x3 convolutions
+    conv_head: str = "dense"  # conv head: "dense" 3x3 convolutions, or "separable" (depthwise 3x3 + 1x1: ~10x fewer FLOPs)
     windows: str = "whole"  # what the localizer looks at in an image, one of WINDOW_MODES ("center": §4.1, the paper's)
     classifier_region: str = "max"  # classifier input around a box: "max" (§4.2.2) or "min" (§4.4.1) square, see multibox.data.regions
 
@@ -75,6 +77,7 @@ class DataConfig:
     flip: bool = True  # random horizontal flip
     rotate: bool = True  # cached features: also the 90-degree rotations (objects at any of 4 orientations; off where "up" matters)
     cache_scales: list[float] = field(default_factory=lambda: [0.8, 1.0, 1.2])  # cached features: input sizes, x S
+    cache_jitter: float = 0.75  # cached features: photometric jitter strength of each cached view (0: off), multibox.data.photometric
     num_workers: int = 2  # DataLoader worker processes (0: load in the training process)
     exclude_classes: list[str] = field(default_factory=list)  # §4.4.2 unseen classes: training images holding them are dropped
     negatives_per_positive: float = 2.0  # classifier crops: background crops per object crop (§4.2.1: 20 M to 10 M)
@@ -96,7 +99,9 @@ class TrainConfig:
     time_minutes: float | None = None  # or when this wall-clock budget is spent (checkpoint saved)
     seed: int = 0  # seeds init, data order and augmentation
     device: str = "auto"  # "cpu", "cuda", or "auto" (cuda when available)
-    alpha: float = 0.3  # Eq. 3 weight of the location term (§4.1: 0.3)
+    alpha: float = 1.0  # Eq. 3 weight of the location term (§4.1: 0.3, with box_loss "image")
+    box_loss: str = "box"  # location term: "image" (Eq. 1, squared error in image fractions) or "box" (smooth L1 in ground-truth sizes)
+    positive_iou: float | None = 0.5  # predictions over this IoU with a ground truth are positives too (None: §3's assignment alone)
     prior_matching: bool = True  # match ground truth to priors, not predictions (§3; found essential)
     log_every: int = 10  # steps between log lines in RUN_DIR/log.jsonl
     checkpoint_every: int = 500  # steps between checkpoints (one is always written at the end)
@@ -115,7 +120,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {"model": {"backbone": "alexnet", "head": "fc", "image_size": 220, "windows": "center"},
               "data": {"rotate": False},
               "train": {"optimizer": "adagrad", "lr": 0.01, "batch_size": 32, "weight_decay": 0.0, "warmup_steps": 0,
-                        "schedule": "constant", "cache_features": False}},
+                        "schedule": "constant", "cache_features": False, "alpha": 0.3, "box_loss": "image",
+                        "positive_iou": None}},
 }
 
 
@@ -218,7 +224,8 @@ FIELD_RANGES: dict[tuple[str, str], Range] = {
     ("data", "holdout"): Range(0, 0.9), ("data", "val_images"): NON_NEGATIVE, ("data", "synthetic_sizes"): NON_NEGATIVE,
     ("data", "synthetic_image_size"): Range(16, 4096), ("data", "synthetic_seed"): NON_NEGATIVE,
     ("data", "cache_scales"): ABOVE_ZERO, ("data", "num_workers"): NON_NEGATIVE,
-    ("data", "negatives_per_positive"): NON_NEGATIVE,
+    ("data", "negatives_per_positive"): NON_NEGATIVE, ("data", "cache_jitter"): Range(0, 1),
+    ("train", "positive_iou"): Range(0, 1, open_low=True),
     ("train", "lr"): ABOVE_ZERO, ("train", "weight_decay"): NON_NEGATIVE, ("train", "warmup_steps"): NON_NEGATIVE,
     ("train", "window_cells"): POSITIVE, ("train", "batch_size"): POSITIVE, ("train", "steps"): POSITIVE,
     ("train", "epochs"): ABOVE_ZERO, ("train", "time_minutes"): ABOVE_ZERO, ("train", "seed"): NON_NEGATIVE,

@@ -188,10 +188,12 @@ def load_model(path: str | Path, kind: str | None = "localizer") -> tuple[nn.Mod
 
 def checkpoint_config(state: dict[str, Any]) -> Config:
     """The config a checkpoint was trained with; checkpoints from before the conv head (no model.head)
-    hold the paper's fc head."""
+    hold the paper's fc head, those from before the separable conv head a dense one."""
     raw = state["config"]
     if "head" not in raw.get("model", {}):
         raw = raw | {"model": raw.get("model", {}) | {"head": "fc"}}
+    if "conv_head" not in raw.get("model", {}):
+        raw = raw | {"model": raw.get("model", {}) | {"conv_head": "dense"}}
     return Config.from_dict(raw, _named(state, "config") if hasattr(state, "path") else "checkpoint config")
 
 
@@ -220,7 +222,7 @@ def model_from_checkpoint(state: dict[str, Any], kind: str | None = "localizer")
         model = build_classifier(m.backbone, len(state["class_names"]), weights, m.hidden_dim, m.grid)
     elif m.head == "conv":
         model = build_grid_model(m.backbone, state["model"]["shapes"], m.image_size, weights, tuple(m.levels), m.stride,
-                                 m.conv_hidden, m.conv_depth)
+                                 m.conv_hidden, m.conv_depth, m.conv_head)
     else:
         model = build_model(m.backbone, state["model"]["priors"], weights, m.hidden_dim, m.grid)
     try:

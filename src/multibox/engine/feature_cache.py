@@ -24,7 +24,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from multibox.data import BadImage, DetectionDataset
+from multibox.data import BadImage, DetectionDataset, photometric
 from multibox.modeling.localizer import GridMultiBox
 from multibox.modeling.matcher import match_priors
 
@@ -98,11 +98,14 @@ def cache_order(sizes: list[int], image_size: int, kinds: list[int]) -> list[tup
 
 @torch.no_grad()
 def cache_maps(model: GridMultiBox, dataset: DetectionDataset, sizes: list[int], kinds: list[int],
-               device: torch.device, deadline: float | None = None, max_maps: int | None = None) -> list[CachedMap]:
+               device: torch.device, deadline: float | None = None, max_maps: int | None = None,
+               jitter: float = 0.0, seed: int = 0) -> list[CachedMap]:
     """The backbone's maps of every readable training image x transform x input size, pass by pass
     (:func:`cache_order`); past ``deadline`` (time.monotonic()) no further pass starts, and a pass
     stops (after at least one image), so a time budget is never spent on caching alone. ``max_maps``:
-    stop once that many maps are cached (a short run draws no more windows than that)."""
+    stop once that many maps are cached (a short run draws no more windows than that). ``jitter``: the
+    strength of :func:`multibox.data.photometric.jitter` applied to every view but the image itself at the
+    configured size (each view its own draw, seeded by ``seed``, the image, the size and the transform)."""
     model.eval()
     out: list[CachedMap] = []
     passes = cache_order(sizes, model.image_size, kinds)
@@ -112,7 +115,7 @@ def cache_maps(model: GridMultiBox, dataset: DetectionDataset, sizes: list[int],
                 print(f"feature cache: the time budget's share for caching is spent after {len(out)} maps "
                       f"({number} of {len(passes)} passes over the images)", file=sys.stderr)
                 return out
-            out += _cache_image(model, dataset, i, size, group, device)
+            out += _cache_image(model, dataset, i, size, group, device, jitter, seed)
             if max_maps is not None and len(out) >= max_maps:
                 print(f"feature cache: {len(out)} maps are enough for this run's {max_maps} training windows",
                       file=sys.stderr)
@@ -121,7 +124,7 @@ def cache_maps(model: GridMultiBox, dataset: DetectionDataset, sizes: list[int],
 
 
 def _cache_image(model: GridMultiBox, dataset: DetectionDataset, index: int, size: int, kinds: list[int],
-                 device: torch.device) -> list[CachedMap]:
+                 device: torch.device, jitter: float = 0.0, seed: int = 0) -> list[CachedMap]:
     """Image ``index``'s maps at input ``size`` under each transform of ``kinds`` (none if unreadable)."""
     try:
         image = dataset.load_image(index)
@@ -131,7 +134,11 @@ def _cache_image(model: GridMultiBox, dataset: DetectionDataset, index: int, siz
     record = dataset.records[index]
     positives = record.boxes[~record.ignore] * (image.width / record.width)
     pixels, scale = padded_input(image, size)
-    batch = torch.stack([dihedral(pixels, t) for t in kinds]).to(device)  # [T, 3, S, S]
+    views = [dihedral(pixels, t) for t in kinds]
+    if jitter > 0:  # the plain view at the configured size stays plain: the head also sees the photo as it is
+        views = [v if (t == 0 and size == model.image_size) else
+                 photometric.jitter(v, jitter, np.random.default_rng([seed, index, size, t])) for v, t in zip(views, kinds)]
+    batch = torch.stack(views).to(device)  # [T, 3, S, S]
     maps = model.features(batch).half().cpu()  # [T, C, G, G]
     return [CachedMap(maps[j], dihedral_boxes(positives * scale, size, t)) for j, t in enumerate(kinds)]
 

@@ -182,8 +182,15 @@ def fc_localizer_task(cfg: Config, dataset: DetectionDataset, state: dict | None
     m = cfg.model
     model = build_model(m.backbone, priors, m.weights, m.hidden_dim, m.grid)
     samples = training_samples(cfg, dataset, priors if cfg.train.prior_matching else None)
-    return Task("localizer", model, MultiBoxLoss(cfg.train.alpha, cfg.train.prior_matching), samples, collate,
+    return Task("localizer", model, localizer_loss(cfg, cfg.train.prior_matching, priors), samples, collate,
                 {"prior_match_counts": counts, "class_names": list(dataset.class_names)})
+
+
+def localizer_loss(cfg: Config, prior_matching: bool, priors: torch.Tensor) -> MultiBoxLoss:
+    """The localizer's objective from cfg.train (alpha, box_loss, positive_iou: :mod:`multibox.modeling.losses`)
+    for predictions that start from ``priors`` Tensor[K, 4]."""
+    t = cfg.train
+    return MultiBoxLoss(t.alpha, prior_matching, t.box_loss, t.positive_iou, priors)
 
 
 def check_classifier_config(cfg: Config) -> None:
@@ -230,13 +237,14 @@ def grid_localizer_task(cfg: Config, dataset: DetectionDataset, state: dict | No
     m = cfg.model
     shapes = distributed.from_main(lambda: fit_shapes(cfg, dataset)) if state is None else state["model"]["shapes"]
     model = build_grid_model(m.backbone, shapes, m.image_size, m.weights, tuple(m.levels), m.stride, m.conv_hidden,
-                             m.conv_depth)
-    loss = MultiBoxLoss(cfg.train.alpha, prior_matching=True)
+                             m.conv_depth, m.conv_head)
     extras = {"prior_match_counts": torch.zeros(model.num_boxes, dtype=torch.int64), "class_names": list(dataset.class_names)}
     windows = cached_windows(cfg, model, dataset) if cfg.train.cache_features else None
     if windows is None:
+        loss = localizer_loss(cfg, True, model.priors.detach().cpu())
         return Task("localizer", model, loss, training_samples(cfg, dataset, model.priors), collate, extras)
     model.backbone.requires_grad_(False)
+    loss = localizer_loss(cfg, True, windows.priors)  # every window has the priors of a cells x cells map
     return Task("localizer", model, loss, windows, collate, extras, net=HeadOnFeatures(model),
                 default_steps=cached_steps(len(windows), cfg.train.batch_size), workers=0)
 
@@ -255,7 +263,8 @@ def cached_windows(cfg: Config, model: GridMultiBox, dataset: DetectionDataset) 
     deadline = None if minutes is None else time.monotonic() + 60 * minutes * CACHE_SHARE
     t = cfg.train
     windows_drawn = t.steps * t.batch_size if t.steps is not None and t.epochs is None else None  # a short run's need
-    maps = cache_maps(model.to(device), dataset, sizes, kinds, device, deadline, windows_drawn)
+    maps = cache_maps(model.to(device), dataset, sizes, kinds, device, deadline, windows_drawn,
+                      cfg.data.cache_jitter, cfg.train.seed)
     model.cpu()
     model.feature_mean, model.feature_std = feature_stats(maps)
     cells = cfg.train.window_cells
