@@ -203,6 +203,13 @@ def checkpoint_kind(state: dict[str, Any]) -> str:
     return state.get("task", "localizer")
 
 
+def calibration_defaults(model: nn.Module, weights: dict[str, Any]) -> dict[str, Any]:
+    """``weights`` with the model's identity score calibration where a checkpoint from before
+    calibration (:mod:`multibox.modeling.calibration`) has none."""
+    missing = {k: v for k, v in model.state_dict().items() if k.startswith("calibration.") and k not in weights}
+    return weights | missing if missing else weights
+
+
 def model_from_checkpoint(state: dict[str, Any], kind: str | None = "localizer") -> tuple[nn.Module, Config]:
     """Rebuild the network of a checkpoint dict (the backbone's random init is overwritten): a
     :class:`MultiBox` localizer or a :class:`multibox.modeling.classifier.Classifier`.
@@ -226,7 +233,7 @@ def model_from_checkpoint(state: dict[str, Any], kind: str | None = "localizer")
     else:
         model = build_model(m.backbone, state["model"]["priors"], weights, m.hidden_dim, m.grid)
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(calibration_defaults(model, state["model"]))
     except RuntimeError as error:  # missing/unexpected keys or shapes: weights of another network
         first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
         raise UserError(_named(state, f"checkpoint weights do not fit the network its config describes ({first[:160]})")) from None

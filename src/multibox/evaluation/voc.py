@@ -77,6 +77,7 @@ class RankedOutcomes:
     tp: np.ndarray
     classes: np.ndarray
     num_positives: np.ndarray
+    scores: np.ndarray | None = None  # float64 [n]: each row's detection score (calibration)
 
 
 def _best_partner(pairs: Pairs, num_dets: int) -> np.ndarray:
@@ -148,7 +149,7 @@ def _outcomes(flat: FlatDetections, det_cls: np.ndarray, det_ok: np.ndarray, par
     idx, partner = idx[~difficult], partner[~difficult]
     tp = partner >= 0
     tp[tp] = _first_claims(partner[tp], np.flatnonzero(tp))  # a later claim is a duplicate: FP
-    return RankedOutcomes(det_cls[idx], tp, classes, num_positives)
+    return RankedOutcomes(det_cls[idx], tp, classes, num_positives, flat.det_scores[idx])
 
 
 def pr_curves(outcomes: RankedOutcomes) -> list[tuple[np.ndarray, np.ndarray]]:

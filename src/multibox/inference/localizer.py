@@ -22,6 +22,7 @@ from multibox.engine.precision import resolve_device
 from multibox.errors import UserError
 from multibox.inference.postprocess import check_options, fewest, merge_windows
 from multibox.inference.samples import WindowSamples, collate_windows
+from multibox.inference.tta import TTA_MODES, tta_forward
 from multibox.inference.windows import NUM_WINDOWS, image_windows, window_inputs
 from multibox.modeling.localizer import MultiBox
 
@@ -52,7 +53,8 @@ class Localizer:
 
     windows: what it looks at in each image (:data:`multibox.config.WINDOW_MODES`): "whole" (the image
     padded to a square), "center" (§4.1), "multiscale" (§4.3) or "tiles" of ``tile`` pixels overlapping
-    by ``overlap``.
+    by ``overlap``. tta: None, or "flip" / "dihedral" to also look at mirrored (and rotated) copies of
+    every window, all boxes merged by one NMS (:mod:`multibox.inference.tta`; 2 or 8 forward passes).
 
     Images (:meth:`predict`, :meth:`predict_batch`) may be a file path, a PIL image, a numpy array
     [H, W, 3] (uint8, or float in [0, 1]) or a Tensor[3, H, W] (uint8, or float in [0, 1]);
@@ -65,7 +67,8 @@ class Localizer:
     """
 
     def __init__(self, model: MultiBox, image_size: int, device: str | torch.device = "cpu", nms_iou: float = 0.5,
-                 windows: str = "whole", tile: float | None = None, overlap: float = 0.2) -> None:
+                 windows: str = "whole", tile: float | None = None, overlap: float = 0.2,
+                 tta: str | None = None) -> None:
         if windows not in WINDOW_MODES:
             raise UserError(f"windows {windows!r}: expected one of {', '.join(WINDOW_MODES)}")
         if windows == "tiles" and not tile:
@@ -73,17 +76,19 @@ class Localizer:
         device = resolve_device(device) if isinstance(device, (str, int)) else device  # "cuda" without a GPU: one line
         self.model = model.eval().to(device)
         self.image_size, self.device, self.nms_iou = image_size, torch.device(device), nms_iou
-        self.windows, self.tile, self.overlap = windows, tile, overlap
+        if tta is not None and tta not in TTA_MODES:
+            raise UserError(f"tta {tta!r}: expected one of {', '.join(TTA_MODES)} (or none)")
+        self.windows, self.tile, self.overlap, self.tta = windows, tile, overlap, tta
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", windows: str | None = None,
-                        tile: float | None = None, overlap: float = 0.2) -> Localizer:
+                        tile: float | None = None, overlap: float = 0.2, tta: str | None = None) -> Localizer:
         """The localizer of checkpoint ``path`` (a training run's model file), on ``device`` ("cpu",
         "cuda", "cuda:0", ...); ``windows`` defaults to the mode it was trained with, ``tile`` (pixels)
-        and ``overlap`` (fraction of a tile) serve windows="tiles"."""
+        and ``overlap`` (fraction of a tile) serve windows="tiles"; ``tta`` as the class."""
         model, cfg = model_from_checkpoint(load_checkpoint(path))
         return cls(model, cfg.model.image_size, device, windows=windows or cfg.model.windows, tile=tile,
-                   overlap=overlap)
+                   overlap=overlap, tta=tta)
 
     def image_windows(self, width: float, height: float) -> Tensor:
         """This localizer's windows Tensor[W, 4] of a width x height image."""
@@ -95,7 +100,8 @@ class Localizer:
         """Detections from prepared windows: inputs Tensor[T, 3, S, S] uint8, windows Tensor[T, 4] pixel
         xyxy, counts Tensor[B] (windows per image), sizes Tensor[B, 2] (width, height) -> B dicts
         {"boxes", "scores"} on the CPU; ``iou``: the NMS threshold (default: this localizer's)."""
-        outputs = self.model(inputs.to(self.device))
+        inputs = inputs.to(self.device)
+        outputs = self.model(inputs) if self.tta is None else tta_forward(self.model, inputs, self.tta)
         dets = merge_windows(outputs, windows.to(self.device), sizes.to(self.device), iou or self.nms_iou, top_k,
                              counts=counts, drop_cut=self.windows == "tiles", min_score=min_score)
         return [{k: v.cpu() for k, v in d.items()} for d in dets]

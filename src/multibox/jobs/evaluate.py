@@ -19,6 +19,7 @@ from multibox.engine.run_dir import output_dir
 from multibox.errors import UserError
 from multibox.evaluation.baselines import BaselineInputs, baseline_detections, resolve_baselines
 from multibox.evaluation.detection_files import read_detections, write_detections
+from multibox.evaluation.calibration import calibration_metrics
 from multibox.evaluation.scoring import dataset_targets, drop_unreadable, method_summary, score
 from multibox.evaluation.voc import ClassAgnosticPR
 from multibox.inference.localizer import Localizer
@@ -92,6 +93,7 @@ def report_run(dataset: DetectionDataset, detections: list, max_k: int, source: 
     scored = {name: score(dets, targets, inputs.num_boxes) for name, dets in zip(others, rest)}
     metrics["baselines"] = {name: method_summary(s) for name, s in scored.items()}
     metrics |= extra(detections, targets) if extra else {}
+    metrics["calibration"] = calibration_metrics(detections, targets)
     curves = {metrics["method"]: main.pr_curve} | {f"{name} baseline": s.pr_curve for name, s in scored.items()}
     write_report(metrics, out_dir, curves)
     return metrics

@@ -19,6 +19,7 @@ from multibox.config import Config
 from multibox.data import DetectionDataset
 from multibox.data.build import load_split, validation_split
 from multibox.data.subset import ImageSubset
+from multibox.engine import distributed
 from multibox.engine.checkpoint import save_checkpoint
 from multibox.engine.tasks import (
     PAPER_IMAGE_SIZE,
@@ -31,6 +32,7 @@ from multibox.engine.trainer import train as run_training
 from multibox.evaluation.scoring import dataset_targets, detection_rate, drop_unreadable
 from multibox.inference.localizer import Localizer
 from multibox.inference.predict import predict_dataset
+from multibox.jobs.calibrate import calibrate_checkpoint
 from multibox.reports.training_curves import write_results
 
 VALIDATION_KS = ("10", "25", "100")  # best.pt: the mean detection rate at these numbers of boxes
@@ -41,8 +43,12 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
     """`multibox train`: the localizer, validated at each checkpoint (module docstring), in the run
     folder ``out_dir`` (default runs/train, numbered when taken); see :func:`multibox.engine.trainer.train`
     for ``resume``, ``exist_ok`` and ``given``; it checks the config before any data is read."""
-    return run_training(cfg, out_dir, resume, validate=Validator(), exist_ok=exist_ok, on_checkpoint=write_results,
+    last = run_training(cfg, out_dir, resume, validate=Validator(), exist_ok=exist_ok, on_checkpoint=write_results,
                         given=given)
+    best = Path(last).parent / "best.pt"
+    if distributed.from_env().is_main and best.exists():
+        calibrate_checkpoint(best)
+    return last
 
 
 class Validator:

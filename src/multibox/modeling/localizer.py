@@ -6,7 +6,8 @@ confidence logits (c_i = sigmoid).
 
 :class:`GridMultiBox` (``head: conv``): backbone feature map -> :class:`ConvHead` -> per cell, A
 residuals to priors tied to that cell (:func:`multibox.modeling.priors.grid_priors`) and A logits; the
-residuals are in units of the priors' sizes. Both return the same dict and train with the same §3 loss.
+residuals are in units of the priors' sizes. Both return the same dict and train with the same §3 loss;
+their logits pass through a :class:`ScoreCalibration` (identity until fitted after training).
 ``forward`` returns the same dict in train and eval mode; matching, loss and post-processing live in
 their own modules. Input normalization is part of the model, so exported graphs take plain RGB in [0, 1].
 """
@@ -17,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from multibox.modeling.backbones import build_backbone
+from multibox.modeling.calibration import ScoreCalibration
 from multibox.modeling.feature_maps import build_feature_maps
 from multibox.modeling.heads import ConvHead, FCHead
 from multibox.modeling.priors import grid_priors
@@ -39,6 +41,7 @@ class MultiBox(nn.Module):
         self.register_buffer("priors", priors.detach().clone().float())
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        self.calibration = ScoreCalibration()  # identity until fitted on validation images after training
 
     @property
     def num_boxes(self) -> int:
@@ -49,7 +52,7 @@ class MultiBox(nn.Module):
             images = images.float() / 255
         x = (images - self.mean) / self.std
         residuals, logits = self.head(self.backbone(x))
-        return {"pred_boxes": self.priors + residuals, "pred_logits": logits}
+        return {"pred_boxes": self.priors + residuals, "pred_logits": self.calibration(logits)}
 
 
 def build_model(backbone: str, priors: Tensor, weights: str | None = None, hidden_dim: int = 1024,
@@ -79,6 +82,7 @@ class GridMultiBox(nn.Module):
         self.register_buffer("feature_std", torch.ones(backbone.out_channels))
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        self.calibration = ScoreCalibration()  # identity until fitted on validation images after training
 
     def grid_priors(self, rows: int, cols: int) -> Tensor:
         """Priors Tensor[rows * cols * A, 4] of a rows x cols map, in [0, 1] of its frame."""
@@ -100,7 +104,7 @@ class GridMultiBox(nn.Module):
         residuals, logits = self.head(features)
         priors = self.grid_priors(features.shape[-2], features.shape[-1])  # [K, 4]
         size = (priors[:, 2:] - priors[:, :2]).repeat(1, 2)  # [K, 4]: residuals in units of prior size
-        return {"pred_boxes": priors + residuals * size, "pred_logits": logits}
+        return {"pred_boxes": priors + residuals * size, "pred_logits": self.calibration(logits)}
 
     def features(self, images: Tensor) -> Tensor:
         """The backbone's feature map Tensor[B, C, S/stride, S/stride] of images (normalized here)."""

@@ -97,6 +97,19 @@ def proposal_sections(rows: dict[str, dict], pr_plot: bool) -> list[str]:
                     "AR with 1 / 10 / 100 boxes per image; s / m / l are the object sizes above.", "", coco]
 
 
+def calibration_section(metrics: dict) -> list[str]:
+    """Do the model's scores mean what they say (metrics["calibration"]; none: no section)."""
+    cal = metrics.get("calibration")
+    if not cal:
+        return []
+    body = [[f">= {t}", str(v["boxes"]), fraction(v["precision"])] for t, v in cal["precision_at"].items()]
+    return ["## Calibration of the scores", "",
+            f"Over the top {cal['max_det']} boxes per image, a box is right when it is a true positive of the PR "
+            "curve above. Expected calibration error (10 score bins, |share right - mean score| weighted by "
+            f"boxes): {fraction(cal['ece'])}. Precision of the boxes a score threshold keeps (`--conf`):", "",
+            table(["score", "boxes", "precision"], body)]
+
+
 def class_ap_section(rows: dict[str, dict]) -> list[str]:
     """Table 1: per-class VOC AP of the methods whose detections carry labels (none: no section)."""
     labelled = {name: m["voc"] for name, m in rows.items() if "voc" in m}
@@ -129,7 +142,7 @@ def render(metrics: dict, pr_plot: bool = True) -> str:
     """The whole report.md text of one metrics.json."""
     rows = method_rows(metrics)
     sections = [header_lines(metrics), rate_sections(rows), proposal_sections(rows, pr_plot),
-                class_ap_section(rows), ilsvrc_section(rows)]
+                calibration_section(metrics), class_ap_section(rows), ilsvrc_section(rows)]
     return "\n\n".join("\n".join(lines) for lines in sections if lines) + "\n"
 
 
