@@ -53,6 +53,9 @@ CONFIGS: dict[str, tuple[str, dict]] = {
     "jitter": ("default", BEFORE | {"data.cache_jitter": 0.75}),
     "box loss + IoU positives + jitter": ("default", BEFORE | {"train.box_loss": "box", "train.positive_iou": 0.5,
                                                               "train.alpha": 1.0, "data.cache_jitter": 0.75}),
+    "... + stride 8 at half the input size (the data rule), separable head": (
+        "default", {"train.box_loss": "box", "train.positive_iou": 0.5, "train.alpha": 1.0, "data.cache_jitter": 0.75,
+                    "model.image_size": None, "model.stride": None, "model.conv_head": "separable"}),
     "... + 416 px, stride 8, separable head": ("default", {"train.box_loss": "box", "train.positive_iou": 0.5,
                                                           "train.alpha": 1.0, "data.cache_jitter": 0.75,
                                                           "model.image_size": 416, "model.stride": 8,

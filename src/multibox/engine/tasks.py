@@ -148,11 +148,41 @@ def auto_image_size(dataset: DetectionDataset) -> int:
     return int(np.clip(round(size / SIZE_STEP) * SIZE_STEP, *SIZE_RANGE))
 
 
+# Small objects in small images: the stride-16 rule would enlarge the images by more than this factor
+# (400 px aerial tiles to 704 px), and a backbone's cost grows faster than its input's area on a CPU
+# (5.6x for 2.9x the pixels, measured). Then the map's stride gives instead: stride 8 at half that input
+# size, the same objects over the same number of cells (docs/quality.md measures both).
+UPSAMPLE_LIMIT = 1.25
+
+
+def typical_side(dataset: DetectionDataset) -> float:
+    """The median longer side of the training images, in pixels (0 without images)."""
+    sides = [max(r.width, r.height) for r in dataset.records]
+    return float(np.median(sides)) if sides else 0.0
+
+
+def auto_geometry(dataset: DetectionDataset, image_size: int | None, stride: int | None) -> tuple[int, int]:
+    """The conv head's (input side S, map stride) for ``dataset``: the given values, or from the data
+    (:func:`auto_image_size` at stride 16; stride 8 at half of it when that would upsample the images
+    by more than UPSAMPLE_LIMIT)."""
+    s16 = auto_image_size(dataset)
+    if stride is None:
+        stride = 8 if image_size is None and s16 > UPSAMPLE_LIMIT * typical_side(dataset) else 16
+    if image_size is None:
+        scaled = s16 * min(stride, 16) / 16
+        image_size = int(np.clip(round(scaled / SIZE_STEP) * SIZE_STEP, *SIZE_RANGE))
+    return image_size, stride
+
+
 def resolve_config(cfg: Config, dataset: DetectionDataset) -> Config:
     """The settings left to the data, filled in (the run saves the resolved config): the input size
-    (the classifier's is set by :func:`classifier_task`)."""
-    if cfg.model.image_size is None:
-        cfg.model.image_size = auto_image_size(dataset) if cfg.model.head == "conv" else PAPER_IMAGE_SIZE
+    and the conv head's stride (the classifier's size is set by :func:`classifier_task`)."""
+    m = cfg.model
+    if m.head != "conv":
+        m.image_size = m.image_size or PAPER_IMAGE_SIZE
+        m.stride = m.stride or 16
+    elif m.image_size is None or m.stride is None:
+        m.image_size, m.stride = auto_geometry(dataset, m.image_size, m.stride)
     return cfg
 
 
