@@ -22,7 +22,8 @@ from multibox.errors import UserError
 from multibox.yaml_files import read_yaml
 
 # The choice lists, each written once: the parser's choices, the config checks and the code use these.
-BACKBONES = ("alexnet", "resnet18", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_lite0", "tiny")
+BACKBONES = ("alexnet", "resnet18", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_lite0", "efficientnet_lite1",
+             "efficientnet_lite2", "tiny")
 OPTIMIZERS = ("adagrad", "sgd", "adam")  # §4.1 trains with Adagrad
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 CROPS = ("auto", "coverage", "max_square")  # training crops (§4.1 coverage buckets, or the maximal square)

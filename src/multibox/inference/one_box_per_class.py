@@ -34,7 +34,7 @@ def load_one_box_per_class(path: str | Path) -> tuple[OneBoxPerClass, Config, di
         raise UserError(f"{path}: holds a {checkpoint_kind(state)} checkpoint, not a {KIND} network")
     cfg = checkpoint_config(state)
     m = cfg.model
-    weights = "none" if m.backbone == "efficientnet_lite0" else None  # the checkpoint's weights overwrite them
+    weights = "none" if m.backbone.startswith("efficientnet_lite") else None  # the checkpoint's weights overwrite them
     model = build_one_box_per_class(m.backbone, state["model"]["priors"], weights, m.hidden_dim, m.grid)
     model.load_state_dict(state["model"])
     return model, cfg, state

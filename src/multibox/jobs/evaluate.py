@@ -47,13 +47,13 @@ def evaluate(model_path: str | Path, out_dir: str | Path | None = None, data: st
              split: str | None = None,
              device: str = "auto", batch_size: int = 32, *, baselines: str = "priors", num_boxes: int | None = None,
              seed: int = 0, multiscale: bool = False, classes: list[str] | None = None, windows: str | None = None,
-             tile: float | None = None, overlap: float = 0.2) -> dict:
+             tile: float | None = None, overlap: float = 0.2, tta: str | None = None) -> dict:
     """`multibox evaluate --model`: the localizer on a split against proposal baselines.
 
     ``baselines``: "all", "none" or a comma list of :data:`multibox.evaluation.baselines.BASELINES`,
     given ``num_boxes`` boxes per image (default: the model's K) and ``seed`` (random baseline).
     windows / tile / overlap: what the localizer looks at (default: the checkpoint's, see
-    :mod:`multibox.inference.windows`); multiscale: windows="multiscale" (§4.3). classes: only objects of these classes count, the others
+    :mod:`multibox.inference.windows`; tta: test-time flips / rotations, :mod:`multibox.inference.tta`); multiscale: windows="multiscale" (§4.3). classes: only objects of these classes count, the others
     are marked ignore (§4.4.2, :mod:`multibox.data.unseen`), and their class-agnostic PR is added.
     Writes OUT_DIR (default runs/evaluate, numbered) metrics.json, report.md, detection_rate.png,
     pr_curve.{json,png} and the model's detections.json; returns the metrics dict. ``split``: default
@@ -65,7 +65,7 @@ def evaluate(model_path: str | Path, out_dir: str | Path | None = None, data: st
     out_dir = output_dir(out_dir, "evaluate")
     windows = "multiscale" if multiscale else windows or cfg.model.windows
     localizer = Localizer(model, cfg.model.image_size, resolve_device(device), windows=windows, tile=tile,
-                          overlap=overlap)
+                          overlap=overlap, tta=tta)
     detections = predict_dataset(localizer, dataset, batch_size, cfg.data.num_workers, progress=f"{dataset.name}")
     counts = state.get("prior_match_counts", torch.zeros(model.num_boxes, dtype=torch.int64))
     inputs = BaselineInputs(num_boxes or model.num_boxes, seed, model.priors.cpu(), counts)

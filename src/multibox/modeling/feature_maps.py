@@ -16,10 +16,21 @@ from torch import Tensor, nn
 
 from multibox.errors import UserError
 
-# EfficientNet-Lite0's block after which each stride is reached (its stages end at blocks 2, 4, 10, 15).
-LITE0_TAPS = {4: 2, 8: 4, 16: 10, 32: 15}
-LITE0_CHANNELS = {4: 24, 8: 40, 16: 112, 32: 320}
-CONV_HEAD_BACKBONES = ("efficientnet_lite0", "tiny")
+CONV_HEAD_BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "tiny")
+
+
+def lite_taps(net: nn.Module) -> tuple[dict[int, int], dict[int, int]]:
+    """({stride: index of the last block at that stride}, {stride: its channels}) of an EfficientNet-Lite,
+    read off one small forward pass (Lite0/1/2 differ in depth and width; Lite0's stages end at blocks
+    2, 4, 10, 15 with 24, 40, 112, 320 channels)."""
+    taps, channels = {}, {}
+    with torch.no_grad():
+        x = net._conv_stem(torch.zeros(1, 3, 64, 64))
+        for i, block in enumerate(net._blocks):
+            x = block(x)
+            stride = 64 // x.shape[-1]
+            taps[stride], channels[stride] = i, x.shape[1]
+    return taps, channels
 
 
 def fuse(levels: dict[int, Tensor], stride: int) -> Tensor:
@@ -38,15 +49,17 @@ def fuse(levels: dict[int, Tensor], stride: int) -> Tensor:
 
 
 class LiteMaps(nn.Module):
-    """EfficientNet-Lite0 (its packaged ImageNet weights) tapped at ``levels`` and fused at ``stride``."""
+    """EfficientNet-Lite0/1/2 (its packaged ImageNet weights) tapped at ``levels`` and fused at ``stride``."""
 
     def __init__(self, net: nn.Module, levels: tuple[int, ...] = (8, 16), stride: int = 16) -> None:
         super().__init__()
         self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
-        last = max(LITE0_TAPS[s] for s in levels)
+        net.eval()  # the probe pass must not touch batch-norm statistics
+        taps, channels = lite_taps(net)
+        last = max(taps[s] for s in levels)
         self.blocks = nn.ModuleList(net._blocks[: last + 1])
-        self.taps = {LITE0_TAPS[s]: s for s in levels}
-        self.stride, self.out_channels = stride, sum(LITE0_CHANNELS[s] for s in levels)
+        self.taps = {taps[s]: s for s in levels}
+        self.stride, self.out_channels = stride, sum(channels[s] for s in levels)
 
     def forward(self, x: Tensor) -> Tensor:
         x, levels = self.stem(x), {}
@@ -92,6 +105,6 @@ def build_feature_maps(name: str, weights: str | None = None, levels: tuple[int,
         raise UserError(f"model.stride {stride}: must be one of model.levels {list(levels)}")
     if name == "tiny":
         return TinyMaps(levels, stride)
-    from multibox.modeling.backbones import efficientnet_lite0_net
+    from multibox.modeling.backbones import efficientnet_lite_net
 
-    return LiteMaps(efficientnet_lite0_net(weights), levels, stride)
+    return LiteMaps(efficientnet_lite_net(name, weights), levels, stride)
