@@ -60,6 +60,17 @@ CONFIGS: dict[str, tuple[str, dict]] = {
                                                           "train.alpha": 1.0, "data.cache_jitter": 0.75,
                                                           "model.image_size": 416, "model.stride": 8,
                                                           "model.conv_head": "separable"}),
+    "... + strong jitter (1.0, a third grey), scales 0.6-1.5": (
+        "default", {"train.box_loss": "box", "train.positive_iou": 0.5, "train.alpha": 1.0, "data.cache_jitter": 1.0,
+                    "data.cache_gray": 0.3, "data.cache_scales": [0.6, 0.8, 1.0, 1.25, 1.5],
+                    "model.image_size": None, "model.stride": None, "model.conv_head": "separable"}),
+    "... data rule, dense head": (
+        "default", {"train.box_loss": "box", "train.positive_iou": 0.5, "train.alpha": 1.0, "data.cache_jitter": 0.75,
+                    "model.image_size": None, "model.stride": None, "model.conv_head": "dense"}),
+    "... data rule, separable head, EfficientNet-Lite2": (
+        "default", {"train.box_loss": "box", "train.positive_iou": 0.5, "train.alpha": 1.0, "data.cache_jitter": 0.75,
+                    "model.image_size": None, "model.stride": None, "model.conv_head": "separable",
+                    "model.backbone": "efficientnet_lite2"}),
     "default": ("default", {}),
     "paper": ("paper", {}),
 }

@@ -79,6 +79,7 @@ class DataConfig:
     rotate: bool = True  # cached features: also the 90-degree rotations (objects at any of 4 orientations; off where "up" matters)
     cache_scales: list[float] = field(default_factory=lambda: [0.8, 1.0, 1.2])  # cached features: input sizes, x S
     cache_jitter: float = 0.75  # cached features: photometric jitter strength of each cached view (0: off), multibox.data.photometric
+    cache_gray: float = 0.0  # cached features: share of the jittered views turned grey (dead crowns, other seasons)
     num_workers: int = 2  # DataLoader worker processes (0: load in the training process)
     exclude_classes: list[str] = field(default_factory=list)  # §4.4.2 unseen classes: training images holding them are dropped
     negatives_per_positive: float = 2.0  # classifier crops: background crops per object crop (§4.2.1: 20 M to 10 M)
@@ -225,7 +226,7 @@ FIELD_RANGES: dict[tuple[str, str], Range] = {
     ("data", "holdout"): Range(0, 0.9), ("data", "val_images"): NON_NEGATIVE, ("data", "synthetic_sizes"): NON_NEGATIVE,
     ("data", "synthetic_image_size"): Range(16, 4096), ("data", "synthetic_seed"): NON_NEGATIVE,
     ("data", "cache_scales"): ABOVE_ZERO, ("data", "num_workers"): NON_NEGATIVE,
-    ("data", "negatives_per_positive"): NON_NEGATIVE, ("data", "cache_jitter"): Range(0, 1),
+    ("data", "negatives_per_positive"): NON_NEGATIVE, ("data", "cache_jitter"): Range(0, 1), ("data", "cache_gray"): Range(0, 1),
     ("train", "positive_iou"): Range(0, 1, open_low=True),
     ("train", "lr"): ABOVE_ZERO, ("train", "weight_decay"): NON_NEGATIVE, ("train", "warmup_steps"): NON_NEGATIVE,
     ("train", "window_cells"): POSITIVE, ("train", "batch_size"): POSITIVE, ("train", "steps"): POSITIVE,

@@ -37,3 +37,10 @@ def test_jitter_changes_colours_is_seeded_and_zero_strength_is_the_identity():
     assert torch.equal(a, b)
     assert not torch.equal(a, image)
     assert torch.equal(jitter(image, 0.0, np.random.default_rng(0)), image)
+
+
+def test_a_grey_view_keeps_its_box_and_loses_its_colour():
+    image, box = drawn_box()
+    out = jitter(image, 0.0, np.random.default_rng(0), gray=1.0)
+    assert torch.equal(out[0], out[1]) and torch.equal(out[1], out[2])
+    assert bounding_box(out) == box

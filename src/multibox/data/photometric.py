@@ -28,12 +28,17 @@ BRIGHTNESS, CONTRAST, SATURATION, HUE, BLUR_SIGMA, JPEG_QUALITY = 0.4, 0.4, 0.6,
 BLUR_SHARE, JPEG_SHARE = 0.5, 0.25
 
 
-def jitter(pixels: Tensor, strength: float, rng: np.random.Generator) -> Tensor:
-    """A random photometric jitter of uint8 Tensor[3, H, W] at ``strength`` (0: unchanged), uint8 out."""
-    if strength <= 0:
+def jitter(pixels: Tensor, strength: float, rng: np.random.Generator, gray: float = 0.0) -> Tensor:
+    """A random photometric jitter of uint8 Tensor[3, H, W] at ``strength`` (0: unchanged), uint8 out;
+    with probability ``gray`` the view is also turned grey (dead or leafless crowns, other seasons: the
+    head must not lean on green alone)."""
+    if strength <= 0 and gray <= 0:
         return pixels
     s = float(strength)
-    out = TF.adjust_brightness(pixels, 1 + s * BRIGHTNESS * rng.uniform(-1, 1))
+    out = pixels
+    if rng.random() < gray:
+        out = TF.rgb_to_grayscale(out, num_output_channels=3)
+    out = TF.adjust_brightness(out, 1 + s * BRIGHTNESS * rng.uniform(-1, 1))
     out = TF.adjust_contrast(out, 1 + s * CONTRAST * rng.uniform(-1, 1))
     out = TF.adjust_saturation(out, 1 + s * SATURATION * rng.uniform(-1, 1))
     out = TF.adjust_hue(out, s * HUE * rng.uniform(-1, 1))

@@ -99,13 +99,14 @@ def cache_order(sizes: list[int], image_size: int, kinds: list[int]) -> list[tup
 @torch.no_grad()
 def cache_maps(model: GridMultiBox, dataset: DetectionDataset, sizes: list[int], kinds: list[int],
                device: torch.device, deadline: float | None = None, max_maps: int | None = None,
-               jitter: float = 0.0, seed: int = 0) -> list[CachedMap]:
+               jitter: float = 0.0, seed: int = 0, gray: float = 0.0) -> list[CachedMap]:
     """The backbone's maps of every readable training image x transform x input size, pass by pass
     (:func:`cache_order`); past ``deadline`` (time.monotonic()) no further pass starts, and a pass
     stops (after at least one image), so a time budget is never spent on caching alone. ``max_maps``:
     stop once that many maps are cached (a short run draws no more windows than that). ``jitter``: the
     strength of :func:`multibox.data.photometric.jitter` applied to every view but the image itself at the
-    configured size (each view its own draw, seeded by ``seed``, the image, the size and the transform)."""
+    configured size (each view its own draw, seeded by ``seed``, the image, the size and the transform),
+    ``gray`` the share of those views turned grey."""
     model.eval()
     out: list[CachedMap] = []
     passes = cache_order(sizes, model.image_size, kinds)
@@ -115,7 +116,7 @@ def cache_maps(model: GridMultiBox, dataset: DetectionDataset, sizes: list[int],
                 print(f"feature cache: the time budget's share for caching is spent after {len(out)} maps "
                       f"({number} of {len(passes)} passes over the images)", file=sys.stderr)
                 return out
-            out += _cache_image(model, dataset, i, size, group, device, jitter, seed)
+            out += _cache_image(model, dataset, i, size, group, device, jitter, seed, gray)
             if max_maps is not None and len(out) >= max_maps:
                 print(f"feature cache: {len(out)} maps are enough for this run's {max_maps} training windows",
                       file=sys.stderr)
@@ -124,7 +125,7 @@ def cache_maps(model: GridMultiBox, dataset: DetectionDataset, sizes: list[int],
 
 
 def _cache_image(model: GridMultiBox, dataset: DetectionDataset, index: int, size: int, kinds: list[int],
-                 device: torch.device, jitter: float = 0.0, seed: int = 0) -> list[CachedMap]:
+                 device: torch.device, jitter: float = 0.0, seed: int = 0, gray: float = 0.0) -> list[CachedMap]:
     """Image ``index``'s maps at input ``size`` under each transform of ``kinds`` (none if unreadable)."""
     try:
         image = dataset.load_image(index)
@@ -135,9 +136,10 @@ def _cache_image(model: GridMultiBox, dataset: DetectionDataset, index: int, siz
     positives = record.boxes[~record.ignore] * (image.width / record.width)
     pixels, scale = padded_input(image, size)
     views = [dihedral(pixels, t) for t in kinds]
-    if jitter > 0:  # the plain view at the configured size stays plain: the head also sees the photo as it is
+    if jitter > 0 or gray > 0:  # the plain view at the configured size stays plain: the head also sees the photo as it is
         views = [v if (t == 0 and size == model.image_size) else
-                 photometric.jitter(v, jitter, np.random.default_rng([seed, index, size, t])) for v, t in zip(views, kinds)]
+                 photometric.jitter(v, jitter, np.random.default_rng([seed, index, size, t]), gray)
+                 for v, t in zip(views, kinds)]
     batch = torch.stack(views).to(device)  # [T, 3, S, S]
     maps = model.features(batch).half().cpu()  # [T, C, G, G]
     return [CachedMap(maps[j], dihedral_boxes(positives * scale, size, t)) for j, t in enumerate(kinds)]

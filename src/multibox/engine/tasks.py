@@ -294,7 +294,7 @@ def cached_windows(cfg: Config, model: GridMultiBox, dataset: DetectionDataset) 
     t = cfg.train
     windows_drawn = t.steps * t.batch_size if t.steps is not None and t.epochs is None else None  # a short run's need
     maps = cache_maps(model.to(device), dataset, sizes, kinds, device, deadline, windows_drawn,
-                      cfg.data.cache_jitter, cfg.train.seed)
+                      cfg.data.cache_jitter, cfg.train.seed, cfg.data.cache_gray)
     model.cpu()
     model.feature_mean, model.feature_std = feature_stats(maps)
     cells = cfg.train.window_cells
