@@ -71,6 +71,10 @@ CONFIGS: dict[str, tuple[str, dict]] = {
         "default", {"train.box_loss": "box", "train.positive_iou": 0.5, "train.alpha": 1.0, "data.cache_jitter": 0.75,
                     "model.image_size": None, "model.stride": None, "model.conv_head": "separable",
                     "model.backbone": "efficientnet_lite2"}),
+    "... data rule, separable head, per-image feature norm": (
+        "default", {"train.box_loss": "box", "train.positive_iou": 0.5, "train.alpha": 1.0, "data.cache_jitter": 0.75,
+                    "model.image_size": None, "model.stride": None, "model.conv_head": "separable",
+                    "model.feature_norm": "image"}),
     "default": ("default", {}),
     "paper": ("paper", {}),
 }

@@ -37,7 +37,7 @@ BASELINES = ("priors", "sliding-window", "random", "selective-search")  # propos
 # config field -> its choice list, checked by :func:`check_choices`.
 CHOICE_FIELDS = {("model", "kind"): MODEL_KINDS,
                  ("model", "backbone"): BACKBONES, ("model", "windows"): WINDOW_MODES, ("model", "head"): ("conv", "fc"),
-                 ("model", "conv_head"): ("dense", "separable"), ("train", "box_loss"): ("image", "box"),
+                 ("model", "conv_head"): ("dense", "separable"), ("model", "feature_norm"): ("dataset", "image"), ("train", "box_loss"): ("image", "box"),
                  ("train", "schedule"): ("cosine", "constant"),
                  ("model", "classifier_region"): CLASSIFIER_REGIONS,
                  ("data", "crop"): CROPS, ("train", "optimizer"): OPTIMIZERS, ("train", "amp"): AMP_MODES}
@@ -58,6 +58,7 @@ class ModelConfig:
     levels: list[int] = field(default_factory=lambda: [8, 16])  # conv head: backbone strides fused into the map
     conv_hidden: int = 256  # conv head: channels of its 3x3 convolutions
     conv_depth: int = 3  # conv head: number of 3x3 convolutions
+    feature_norm: str = "dataset"  # conv head: standardize features with the training maps' statistics ("dataset") or each image's own ("image")
     conv_head: str = "dense"  # conv head: "dense" 3x3 convolutions, or "separable" (depthwise 3x3 + 1x1: ~10x fewer FLOPs)
     windows: str = "whole"  # what the localizer looks at in an image, one of WINDOW_MODES ("center": §4.1, the paper's)
     classifier_region: str = "max"  # classifier input around a box: "max" (§4.2.2) or "min" (§4.4.1) square, see multibox.data.regions

@@ -192,8 +192,9 @@ def checkpoint_config(state: dict[str, Any]) -> Config:
     raw = state["config"]
     if "head" not in raw.get("model", {}):
         raw = raw | {"model": raw.get("model", {}) | {"head": "fc"}}
-    if "conv_head" not in raw.get("model", {}):
-        raw = raw | {"model": raw.get("model", {}) | {"conv_head": "dense"}}
+    for key, before in (("conv_head", "dense"), ("feature_norm", "dataset")):  # defaults of older checkpoints
+        if key not in raw.get("model", {}):
+            raw = raw | {"model": raw.get("model", {}) | {key: before}}
     return Config.from_dict(raw, _named(state, "config") if hasattr(state, "path") else "checkpoint config")
 
 
@@ -229,7 +230,7 @@ def model_from_checkpoint(state: dict[str, Any], kind: str | None = "localizer")
         model = build_classifier(m.backbone, len(state["class_names"]), weights, m.hidden_dim, m.grid)
     elif m.head == "conv":
         model = build_grid_model(m.backbone, state["model"]["shapes"], m.image_size, weights, tuple(m.levels), m.stride,
-                                 m.conv_hidden, m.conv_depth, m.conv_head)
+                                 m.conv_hidden, m.conv_depth, m.conv_head, m.feature_norm)
     else:
         model = build_model(m.backbone, state["model"]["priors"], weights, m.hidden_dim, m.grid)
     try:

@@ -68,12 +68,17 @@ class GridMultiBox(nn.Module):
     shapes: Tensor[A, 2], the prior (width, height) per cell in pixels of the S x S input, saved with
     the weights. :meth:`forward_features` runs the head alone on a backbone feature map (or a window of
     one: a crop of the image is a window of the map, up to the borders), for training on cached features.
+    feature_norm: "dataset" (the head's input standardized with statistics of the training maps) or
+    "image" (each image's map first standardized per channel by its own statistics, so a photo of
+    another site, light or sensor reaches the head on the same scale: instance normalization against
+    domain shift; docs/quality.md measures it).
     """
 
     def __init__(self, backbone: nn.Module, shapes: Tensor, image_size: int, hidden: int = 128, depth: int = 2,
-                 head: str = "dense") -> None:
+                 head: str = "dense", feature_norm: str = "dataset") -> None:
         super().__init__()
         self.backbone, self.image_size, self.stride = backbone, image_size, backbone.stride
+        self.feature_norm = feature_norm
         self.head = ConvHead(backbone.out_channels, shapes.shape[0], hidden, depth, kind=head)
         self.register_buffer("shapes", shapes.detach().clone().float())
         # Per-channel standardization of the features the head sees (set from the training maps when
@@ -110,7 +115,10 @@ class GridMultiBox(nn.Module):
         """The backbone's feature map Tensor[B, C, S/stride, S/stride] of images (normalized here)."""
         if images.dtype == torch.uint8:
             images = images.float() / 255
-        return self.backbone((images - self.mean) / self.std)
+        maps = self.backbone((images - self.mean) / self.std)
+        if self.feature_norm == "image":
+            maps = (maps - maps.mean((-2, -1), keepdim=True)) / (maps.std((-2, -1), keepdim=True) + 1e-5)
+        return maps
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         return self.forward_features(self.features(images))
@@ -118,8 +126,8 @@ class GridMultiBox(nn.Module):
 
 def build_grid_model(backbone: str, shapes: Tensor, image_size: int, weights: str | None = None,
                      levels: tuple[int, ...] = (8, 16), stride: int = 16, hidden: int = 128,
-                     depth: int = 2, head: str = "dense") -> GridMultiBox:
+                     depth: int = 2, head: str = "dense", feature_norm: str = "dataset") -> GridMultiBox:
     """A conv-head localizer with the named feature-map backbone and prior shapes Tensor[A, 2] (pixels);
-    head: the ConvHead's kind ("dense" or "separable")."""
+    head: the ConvHead's kind ("dense" or "separable"); feature_norm: see :class:`GridMultiBox`."""
     return GridMultiBox(build_feature_maps(backbone, weights, tuple(levels), stride), shapes, image_size, hidden, depth,
-                        head)
+                        head, feature_norm)
