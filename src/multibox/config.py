@@ -32,6 +32,7 @@ DETECTOR_MODES = ("voc", "ilsvrc")  # §4.2.2 (NMS 0.5, every class) and §4.4.1
 EXPORT_FORMATS = ("onnx", "torchscript")
 MODEL_KINDS = ("localizer", "one-box-per-class")  # what `train` trains: DeepMultiBox, or §4.4.2's competitor
 WINDOW_MODES = ("whole", "center", "multiscale", "tiles")  # what the localizer looks at: the padded image, §4.1, §4.3, tiles
+TTA_MODES = ("flip", "dihedral")  # test-time augmentation: + the mirror image; + the mirrors and 90-degree rotations
 BASELINES = ("priors", "sliding-window", "random", "selective-search")  # proposal baselines of `evaluate`
 
 # config field -> its choice list, checked by :func:`check_choices`.

@@ -7,7 +7,8 @@ from torch import nn
 
 from multibox.engine.feature_cache import dihedral
 from multibox.inference.localizer import Localizer
-from multibox.inference.tta import TTA_MODES, transform_boxes, tta_forward, untransform_boxes
+from multibox.config import TTA_MODES
+from multibox.inference.tta import TRANSFORMS, transform_boxes, tta_forward, untransform_boxes
 from multibox.errors import UserError
 
 
@@ -47,8 +48,9 @@ def test_box_transforms_follow_the_image_transform_and_invert():
 def test_every_transforms_box_maps_back_to_the_same_box(mode):
     image, box = image_with_box()
     out = tta_forward(BrightBox(), image, mode)
-    assert out["pred_boxes"].shape == (1, len(TTA_MODES[mode]), 4) and out["pred_logits"].shape == (1, len(TTA_MODES[mode]))
-    assert torch.allclose(out["pred_boxes"][0], box.expand(len(TTA_MODES[mode]), 4))
+    n = len(TRANSFORMS[mode])
+    assert out["pred_boxes"].shape == (1, n, 4) and out["pred_logits"].shape == (1, n)
+    assert torch.allclose(out["pred_boxes"][0], box.expand(n, 4))
 
 
 def test_the_localizer_with_tta_merges_the_copies_by_one_nms():
@@ -63,3 +65,24 @@ def test_the_localizer_with_tta_merges_the_copies_by_one_nms():
 def test_an_unknown_tta_mode_is_one_line():
     with pytest.raises(UserError, match="tta 'rot'"):
         Localizer(BrightBox(), 64, tta="rot")
+
+
+def test_detect_tta_flag_reaches_the_localizer(tmp_path, capsys):
+    import json
+
+    from fixtures.models import tiny_config
+    from PIL import Image
+
+    from multibox.cli import main
+    from multibox.engine.trainer import train
+
+    cfg = tiny_config()
+    cfg.train.steps = 1
+    model = train(cfg, tmp_path / "loc")
+    Image.frombytes("RGB", (48, 40), bytes(range(256)) * 23 + bytes(range(64))).save(tmp_path / "a.png")
+    assert main(["detect", "--model", str(model), "--out", str(tmp_path / "det"), "--device", "cpu", "--top-k", "5",
+                 "--tta", "flip", str(tmp_path / "a.png")]) == 0
+    entry = json.loads((tmp_path / "det" / "detections.json").read_text())[0]
+    boxes, scores = Localizer.from_checkpoint(model, "cpu", tta="flip").predict(tmp_path / "a.png", top_k=5)
+    assert torch.allclose(torch.tensor(entry["boxes"]), boxes, atol=1e-2)
+    assert torch.allclose(torch.tensor(entry["scores"]), scores, rtol=1e-3)

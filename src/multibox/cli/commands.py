@@ -46,7 +46,7 @@ def window_args(args: argparse.Namespace) -> dict:
     windows = args.windows or ("tiles" if args.tile else None)
     if windows == "tiles" and not args.tile:
         raise UserError("--windows tiles needs --tile PIXELS")
-    return {"windows": windows, "tile": args.tile, "overlap": args.overlap}
+    return {"windows": windows, "tile": args.tile, "overlap": args.overlap, "tta": args.tta}
 
 
 def data_config(args: argparse.Namespace) -> Config | None:

@@ -15,6 +15,7 @@ from multibox.config import (
     DETECTOR_MODES,
     EXPORT_FORMATS,
     MODEL_KINDS,
+    TTA_MODES,
     OPTIMIZERS,
     PRESETS,
     WINDOW_MODES,
@@ -130,6 +131,8 @@ def window_options() -> Parser:
     p.add_argument("--tile", type=positive_float, metavar="PIXELS", help="tiles of this side (implies --windows tiles)")
     p.add_argument("--overlap", type=non_negative_float, default=0.2, help="tiles' overlap, a fraction of their side")
     p.add_argument("--multiscale", action="store_true", help=MULTISCALE_HELP)
+    p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation: also the mirrored (flip) or mirrored and "
+                   "rotated (dihedral) images, one NMS over all boxes; 2x or 8x the network's time (default: off)")
     return p
 
 
@@ -137,9 +140,10 @@ def window_options() -> Parser:
 def add_train(sub, run: Parser) -> None:
     p = sub.add_parser("train", parents=[run], help="train a localizer")
     p.add_argument("--kind", choices=MODEL_KINDS, help="the network: localizer (default) or one-box-per-class (§4.4.2)")
-    p.add_argument("--num-boxes", type=positive_int, help="K, boxes per image (default 100)")
-    p.add_argument("--image-size", type=positive_int, help="S, network input side (default 220)")
-    p.add_argument("--alpha", type=positive_float, help="weight of the location term (default 0.3)")
+    p.add_argument("--num-boxes", type=positive_int, help="K of the fc head (default 100; the conv head's K follows its map)")
+    p.add_argument("--image-size", type=positive_int, help="S, network input side (default: from the data's box sizes; "
+                   "220 for the fc head)")
+    p.add_argument("--alpha", type=positive_float, help="weight of the location term (default 1.0; 0.3 with --preset paper)")
     p.add_argument("--no-prior-matching", action="store_true", help="match predictions, not priors (§3 ablation)")
     p.add_argument("--amp", choices=AMP_MODES,
                    help="mixed precision (default auto: bf16 on CUDA where supported, else fp16; off on CPU)")

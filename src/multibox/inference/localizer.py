@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from multibox.config import WINDOW_MODES
+from multibox.config import TTA_MODES, WINDOW_MODES
 from multibox.data import DetectionDataset
 from multibox.data.transforms import to_pil
 from multibox.engine.checkpoint import load_checkpoint, model_from_checkpoint
@@ -22,7 +22,7 @@ from multibox.engine.precision import resolve_device
 from multibox.errors import UserError
 from multibox.inference.postprocess import check_options, fewest, merge_windows
 from multibox.inference.samples import WindowSamples, collate_windows
-from multibox.inference.tta import TTA_MODES, tta_forward
+from multibox.inference.tta import tta_forward
 from multibox.inference.windows import NUM_WINDOWS, image_windows, window_inputs
 from multibox.modeling.localizer import MultiBox
 

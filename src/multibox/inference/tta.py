@@ -13,9 +13,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from multibox.config import TTA_MODES
 from multibox.engine.feature_cache import dihedral
 
-TTA_MODES = {"flip": (0, 4), "dihedral": tuple(range(8))}
+TRANSFORMS = dict(zip(TTA_MODES, ((0, 4), tuple(range(8)))))  # mode -> the dihedral transforms it runs
 
 
 def rotate_boxes(boxes: Tensor) -> Tensor:
@@ -50,7 +51,7 @@ def untransform_boxes(boxes: Tensor, t: int) -> Tensor:
 def tta_forward(model: nn.Module, inputs: Tensor, mode: str) -> dict[str, Tensor]:
     """The model on every transform of inputs Tensor[T, 3, S, S], boxes mapped back: {"pred_boxes":
     Tensor[T, V * K, 4] xyxy in [0, 1] of each input, "pred_logits": Tensor[T, V * K]}, V transforms."""
-    kinds = TTA_MODES[mode]
+    kinds = TRANSFORMS[mode]
     outputs = model(torch.cat([dihedral(inputs, t) for t in kinds]))  # [V * T, K, ...]
     n = inputs.shape[0]
     boxes = [untransform_boxes(outputs["pred_boxes"][v * n : (v + 1) * n], t) for v, t in enumerate(kinds)]

@@ -102,19 +102,20 @@ def detect(model_path: str | Path, inputs: list[str], out_dir: str | Path, class
            top_k: int = 10, device: str = "auto", batch_size: int = 16, draw: bool = True,
            multiscale: bool = False, mode: str = "voc", region: str | None = None, windows: str | None = None,
            tile: float | None = None, overlap: float = 0.2, min_score: float = 0.0, iou: float | None = None,
-           max_det: int | None = None) -> Path:
+           max_det: int | None = None, tta: str | None = None) -> Path:
     """`multibox detect`: OUT_DIR/detections.json (entries of :func:`multibox.inference.entries.detection_entry`
     plus "drawing") and OUT_DIR/images/*.png with the boxes drawn.
 
     top_k: boxes kept per image from the localizer (after NMS at ``iou``, before the classifier);
     max_det: final detections per image (with a classifier: after scoring; alone: the same cap as
     top_k); min_score: the lowest score reported and drawn. windows / tile / overlap: what the
-    localizer looks at (default: the checkpoint's, :mod:`multibox.inference.windows`); multiscale:
+    localizer looks at (default: the checkpoint's, :mod:`multibox.inference.windows`); tta: test-time
+    flips / rotations (:mod:`multibox.inference.tta`); multiscale:
     windows="multiscale" (§4.3). Unreadable images are named on stderr and skipped.
     """
     check_options(min_score, iou, top_k, max_det)
     files = expand_inputs(inputs)
-    spec = {"windows": "multiscale" if multiscale else windows, "tile": tile, "overlap": overlap}
+    spec = {"windows": "multiscale" if multiscale else windows, "tile": tile, "overlap": overlap, "tta": tta}
     options = {"min_score": min_score, "iou": iou, "max_det": max_det}
     predict, names = detection_predictor(model_path, classifier, device, top_k, spec, mode, region, options)
     out = Path(out_dir)
