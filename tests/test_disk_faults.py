@@ -68,3 +68,36 @@ def test_out_under_a_file_is_refused_before_training(tmp_path, tiny_yaml, capsys
     (tmp_path / "file").write_text("x")
     assert main(["train", "--config", str(tiny_yaml), "--out", str(tmp_path / "file" / "run"), "--steps", "1"]) == 2
     assert "is a file" in last_line(capsys.readouterr().err)
+
+
+def test_disk_full_inside_torch_save_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, tiny_yaml, monkeypatch,
+                                                                                  capsys):
+    """torch's zip writer reports a short write as a RuntimeError, not an OSError (issue 21)."""
+    real_save, calls = torch.save, []
+
+    def save_then_short_write(obj, f, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # the second last.pt: part of the file written, then the writer gives up
+            Path(f).write_bytes(b"PK\x03\x04partial")
+            raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 4736 vs 4624")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_then_short_write)
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(tiny_yaml), "--out", str(run), "--steps", "6"]) == 1
+    line = last_line(capsys.readouterr().err)
+    assert f"{run / 'last.pt'}: cannot write (no space left on the device)" in line
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 2
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_other_runtime_errors_of_torch_save_are_not_called_a_full_disk(tmp_path, monkeypatch):
+    from multibox.engine.checkpoint import save_checkpoint
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug, not the disk")
+
+    monkeypatch.setattr(torch, "save", broken)
+    with pytest.raises(RuntimeError, match="a bug, not the disk"):
+        save_checkpoint(tmp_path / "x.pt", {"step": 1})
+    assert not list(tmp_path.iterdir())

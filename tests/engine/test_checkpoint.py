@@ -181,7 +181,8 @@ KILLED_WRITER = textwrap.dedent("""
     import sys, time, torch
     from multibox.engine.checkpoint import save_checkpoint
     path = sys.argv[1]
-    save_checkpoint(path, {"model": {"w": torch.ones(1000)}, "config": {}, "step": 1})
+    config = {"model": {"head": "fc"}}  # the least a checkpoint that loads holds (with the priors)
+    save_checkpoint(path, {"model": {"w": torch.ones(1000), "priors": torch.zeros(1, 4)}, "config": config, "step": 1})
 
     def slow_save(obj, f, *args, **kwargs):  # half the bytes written, then stuck until killed
         with open(f, "wb") as out:
@@ -191,7 +192,7 @@ KILLED_WRITER = textwrap.dedent("""
         time.sleep(60)
 
     torch.save = slow_save
-    save_checkpoint(path, {"model": {"w": torch.zeros(1000)}, "config": {}, "step": 2})
+    save_checkpoint(path, {"model": {"w": torch.zeros(1000), "priors": torch.zeros(1, 4)}, "config": config, "step": 2})
 """)
 
 

@@ -21,6 +21,7 @@ a tensor or a plain type (dict, list, str, int, float, bool, None): the config i
 
 from __future__ import annotations
 
+import errno
 import pickle
 import re
 import warnings
@@ -65,13 +66,28 @@ def plain_state(value: Any, where: str = "checkpoint") -> Any:
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """torch.save ``state`` to ``path`` atomically (:func:`multibox.atomic.atomic_path`).
 
-    Temporary files that killed writes of ``path`` left behind are removed first; a disk fault is a
-    one-line UserError naming ``path`` and the previous checkpoint stays intact. The state is stored
+    Temporary files that killed writes of ``path`` left behind are removed first; a disk fault (also the
+    RuntimeError torch's zip writer raises on a short write) is a one-line EnvironmentFault naming
+    ``path`` and the previous checkpoint stays intact. The state is stored
     as :func:`plain_state` makes it, so it loads with ``weights_only=True``.
     """
     remove_leftovers(path)
     with atomic_path(path) as tmp:
-        torch.save(plain_state(dict(state)), tmp)  # loadable with weights_only=True, also a loaded Checkpoint
+        try:
+            torch.save(plain_state(dict(state)), tmp)  # loadable with weights_only=True, also a loaded Checkpoint
+        except RuntimeError as error:
+            if not _write_failed(error):
+                raise
+            # torch's zip writer reports a short write as "[enforce fail at inline_container.cc] ... unexpected
+            # pos": the file system ran out of space; as an OSError, atomic_path removes the temporary file
+            # and says so in one line naming the path (an EnvironmentFault, exit 1)
+            raise OSError(errno.ENOSPC, "No space left on device") from None
+
+
+def _write_failed(error: RuntimeError) -> bool:
+    """Whether torch.save's RuntimeError is its zip writer failing to write (a full disk), not a bug."""
+    text = str(error)
+    return "inline_container" in text and ("unexpected pos" in text or "file write failed" in text)
 
 
 # A run folder given where a checkpoint is expected: the weights to ship first, then the resumable
@@ -142,6 +158,47 @@ def _not_a_checkpoint(path: Path, state: Any) -> str | None:
     return f"not a multibox checkpoint (entries {keys or 'none'}; expected task, model and config)"
 
 
+# What a checkpoint must hold beyond task/model/config, by what it is used for (resume also needs the
+# optimizer, the step and the RNG streams); the network's own entries (priors, shapes) live in "model".
+RESUME_KEYS = ("optimizer", "step", "torch_rng")
+
+
+def _needed_keys(state: dict[str, Any], resumable: bool) -> list[str]:
+    """The entries a multibox checkpoint like ``state`` must hold (dotted for those inside model/config)."""
+    config = state.get("config") if isinstance(state.get("config"), dict) else {}
+    section = config.get("model") if isinstance(config.get("model"), dict) else {}
+    needed = ["model", "config", "config.model"]
+    if checkpoint_kind(state) == "classifier":
+        needed.append("class_names")
+    else:  # checkpoints from before model.head hold the fc head's priors
+        needed.append("model.shapes" if section.get("head", "fc") == "conv" else "model.priors")
+    if resumable:
+        needed += list(RESUME_KEYS)
+    return needed
+
+
+def _holds(state: dict[str, Any], dotted: str) -> bool:
+    """Whether ``state`` holds the (dotted) entry ``dotted``."""
+    value: Any = state
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return False
+        value = value[part]
+    return True
+
+
+def _missing_keys(path: Path, state: dict[str, Any], resumable: bool) -> str | None:
+    """One line saying what ``state`` holds and which entries a multibox checkpoint needs, or None."""
+    needed = _needed_keys(state, resumable)
+    missing = [key for key in needed if not _holds(state, key)]
+    if not missing:
+        return None
+    held = ", ".join(map(str, list(state)[:8])) + (", ..." if len(state) > 8 else "")
+    use = "a resumable multibox checkpoint" if resumable else "a multibox checkpoint"
+    return (f"{path}: not {use}: it holds {held} but lacks {', '.join(missing)} ({use} needs "
+            f"{', '.join(needed)})")
+
+
 class Checkpoint(dict):
     """A loaded checkpoint: the plain dict torch.load returned, and ``path``, the file it came from, so
     later errors (:func:`model_from_checkpoint`, :func:`checkpoint_config`) can name the file.
@@ -156,20 +213,24 @@ def _named(state: dict[str, Any], message: str) -> str:
     return f"{path}: {message}" if path is not None else message
 
 
-def load_checkpoint(path: str | Path, kind: str | None = None) -> Checkpoint:
+def load_checkpoint(path: str | Path, kind: str | None = None, resumable: bool = False) -> Checkpoint:
     """The checkpoint dict at ``path`` (a file, or a run folder: :func:`checkpoint_path`).
 
     Loaded with ``torch.load(weights_only=True)``: a file carrying Python objects (a pickle payload) is
     refused with a one-line UserError and nothing in it runs. A missing, damaged or foreign file (a bare
     state_dict, a priors file) is a one-line UserError naming it and what it holds.
     kind: the network the caller needs ("localizer", "classifier"); another one is a UserError. None
-    accepts either.
+    accepts either. resumable: the file must also hold what resuming needs (:data:`RESUME_KEYS`).
+    Every entry later code reads is checked here, once (:func:`_needed_keys`).
     """
     path = checkpoint_path(path)
     state = _torch_load(path)
     problem = _not_a_checkpoint(path, state)
     if problem:
         raise UserError(f"{path}: {problem}")
+    problem = _missing_keys(path, state, resumable)
+    if problem:
+        raise UserError(problem)
     found = checkpoint_kind(state)
     if kind is not None and found != kind:
         raise UserError(f"{path}: holds a {found}, not a {kind} (the network needed here)")

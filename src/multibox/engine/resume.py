@@ -42,7 +42,7 @@ def restore(out: Path, cfg: Config, resume: bool, given: dict[str, object] | Non
     path = last_checkpoint(out)
     if path is None:
         raise UserError(f"{out}: no checkpoint to resume ({LAST} or {LEGACY})")
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, resumable=True)
     if kinds is not None and checkpoint_kind(state) not in kinds:
         raise UserError(f"{path}: holds a {checkpoint_kind(state)} run, not a {' or '.join(kinds)} run (the network "
                         "this command trains)")
