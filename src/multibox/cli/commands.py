@@ -133,12 +133,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_detect(args: argparse.Namespace) -> int:
     from multibox.engine.run_dir import output_dir
+    from multibox.data.annotation_writers import parse_formats
     from multibox.jobs.detect import detect
 
+    formats = parse_formats(args.format)  # a wrong --format fails before any image is read
     path = detect(args.model, args.inputs, output_dir(args.out, "detect"), args.classifier, args.top_k, args.device,
                   multiscale=args.multiscale, mode=args.mode, region=args.region, **window_args(args),
                   min_score=args.conf, iou=args.iou, max_det=args.max_det)
     print(f"detections: {path}")
+    if args.format or args.save_txt:
+        from multibox.jobs.annotate import write_annotations
+
+        for folder in write_annotations(path, formats, args.save_txt, args.save_conf,
+                                        model_version=str(args.model)):
+            print(f"annotations: {folder}")
     return 0
 
 

@@ -223,6 +223,11 @@ def add_detect(sub, device: Parser) -> None:
     p.add_argument("--iou", type=at_most_one(positive_float), metavar="NMS_IOU",
                    help="NMS threshold in (0, 1] (default: 0.5, or 0.4 with --mode ilsvrc)")
     p.add_argument("--classifier", help="classifier checkpoint: label and score each box (§4.2.2)")
+    p.add_argument("--format", metavar="LIST",
+                   help="annotation files for labelling tools, comma-separated: voc,coco,coco-results,labelstudio,yolo "
+                        "(OUT/voc, OUT/coco, OUT/labelstudio, OUT/yolo; boxes above --conf)")
+    p.add_argument("--save-txt", action="store_true", help="YOLO txt labels in OUT/yolo (as --format yolo)")
+    p.add_argument("--save-conf", action="store_true", help="with --save-txt: each line ends with the score")
     p.add_argument("--mode", choices=DETECTOR_MODES, default="voc",
                    help="voc: NMS 0.5, each box with its best class; ilsvrc: NMS 0.4, best box per class (§4.4.1)")
     p.add_argument("--region", choices=CLASSIFIER_REGIONS, help="square around each box (default: the classifier's)")
