@@ -44,9 +44,10 @@ bench: setup
 	  || echo "ultralytics could not be installed: YOLO11n is left out of the table"
 	PYTHONPATH=.bench-deps $(PY) bench/run_all.py
 
-# Detection quality of the default and its ablations, each trained for the same CPU budget (about an hour).
+# Detection quality of the default against the previous one on the photo trained on and on photos of other
+# sites, 3 seeds each (docs/quality.md; about 30 minutes on 2 cores). Other rows: bench/quality.py --configs.
 quality: setup
-	$(PY) bench/quality.py --out docs/quality_table.md
+	$(PY) bench/quality.py --configs "before|default" --seeds 0,1,2 --protocols sites,same --out docs/quality_table.md
 
 clean:
 	rm -rf runs .pytest_cache

@@ -155,7 +155,7 @@ def main() -> None:
     parser.add_argument("--configs", default="default", help=f"names of CONFIGS separated by '|': {' | '.join(CONFIGS)}")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     parser.add_argument("--protocols", default="sites,same", help="comma-separated: sites (train_yell -> val_sites), same (train -> val)")
-    parser.add_argument("--results", default="bench/quality_runs.jsonl", help="one JSON line per run (appended; done runs are skipped)")
+    parser.add_argument("--results", default="docs/quality_runs.jsonl", help="one JSON line per run (appended; done runs are skipped)")
     parser.add_argument("--table", action="store_true", help="print the table of the recorded runs and stop")
     parser.add_argument("--out", help="also write the table (markdown) here")
     args = parser.parse_args()
