@@ -1,0 +1,65 @@
+"""Issue 19's acceptance comparison: trained localizers against YOLO11n, one image at a time, same run.
+
+Each tool with its defaults, through its Python API, on the same photos (default: trees-dev's 400 px
+tiles), 2 threads, images/s of the fastest of 3 passes: ours at the input size the checkpoint was trained
+with (``Localizer.predict``, top 100, NMS included), YOLO11n (built from its YAML: random weights, speed
+only; Ultralytics' default imgsz 640, its pre- and post-processing included). Not a timed test: the
+numbers move with the machine; the ratio within one run is what counts.
+
+    PYTHONPATH=.bench-deps:src python bench/default_vs_yolo.py RUN/best.pt [OTHER/best.pt ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from multibox.data.images import open_image
+from multibox.engine.checkpoint import checkpoint_config, load_checkpoint
+from multibox.inference.localizer import Localizer
+
+TILES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "trees-dev" / "JPEGImages"
+
+
+def rate(predict, images: list, passes: int = 3) -> float:
+    """Images/s of ``predict`` over ``images``, one at a time (fastest pass, after one warm-up call)."""
+    predict(images[0])
+    best = float("inf")
+    for _ in range(passes):
+        start = time.perf_counter()
+        for image in images:
+            predict(image)
+        best = min(best, time.perf_counter() - start)
+    return len(images) / best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", help="multibox checkpoints (best.pt)")
+    parser.add_argument("--images", default=str(TILES), help="folder of photos")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    images = [open_image(p) for p in sorted(Path(args.images).glob("*.jpg"))]
+    try:
+        from ultralytics import YOLO
+
+        yolo = YOLO("yolo11n.yaml")
+        reference = rate(lambda im: yolo.predict(im, imgsz=640, verbose=False), images)
+        print(f"YOLO11n, imgsz 640: {reference:.1f} images/s")
+    except ImportError:
+        reference = None
+        print("YOLO11n: ultralytics not installed (make bench installs it into .bench-deps)")
+    for path in args.models:
+        m = checkpoint_config(load_checkpoint(path)).model
+        loc = Localizer.from_checkpoint(path, "cpu")
+        ours = rate(lambda im: loc.predict(im, top_k=100), images)
+        ratio = f", {ours / reference:.2f}x YOLO11n" if reference else ""
+        print(f"{path} ({m.image_size} px, stride {m.stride}, {m.conv_head} head): {ours:.1f} images/s{ratio}")
+
+
+if __name__ == "__main__":
+    main()
