@@ -16,7 +16,7 @@ from multibox.engine.run_dir import LAST, LEGACY, last_checkpoint
 from multibox.errors import UserError
 
 if TYPE_CHECKING:
-    from multibox.engine.trainer import Run
+    from multibox.engine.run import Run
 
 
 # Settings of how (not what) to train: a resumed run takes them from the command line.

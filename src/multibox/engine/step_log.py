@@ -14,7 +14,7 @@ from multibox.engine import distributed
 from multibox.errors import TrainingDiverged
 
 if TYPE_CHECKING:
-    from multibox.engine.trainer import Run
+    from multibox.engine.run import Run
 
 
 class StepLog:

@@ -12,7 +12,7 @@ from multibox.engine import distributed
 from multibox.errors import UserError
 
 if TYPE_CHECKING:
-    from multibox.engine.trainer import Run
+    from multibox.engine.run import Run
 
 
 @dataclass

@@ -9,12 +9,10 @@ docs/scaling.md), with mixed precision and channels-last layout on CUDA.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +26,9 @@ from multibox.data.pipeline import EpochBatchSampler
 from multibox.engine import distributed
 from multibox.engine.checkpoint import save_checkpoint
 from multibox.engine.optim import lr_factor, make_optimizer
-from multibox.engine.precision import Precision, resolve_device, resolve_precision
+from multibox.engine.precision import resolve_device, resolve_precision
 from multibox.engine.resume import restore, restore_state
+from multibox.engine.run import Run
 from multibox.engine.run_dir import BEST, LAST, claim_run_dir, clear_run_files, last_checkpoint, next_run_dir
 from multibox.engine.signals import terminate_as_interrupt
 from multibox.engine.step_log import StepLog
@@ -40,56 +39,6 @@ from multibox.modeling.losses import weighted_total
 
 # torch.compile arguments; tests swap in {"backend": "eager"} to check the wiring without a C++ build.
 COMPILE_OPTIONS: dict = {}
-
-
-@dataclass
-class Run:
-    """Everything a training run holds. ``model`` is the plain network (checkpoints, clipping);
-    ``net`` is what the step calls: the model, in DDP when distributed, compiled when asked."""
-
-    cfg: Config
-    out: Path
-    task: Task
-    optimizer: torch.optim.Optimizer
-    device: torch.device
-    precision: Precision
-    world: distributed.World = field(default_factory=distributed.World)
-    step: int = 0
-    net: torch.nn.Module | None = None
-    best_score: float = -math.inf  # the best validation score so far (best.pt's); kept in last.pt
-    best_step: int | None = None  # the step best.pt holds
-    saved_step: int | None = None  # the step of the last last.pt this session wrote (or resumed from)
-
-    @property
-    def model(self) -> torch.nn.Module:
-        return self.task.model
-
-    def weights_only(self) -> dict:
-        """A checkpoint to ship: weights, config, step and the task's extras (priors are in the weights)."""
-        return {"task": self.task.kind, "model": self.model.state_dict(), "config": self.cfg.to_dict(),
-                "step": self.step} | self.task.extras
-
-    def checkpoint(self, rng_states: list[torch.Tensor]) -> dict:
-        return {"task": self.task.kind, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "config": self.cfg.to_dict(), "step": self.step, "torch_rng": rng_states[0],
-                "torch_rng_ranks": rng_states, "world_size": self.world.world_size,
-                "grad_scaler": self.precision.scaler.state_dict(), "best_score": self.best_score,
-                "best_step": self.best_step} | self.task.extras
-
-    def save(self, gather: bool = True) -> Path:
-        """Every rank calls it; rank 0 writes, the others wait until the file is complete.
-
-        gather=False (Ctrl-C) skips the collectives, which could hang when other ranks are gone; the
-        checkpoint then holds rank 0's RNG state only.
-        """
-        path = self.out / LAST
-        rng_states = distributed.gather_objects(torch.get_rng_state()) if gather else [torch.get_rng_state()]
-        if self.world.is_main:
-            save_checkpoint(path, self.checkpoint(rng_states))
-        self.saved_step = self.step
-        if gather:
-            distributed.barrier()
-        return path
 
 
 def check_config(cfg: Config, make_task: Callable | None = None) -> None:
