@@ -1,4 +1,5 @@
-"""The house: no import circle among the modules of src/multibox, type-checking imports included."""
+"""The house: no import circle among the modules of src/multibox (type-checking imports included), and no
+module over 400 lines."""
 
 import ast
 from pathlib import Path
@@ -47,3 +48,8 @@ def test_no_import_circle():
         if name not in state:
             cycle = visit(name, [])
             assert cycle is None, " -> ".join(cycle)
+
+
+def test_no_module_over_400_lines():
+    long = {str(p.relative_to(ROOT)): n for p in ROOT.rglob("*.py") if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400}
+    assert long == {}
