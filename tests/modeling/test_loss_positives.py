@@ -92,3 +92,14 @@ def test_a_prediction_on_its_ground_truth_has_no_location_gradient():
     loss = MultiBoxLoss(1.0, True, "box", None)
     loss({"pred_boxes": pred, "pred_logits": logits}, {"boxes": gt, "count": count, "prior_match": match})["loc"].backward()
     assert pred.grad.abs().max() == 0
+
+
+def test_a_batch_without_objects_trains_confidences_down_under_either_matching():
+    priors, pred, logits, *_ = case(4)
+    empty = {"boxes": torch.zeros(3, 0, 4), "count": torch.zeros(3, dtype=torch.int64),
+             "prior_match": torch.zeros(3, 0, dtype=torch.int64)}
+    for prior_matching in (True, False):
+        loss = MultiBoxLoss(1.0, prior_matching, "box", 0.5, priors)
+        terms = loss({"pred_boxes": pred, "pred_logits": logits}, empty)
+        expected = F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits), reduction="sum") / 3
+        assert terms["loc"] == 0 and torch.allclose(terms["conf"], expected)

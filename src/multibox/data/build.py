@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from multibox.config import Config
 from multibox.data.dataset import DetectionDataset
-from multibox.data.subset import split_holdout
+from multibox.data.subset import ImageSubset, split_holdout
 from multibox.data.unseen import without_classes
 from multibox.errors import UserError
 
@@ -66,3 +66,12 @@ def validation_split(cfg: Config) -> DetectionDataset | None:
     dataset = without_classes(load_split(cfg, cfg.data.split), list(cfg.data.exclude_classes))
     held = split_holdout(dataset, cfg.data.holdout, cfg.train.seed)[1]
     return held if len(held) else None
+
+
+def validation_images(cfg: Config) -> DetectionDataset | None:
+    """:func:`validation_split`'s first cfg.data.val_images images: what best.pt is chosen on at each
+    checkpoint and what its scores are calibrated on after training."""
+    dataset = validation_split(cfg)
+    if dataset is None or len(dataset) <= cfg.data.val_images:
+        return dataset
+    return ImageSubset(dataset, list(range(cfg.data.val_images)), f"{dataset.name} (first {cfg.data.val_images})")

@@ -77,13 +77,23 @@ def calibration_metrics(detections: list[dict[str, Tensor]], targets: list[dict[
     return {"max_det": max_det, "ece": None if math.isnan(ece) else ece, "precision_at": precision_at(scores, right)}
 
 
+def logit(scores: np.ndarray) -> np.ndarray:
+    """The logits float64[N] of probabilities ``scores`` (clipped off 0 and 1)."""
+    p = np.clip(scores, 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
+
+
+def platt(scores: np.ndarray, scale: float, bias: float) -> np.ndarray:
+    """The scores under z -> scale z + bias, as :class:`multibox.modeling.calibration.ScoreCalibration` maps them."""
+    return 1 / (1 + np.exp(-(scale * logit(scores) + bias)))
+
+
 def fit_platt(scores: np.ndarray, right: np.ndarray) -> tuple[float, float]:
     """(a, b), a > 0, maximizing the likelihood of ``right`` under sigmoid(a logit(score) + b); (1, 0)
     when the outcomes cannot support a fit (no box, or all right, or all wrong)."""
     if not len(scores) or right.all() or not right.any():
         return 1.0, 0.0
-    p = np.clip(scores, 1e-7, 1 - 1e-7)
-    z, y = np.log(p / (1 - p)), right.astype(np.float64)
+    z, y = logit(scores), right.astype(np.float64)
 
     def nll(params: np.ndarray) -> float:
         t = np.exp(params[0]) * z + params[1]  # a = exp(.) > 0 keeps the ranking

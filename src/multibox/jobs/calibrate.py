@@ -1,7 +1,7 @@
 """After `train`: fit the score calibration of RUN/best.pt on the validation images (docs/quality.md).
 
 The localizer that best.pt holds runs over the run's validation images (the val split, or the images
-held out of the training split: :func:`multibox.data.build.validation_split`); each of its top 100
+held out of the training split, at most data.val_images: :func:`multibox.data.build.validation_images`); each of its top 100
 boxes per image is right or wrong by VOC's rule, and :func:`multibox.evaluation.calibration.fit_platt`
 finds the z -> a z + b that makes its scores mean the share of right boxes. best.pt is rewritten
 (atomically) with the fit inside the model, so `detect --conf 0.25`, the server and exported files
@@ -14,12 +14,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from multibox.data.build import validation_split
+from multibox.data.build import validation_images
 from multibox.engine.checkpoint import (checkpoint_config, checkpoint_kind, load_checkpoint, model_from_checkpoint,
                                        save_checkpoint)
-from multibox.evaluation.calibration import expected_calibration_error, fit_platt, outcomes
+from multibox.evaluation.calibration import expected_calibration_error, fit_platt, outcomes, platt
 from multibox.evaluation.scoring import dataset_targets, drop_unreadable
 from multibox.inference.localizer import Localizer
 from multibox.inference.predict import predict_dataset
@@ -35,7 +33,7 @@ def calibrate_checkpoint(path: str | Path) -> dict | None:
     if checkpoint_kind(state) != "localizer" or checkpoint_config(state).model.kind != "localizer":
         return None
     model, run_cfg = model_from_checkpoint(state)
-    dataset = validation_split(run_cfg)
+    dataset = validation_images(run_cfg)  # the images best.pt was chosen on
     if dataset is None or not len(dataset):
         print("calibration: no validation images, the scores stay as trained", file=sys.stderr)
         return None
@@ -48,7 +46,7 @@ def calibrate_checkpoint(path: str | Path) -> dict | None:
     model.calibration.set(scale, bias)
     state["model"] = model.state_dict()
     save_checkpoint(path, dict(state))
-    after = 1 / (1 + np.exp(-(scale * np.log(np.clip(scores, 1e-7, 1 - 1e-7) / np.clip(1 - scores, 1e-7, 1)) + bias)))
+    after = platt(scores, scale, bias)
     report = {"scale": scale, "bias": bias, "boxes": int(len(scores)),
               "ece_before": expected_calibration_error(scores, right), "ece_after": expected_calibration_error(after, right)}
     print(f"calibration on {dataset.name} ({len(scores)} boxes): scores z -> {scale:.3g} z {bias:+.3g}; "

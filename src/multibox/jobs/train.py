@@ -17,8 +17,7 @@ import torch
 
 from multibox.config import Config
 from multibox.data import DetectionDataset
-from multibox.data.build import load_split, validation_split
-from multibox.data.subset import ImageSubset
+from multibox.data.build import load_split, validation_images
 from multibox.engine import distributed
 from multibox.engine.checkpoint import save_checkpoint
 from multibox.engine.tasks import (
@@ -61,14 +60,11 @@ class Validator:
         self.opened = False
 
     def open(self, cfg: Config) -> DetectionDataset | None:
-        dataset = validation_split(cfg)
+        dataset = validation_images(cfg)
         if dataset is None:
             print("no validation images (no val split, too few images to hold some out): best.pt holds the last "
                   "weights", file=sys.stderr)
-        elif len(dataset) > cfg.data.val_images:
-            dataset = ImageSubset(dataset, list(range(cfg.data.val_images)),
-                                  f"{dataset.name} (first {cfg.data.val_images})")
-        if dataset is not None:
+        else:
             print(f"validation: {dataset.name}, {len(dataset)} images", file=sys.stderr)
         return dataset
 

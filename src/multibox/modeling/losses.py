@@ -95,11 +95,10 @@ class MultiBoxLoss(nn.Module):
         targets: boxes Tensor[B, M, 4] (xyxy in [0, 1], padded), count Tensor[B],
         prior_match Tensor[B, M] (with prior matching)."""
         pred_boxes, logits = outputs["pred_boxes"], outputs["pred_logits"]
-        gt = targets["boxes"].to(pred_boxes)
-        if gt.shape[1] == 0:  # no object in the batch: a dummy ground truth no prediction takes
-            gt = pred_boxes.new_zeros(gt.shape[0], 1, 4)
-            targets = targets | {"prior_match": pred_boxes.new_full((gt.shape[0], 1), -1, dtype=torch.int64)}
-        positive, target = self.assignment(pred_boxes, gt, self.match(outputs, targets))
+        gt, match = targets["boxes"].to(pred_boxes), self.match(outputs, targets)
+        if gt.shape[1] == 0:  # no object in the batch: one dummy ground truth that no prediction takes
+            gt, match = pred_boxes.new_zeros(gt.shape[0], 1, 4), match.new_full((gt.shape[0], 1), -1)
+        positive, target = self.assignment(pred_boxes, gt, match)
         goal = gt.gather(1, target[..., None].expand(-1, -1, 4))  # [B, K, 4]: each prediction's ground truth
         loc = self.location(pred_boxes, goal)  # [B, K]
         batch = pred_boxes.shape[0]
