@@ -28,7 +28,9 @@ becomes the same average written as two constant matrix products (:class:`Matrix
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
 import math
 import warnings
 from pathlib import Path
@@ -121,6 +123,47 @@ def export_onnx(net: nn.Module, image_size: int, out: Path, opset: int = 17) -> 
         torch.onnx.export(net, (example,), str(out), dynamo=False, opset_version=opset, input_names=["images"],
                           output_names=["boxes", "scores"],
                           dynamic_axes={"images": {0: "batch"}, "boxes": {0: "batch"}, "scores": {0: "batch"}})
+
+
+METADATA_KEY = "multibox"  # the .onnx metadata_props entry holding :func:`export_metadata` as JSON
+
+
+def export_metadata(image_size: int, num_boxes: int, windows: str, config: dict, priors: Tensor,
+                    match_counts: Tensor) -> dict[str, Any]:
+    """What running an export needs besides the graph (:class:`multibox.inference.onnx_localizer.OnnxLocalizer`):
+    S, K, the NMS threshold, the window mode trained with, the training config, and for `evaluate`'s
+    priors baseline the priors Tensor[K, 4] and their match counts Tensor[K] (as base64 float32 /
+    int64 bytes: a conv head has K in the ten thousands)."""
+    return {"image_size": image_size, "num_boxes": num_boxes, "nms_iou": NMS_IOU, "windows": windows,
+            "config": config, "priors": encode_array(priors.detach().cpu().float().numpy()),
+            "prior_match_counts": encode_array(match_counts.detach().cpu().to(torch.int64).numpy())}
+
+
+def encode_array(array: np.ndarray) -> dict[str, Any]:
+    """A numpy array as JSON: dtype, shape and its little-endian bytes in base64."""
+    little = array.astype(array.dtype.newbyteorder("<"), copy=False)
+    return {"dtype": little.dtype.name, "shape": list(array.shape), "data": base64.b64encode(little.tobytes()).decode()}
+
+
+def decode_array(entry: dict[str, Any]) -> np.ndarray:
+    """Inverse of :func:`encode_array`."""
+    raw = np.frombuffer(base64.b64decode(entry["data"]), dtype=np.dtype(entry["dtype"]).newbyteorder("<"))
+    return raw.reshape(entry["shape"]).astype(entry["dtype"])
+
+
+def embed_metadata(path: Path, metadata: dict[str, Any]) -> None:
+    """Write ``metadata`` into the .onnx at ``path`` (its metadata_props), so the file alone can be run."""
+    import onnx
+
+    model = onnx.load(str(path))
+    entries = {p.key: p.value for p in model.metadata_props} | {METADATA_KEY: json.dumps(metadata)}
+    onnx.helper.set_model_props(model, entries)
+    onnx.save(model, str(path))
+
+
+def read_metadata(props: dict[str, str]) -> dict[str, Any] | None:
+    """The embedded :func:`export_metadata` from an ONNX model's metadata map, None when it has none."""
+    return json.loads(props[METADATA_KEY]) if METADATA_KEY in props else None
 
 
 def export_torchscript(net: nn.Module, image_size: int, out: Path) -> None:

@@ -7,6 +7,7 @@ by default; the §4.1 center square, the §4.3 two scales, or tiles), every wind
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -69,16 +70,40 @@ class Localizer:
     def __init__(self, model: MultiBox, image_size: int, device: str | torch.device = "cpu", nms_iou: float = 0.5,
                  windows: str = "whole", tile: float | None = None, overlap: float = 0.2,
                  tta: str | None = None) -> None:
+        device = resolve_device(device) if isinstance(device, (str, int)) else device  # "cuda" without a GPU: one line
+        self.model = model.eval().to(device)
+        self.configure(image_size, device, nms_iou, windows, tile, overlap, tta)
+
+    def configure(self, image_size: int, device: str | torch.device, nms_iou: float, windows: str,
+                  tile: float | None, overlap: float, tta: str | None) -> None:
+        """Check and set what every localizer shares around its network (also
+        :class:`multibox.inference.onnx_localizer.OnnxLocalizer`'s)."""
         if windows not in WINDOW_MODES:
             raise UserError(f"windows {windows!r}: expected one of {', '.join(WINDOW_MODES)}")
         if windows == "tiles" and not tile:
             raise UserError("windows 'tiles' needs a tile size in pixels (tile=SIZE)")
-        device = resolve_device(device) if isinstance(device, (str, int)) else device  # "cuda" without a GPU: one line
-        self.model = model.eval().to(device)
-        self.image_size, self.device, self.nms_iou = image_size, torch.device(device), nms_iou
         if tta is not None and tta not in TTA_MODES:
             raise UserError(f"tta {tta!r}: expected one of {', '.join(TTA_MODES)} (or none)")
+        self.image_size, self.device, self.nms_iou = image_size, torch.device(device), nms_iou
         self.windows, self.tile, self.overlap, self.tta = windows, tile, overlap, tta
+
+    def with_windows(self, windows: str | None = None, tile: float | None = None,
+                     overlap: float | None = None) -> Localizer:
+        """This localizer looking at other windows (None: keep this one's); the network is shared, not copied."""
+        view = copy.copy(self)
+        view.configure(self.image_size, self.device, self.nms_iou, windows or self.windows,
+                       self.tile if tile is None else tile, self.overlap if overlap is None else overlap, self.tta)
+        return view
+
+    @property
+    def num_boxes(self) -> int:
+        """K, the boxes the network proposes per window."""
+        return self.model.num_boxes
+
+    def network(self, inputs: Tensor) -> dict[str, Tensor]:
+        """The only step a backend changes: inputs Tensor[T, 3, S, S] uint8 on self.device ->
+        {"pred_boxes": Tensor[T, K, 4] xyxy in [0, 1] of each input, "pred_logits": Tensor[T, K]}."""
+        return self.model(inputs)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", windows: str | None = None,
@@ -101,7 +126,7 @@ class Localizer:
         xyxy, counts Tensor[B] (windows per image), sizes Tensor[B, 2] (width, height) -> B dicts
         {"boxes", "scores"} on the CPU; ``iou``: the NMS threshold (default: this localizer's)."""
         inputs = inputs.to(self.device)
-        outputs = self.model(inputs) if self.tta is None else tta_forward(self.model, inputs, self.tta)
+        outputs = self.network(inputs) if self.tta is None else tta_forward(self.network, inputs, self.tta)
         dets = merge_windows(outputs, windows.to(self.device), sizes.to(self.device), iou or self.nms_iou, top_k,
                              counts=counts, drop_cut=self.windows == "tiles", min_score=min_score)
         return [{k: v.cpu() for k, v in d.items()} for d in dets]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from multibox.atomic import atomic_path, write_text_atomic
@@ -19,6 +20,8 @@ from multibox.inference.export import (
     NMS_IOU,
     SCORE_TOLERANCE,
     DecodedLocalizer,
+    embed_metadata,
+    export_metadata,
     export_onnx,
     export_torchscript,
     export_windows,
@@ -48,11 +51,16 @@ def export_job(model_path: str | Path, fmt: str, out: str | Path | None = None, 
     if fmt not in EXPORT_FORMATS:
         raise UserError(f"format {fmt!r}: expected one of {', '.join(EXPORT_FORMATS)}")
     out = export_path(model_path, fmt, out)
-    model, cfg = model_from_checkpoint(load_checkpoint(model_path))
+    state = load_checkpoint(model_path)
+    model, cfg = model_from_checkpoint(state)
     net, size = DecodedLocalizer(model).eval(), cfg.model.image_size
     out.parent.mkdir(parents=True, exist_ok=True)
     with tqdm(total=2, desc=f"export {fmt}", unit="stage", dynamic_ncols=True) as bar, atomic_path(out) as tmp:
-        (export_onnx(net, size, tmp, opset) if fmt == "onnx" else export_torchscript(net, size, tmp))
+        if fmt == "onnx":  # with what running it needs (multibox.inference.onnx_localizer) inside the file
+            export_onnx(net, size, tmp, opset)
+            embed_metadata(tmp, run_metadata(state, model, cfg))
+        else:
+            export_torchscript(net, size, tmp)
         bar.update(1)
         diffs = output_differences(net, load_exported(tmp, fmt), size)
         bar.update(1)
@@ -62,6 +70,13 @@ def export_job(model_path: str | Path, fmt: str, out: str | Path | None = None, 
             "max_box_diff_px": diffs["boxes_px"], "max_score_diff": diffs["scores"], **CONTRACT}
     write_text_atomic(f"{out}.json", json.dumps(info, indent=1))
     return info | {"path": str(out)}
+
+
+def run_metadata(state: dict, model, cfg) -> dict:
+    """The metadata an .onnx carries (:func:`multibox.inference.export.export_metadata`) for this checkpoint."""
+    counts = state.get("prior_match_counts", torch.zeros(model.num_boxes, dtype=torch.int64))
+    return export_metadata(cfg.model.image_size, model.num_boxes, cfg.model.windows, cfg.to_dict(),
+                           model.priors, counts)
 
 
 def check_differences(out: Path, diffs: dict[str, float]) -> None:
