@@ -7,14 +7,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
 from multibox.config import Config
 from multibox.data import DetectionDataset
 from multibox.data.build import load_split
 from multibox.data.unseen import class_ids, only_classes
-from multibox.engine.checkpoint import load_checkpoint, model_from_checkpoint
-from multibox.engine.precision import resolve_device
 from multibox.engine.run_dir import output_dir
 from multibox.errors import UserError
 from multibox.evaluation.baselines import BaselineInputs, baseline_detections, resolve_baselines
@@ -22,7 +18,7 @@ from multibox.evaluation.detection_files import read_detections, write_detection
 from multibox.evaluation.calibration import calibration_metrics
 from multibox.evaluation.scoring import dataset_targets, drop_unreadable, method_summary, score
 from multibox.evaluation.voc import ClassAgnosticPR
-from multibox.inference.localizer import Localizer
+from multibox.inference.loading import load_with_record
 from multibox.inference.predict import predict_dataset
 from multibox.reports.evaluation import write_report
 from multibox.reports.prediction_grid import write_prediction_grid
@@ -59,19 +55,19 @@ def evaluate(model_path: str | Path, out_dir: str | Path | None = None, data: st
     pr_curve.{json,png} and the model's detections.json; returns the metrics dict. ``split``: default
     test when the data has it, else val (:func:`scored_split`).
     """
-    state = load_checkpoint(model_path)
-    model, cfg = model_from_checkpoint(state)
+    localizer, record = load_with_record(model_path, device, windows="multiscale" if multiscale else windows,
+                                         tile=tile, overlap=overlap, tta=tta)  # a checkpoint, run folder or .onnx
+    if record.config is None:
+        raise UserError(f"{model_path}: an export without its training config (written before it was embedded); "
+                        "export it again with `multibox export`")
+    cfg, windows, k = record.config, localizer.windows, localizer.num_boxes
     dataset = scored_split(cfg, split, data)
     out_dir = output_dir(out_dir, "evaluate")
-    windows = "multiscale" if multiscale else windows or cfg.model.windows
-    localizer = Localizer(model, cfg.model.image_size, resolve_device(device), windows=windows, tile=tile,
-                          overlap=overlap, tta=tta)
     detections = predict_dataset(localizer, dataset, batch_size, cfg.data.num_workers, progress=f"{dataset.name}")
-    counts = state.get("prior_match_counts", torch.zeros(model.num_boxes, dtype=torch.int64))
-    inputs = BaselineInputs(num_boxes or model.num_boxes, seed, model.priors.cpu(), counts)
+    inputs = BaselineInputs(num_boxes or k, seed, record.priors, record.match_counts)
     source = {"method": "DeepMultiBox", "model": str(model_path)}
     targets = restrict_targets(dataset_targets(dataset), dataset, classes)
-    return report_run(dataset, detections, model.num_boxes, source, out_dir, resolve_baselines(baselines, True), inputs,
+    return report_run(dataset, detections, k, source, out_dir, resolve_baselines(baselines, True), inputs,
                       targets=targets, extra=lambda dets, tgts: subset_metrics(dets, tgts, classes, windows))
 
 
