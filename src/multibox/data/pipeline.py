@@ -145,21 +145,26 @@ class EpochBatchSampler(Sampler):
     """Endless batches of sample keys, a fresh permutation per epoch seeded by (seed, epoch).
 
     With world_size > 1 each rank takes every world_size-th item of the epoch's permutation
-    (the DistributedSampler split). ``start_step`` skips batches already trained on (resume).
+    (the DistributedSampler split); with ``sharded`` the items are already this rank's own (a shard
+    of the data, as the cached features are) and each rank permutes all of them, seeded by (seed,
+    epoch, rank). Either way a key's position is global (p * world_size + rank), so no two ranks
+    draw the same augmentation. ``start_step`` skips batches already trained on (resume).
     """
 
     def __init__(self, num_items: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 start_step: int = 0) -> None:
+                 start_step: int = 0, sharded: bool = False) -> None:
         self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
-        self.rank, self.world_size, self.start_step = rank, world_size, start_step
-        self.steps_per_epoch = max(1, (num_items // world_size) // batch_size)
+        self.rank, self.world_size, self.start_step, self.sharded = rank, world_size, start_step, sharded
+        self.steps_per_epoch = max(1, (num_items if sharded else num_items // world_size) // batch_size)
 
     def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
         step = self.start_step
         while True:
             epoch, offset = divmod(step, self.steps_per_epoch)
-            perm = np.random.default_rng([self.seed, epoch]).permutation(self.num_items)
-            mine = perm[self.rank :: self.world_size]
+            if self.sharded:
+                mine = np.random.default_rng([self.seed, epoch, self.rank]).permutation(self.num_items)
+            else:
+                mine = np.random.default_rng([self.seed, epoch]).permutation(self.num_items)[self.rank :: self.world_size]
             if len(mine) < self.batch_size:  # tiny datasets: repeat the permutation to fill a batch
                 mine = np.resize(mine, self.batch_size)
             for b in range(offset, self.steps_per_epoch):

@@ -166,6 +166,28 @@ def mean_over_ranks(tensor: Tensor) -> Tensor:
     return total / dist.get_world_size()
 
 
+def rank_and_size() -> tuple[int, int]:
+    """(this process's rank, the number of ranks) of the process group; (0, 1) without one."""
+    return (dist.get_rank(), dist.get_world_size()) if active() else (0, 1)
+
+
+def all_ranks(flag: bool) -> bool:
+    """True on every rank when ``flag`` is True on all of them."""
+    if not active():
+        return flag
+    values = gather_objects(bool(flag))
+    return all(values)
+
+
+def sum_over_ranks(tensor: Tensor) -> Tensor:
+    """The element-wise sum of ``tensor`` over ranks (a copy; the input itself without a group)."""
+    if not active():
+        return tensor
+    total = tensor.clone()
+    dist.all_reduce(total)
+    return total
+
+
 def any_rank(flag: bool, device: torch.device) -> bool:
     """True on every rank when ``flag`` is True on at least one (e.g. the wall-clock budget is spent)."""
     if not active():

@@ -13,10 +13,12 @@ Shapes: C feature channels, G cells a side of a map, M ground-truth boxes, K = c
 
 from __future__ import annotations
 
-import math
 import sys
+import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,11 +26,15 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from multibox.config import Config
 from multibox.data import BadImage, DetectionDataset, photometric
+from multibox.engine import distributed
+from multibox.engine.map_store import MapStore, disk_room
+from multibox.engine.precision import resolve_device
 from multibox.modeling.localizer import GridMultiBox
 from multibox.modeling.matcher import match_priors
 
-MAX_CACHE_BYTES = 3 * 2**30  # cached maps beyond this: fewer scales, then no cache (a clear message)
+DISK_SHARE = 0.9  # spilled maps may take at most this share of the cache folder's free space
 MIN_VISIBLE = 0.5  # a box keeps being a positive in a window while half of its area is inside (§4.1 crops)
 
 
@@ -99,29 +105,44 @@ def cache_order(sizes: list[int], image_size: int, kinds: list[int]) -> list[tup
 @torch.no_grad()
 def cache_maps(model: GridMultiBox, dataset: DetectionDataset, sizes: list[int], kinds: list[int],
                device: torch.device, deadline: float | None = None, max_maps: int | None = None,
-               jitter: float = 0.0, seed: int = 0, gray: float = 0.0) -> list[CachedMap]:
+               jitter: float = 0.0, seed: int = 0, gray: float = 0.0, indices: Sequence[int] | None = None,
+               store: MapStore | None = None) -> list[CachedMap]:
     """The backbone's maps of every readable training image x transform x input size, pass by pass
     (:func:`cache_order`); past ``deadline`` (time.monotonic()) no further pass starts, and a pass
     stops (after at least one image), so a time budget is never spent on caching alone. ``max_maps``:
     stop once that many maps are cached (a short run draws no more windows than that). ``jitter``: the
     strength of :func:`multibox.data.photometric.jitter` applied to every view but the image itself at the
     configured size (each view its own draw, seeded by ``seed``, the image, the size and the transform),
-    ``gray`` the share of those views turned grey."""
+    ``gray`` the share of those views turned grey. ``indices``: the images to cache (default all; a
+    distributed rank's shard); ``store``: where the maps live (memory up to its budget, then disk)."""
     model.eval()
+    store = MapStore(budget=2**62) if store is None else store
     out: list[CachedMap] = []
-    passes = cache_order(sizes, model.image_size, kinds)
+    for cached in _cache_passes(model, dataset, sizes, kinds, device, deadline, max_maps, jitter, seed, gray,
+                                range(len(dataset)) if indices is None else indices):
+        out.append(CachedMap(store.add(cached.features), cached.boxes))  # handle now, tensor after finish()
+    store.finish()
+    return [CachedMap(store.get(m.features), m.boxes) for m in out]
+
+
+def _cache_passes(model: GridMultiBox, dataset: DetectionDataset, sizes: list[int], kinds: list[int],
+                  device: torch.device, deadline: float | None, max_maps: int | None, jitter: float, seed: int,
+                  gray: float, indices: Sequence[int]) -> Iterator[CachedMap]:
+    """Each map of :func:`cache_maps` in turn, with its stop rules (deadline, max_maps)."""
+    passes, count = cache_order(sizes, model.image_size, kinds), 0
     for number, (size, group) in enumerate(passes):
-        for i in range(len(dataset)):  # per image: one backbone pass for the group's transforms
-            if deadline is not None and time.monotonic() > deadline and (number or i):
-                print(f"feature cache: the time budget's share for caching is spent after {len(out)} maps "
+        for n, i in enumerate(indices):  # per image: one backbone pass for the group's transforms
+            if deadline is not None and time.monotonic() > deadline and (number or n):
+                print(f"feature cache: the time budget's share for caching is spent after {count} maps "
                       f"({number} of {len(passes)} passes over the images)", file=sys.stderr)
-                return out
-            out += _cache_image(model, dataset, i, size, group, device, jitter, seed, gray)
-            if max_maps is not None and len(out) >= max_maps:
-                print(f"feature cache: {len(out)} maps are enough for this run's {max_maps} training windows",
+                return
+            for cached in _cache_image(model, dataset, i, size, group, device, jitter, seed, gray):
+                count += 1
+                yield cached
+            if max_maps is not None and count >= max_maps:
+                print(f"feature cache: {count} maps are enough for this run's {max_maps} training windows",
                       file=sys.stderr)
-                return out
-    return out
+                return
 
 
 def _cache_image(model: GridMultiBox, dataset: DetectionDataset, index: int, size: int, kinds: list[int],
@@ -153,8 +174,11 @@ class CachedWindows(Dataset):
     "boxes": Tensor[M, 4] xyxy in [0, 1] of the window, "prior_match": Tensor[M], "problems": []}.
     """
 
-    def __init__(self, maps: list[CachedMap], cells: int, stride: int, priors: Tensor, seed: int = 0) -> None:
+    def __init__(self, maps: list[CachedMap], cells: int, stride: int, priors: Tensor, seed: int = 0,
+                 sharded: bool = False, store: MapStore | None = None) -> None:
         self.maps, self.cells, self.stride, self.priors, self.seed = maps, cells, stride, priors, seed
+        self.sharded = sharded  # the maps are this rank's shard: its sampler draws from all of them
+        self.store = store  # keeps the spilled maps' file mapped while the samples live
 
     def __len__(self) -> int:
         return len(self.maps)
@@ -181,27 +205,91 @@ class CachedWindows(Dataset):
         return {"image": features, "boxes": boxes, "prior_match": match_priors(self.priors, boxes), "problems": []}
 
 
-def feature_stats(maps: list[CachedMap]) -> tuple[Tensor, Tensor]:
-    """Per-channel mean and standard deviation Tensor[C] over every position of every cached map."""
-    total = torch.zeros(maps[0].features.shape[0], dtype=torch.float64)
-    squares, count = torch.zeros_like(total), 0
+def feature_sums(maps: list[CachedMap]) -> Tensor:
+    """Per-channel sums, sums of squares and the position count over every position of every cached
+    map: Tensor[2C + 1] float64 (summed over ranks, they give the statistics of all the shards)."""
+    channels = maps[0].features.shape[0] if maps else 0
+    sums = torch.zeros(2 * channels + 1, dtype=torch.float64)
     for m in maps:  # per map: sums in float64
         f = m.features.double().flatten(1)  # [C, G*G]
-        total += f.sum(1)
-        squares += f.square().sum(1)
-        count += f.shape[1]
-    mean = total / count
-    return mean.float(), (squares / count - mean.square()).clamp(min=1e-12).sqrt().float()
+        sums[:channels] += f.sum(1)
+        sums[channels:-1] += f.square().sum(1)
+        sums[-1] += f.shape[1]
+    return sums
 
 
-def plan_cache(model: GridMultiBox, num_images: int, image_size: int, scales: list[float],
-               kinds: list[int]) -> list[int]:
-    """The input sizes to cache within MAX_CACHE_BYTES: all scales, else the configured size alone,
-    else none (then the head trains end to end on image crops; the message says why)."""
+def stats_from_sums(sums: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and standard deviation Tensor[C] from :func:`feature_sums`."""
+    channels = (sums.numel() - 1) // 2
+    mean = sums[:channels] / sums[-1]
+    var = sums[channels:-1] / sums[-1] - mean.square()
+    return mean.float(), var.clamp(min=1e-12).sqrt().float()
+
+
+def feature_stats(maps: list[CachedMap]) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and standard deviation Tensor[C] over every position of every cached map."""
+    return stats_from_sums(feature_sums(maps))
+
+
+@dataclass
+class CachePlan:
+    """What :func:`plan_cache` decided: the input sizes to cache (empty: no cache) and where maps go."""
+
+    sizes: list[int]
+    total: int  # bytes of this process's maps
+    in_memory: int  # of which in memory (the rest spills to disk)
+
+
+def plan_cache(model: GridMultiBox, num_images: int, image_size: int, scales: list[float], kinds: list[int],
+               memory_budget: int, folder: Path) -> CachePlan:
+    """The input sizes to cache: all scales, else the configured size alone, within memory (``memory_budget``
+    bytes) plus the disk under ``folder`` (a share of its free space); else none (then the head trains end to
+    end on image crops, and one line says why, with the numbers)."""
+    room = int(DISK_SHARE * disk_room(folder))
     for sizes in (input_sizes(image_size, model.stride, scales), [image_size]):
-        if cache_bytes(model, num_images, sizes, len(kinds)) <= MAX_CACHE_BYTES:
-            return sizes
-    need = cache_bytes(model, num_images, [image_size], len(kinds)) / 2**30
-    print(f"cached features would need {math.ceil(need)} GB (over {MAX_CACHE_BYTES / 2**30:.0f} GB): training "
-          "on image crops instead (slower per step; set train.cache_features: false to silence this)", file=sys.stderr)
-    return []
+        need = cache_bytes(model, num_images, sizes, len(kinds))
+        if need <= memory_budget + room:
+            return CachePlan(sizes, need, min(need, memory_budget))
+    need = cache_bytes(model, num_images, [image_size], len(kinds))
+    print(f"feature cache: {num_images} images need {need / 2**30:.1f} GB of maps at {image_size} px, over "
+          f"train.cache_memory_gb ({memory_budget / 2**30:.1f} GB) plus the free disk under {folder} "
+          f"({room / 2**30:.1f} GB): training end to end on image crops instead (slower per step; set "
+          "train.cache_dir to a larger disk, or train.cache_features: false to silence this)", file=sys.stderr)
+    return CachePlan([], need, 0)
+
+
+CACHE_SHARE = 0.4  # with a --time budget, caching features may take at most this share of it
+
+
+def cached_windows(cfg: Config, model: GridMultiBox, dataset: DetectionDataset) -> CachedWindows | None:
+    """This process's cached-feature samples of the training split (under torchrun: its shard of the
+    images, every world_size-th one), or None when the maps fit neither in memory nor on disk."""
+    kinds = transforms(cfg.data.rotate, cfg.data.flip)
+    rank, world_size = distributed.rank_and_size()
+    shard = range(rank, len(dataset), world_size)  # each rank caches and trains on its own images
+    t = cfg.train
+    folder = Path(t.cache_dir) if t.cache_dir else Path(tempfile.gettempdir())
+    plan = plan_cache(model, len(shard), cfg.model.image_size, list(cfg.data.cache_scales), kinds,
+                      int(t.cache_memory_gb * 2**30), folder)
+    if not distributed.all_ranks(bool(plan.sizes)):  # every rank trains the same way
+        return None
+    device = resolve_device(t.device)
+    deadline = None if t.time_minutes is None else time.monotonic() + 60 * t.time_minutes * CACHE_SHARE
+    windows_drawn = t.steps * t.batch_size if t.steps is not None and t.epochs is None else None  # a short run's need
+    store = MapStore(int(t.cache_memory_gb * 2**30), folder)
+    maps = cache_maps(model.to(device), dataset, plan.sizes, kinds, device, deadline, windows_drawn,
+                      cfg.data.cache_jitter, t.seed, cfg.data.cache_gray, shard, store)
+    model.cpu()
+    say_cache(store, len(maps), len(shard), rank, world_size)
+    model.feature_mean, model.feature_std = stats_from_sums(distributed.sum_over_ranks(feature_sums(maps)))
+    cells = t.window_cells
+    return CachedWindows(maps, cells, model.stride, model.grid_priors(cells, cells).cpu(), t.seed,
+                         sharded=world_size > 1, store=store)
+
+
+def say_cache(store: MapStore, num_maps: int, num_images: int, rank: int, world_size: int) -> None:
+    """One line: how many maps, for how many images, and how many bytes in memory and on disk."""
+    where = f"rank {rank} of {world_size}: " if world_size > 1 else ""
+    disk = f", {store.spilled_bytes / 2**20:.1f} MB on disk ({store.folder})" if store.spilled_bytes else ""
+    print(f"feature cache: {where}{num_maps} maps of {num_images} images, {store.in_memory / 2**20:.1f} MB in "
+          f"memory{disk}", file=sys.stderr)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -21,8 +20,7 @@ from multibox.data.pipeline import CropSampler, MaxSquareCrop, TrainSamples, col
 from multibox.data.transforms import crop_resize
 from multibox.engine import distributed
 from multibox.engine.checkpoint import checkpoint_kind
-from multibox.engine.feature_cache import CachedWindows, cache_maps, feature_stats, plan_cache, transforms
-from multibox.engine.precision import resolve_device
+from multibox.engine.feature_cache import cached_windows
 from multibox.errors import UserError
 from multibox.modeling.classifier import build_classifier
 from multibox.modeling.localizer import GridMultiBox, build_grid_model, build_model
@@ -277,28 +275,6 @@ def grid_localizer_task(cfg: Config, dataset: DetectionDataset, state: dict | No
     loss = localizer_loss(cfg, True, windows.priors)  # every window has the priors of a cells x cells map
     return Task("localizer", model, loss, windows, collate, extras, net=HeadOnFeatures(model),
                 default_steps=cached_steps(len(windows), cfg.train.batch_size), workers=0)
-
-
-CACHE_SHARE = 0.4  # with a --time budget, caching features may take at most this share of it
-
-
-def cached_windows(cfg: Config, model: GridMultiBox, dataset: DetectionDataset) -> CachedWindows | None:
-    """The cached-feature samples of the training split, or None when they would not fit in memory."""
-    kinds = transforms(cfg.data.rotate, cfg.data.flip)
-    sizes = plan_cache(model, len(dataset), cfg.model.image_size, list(cfg.data.cache_scales), kinds)
-    if not sizes:
-        return None
-    device = resolve_device(cfg.train.device)
-    minutes = cfg.train.time_minutes
-    deadline = None if minutes is None else time.monotonic() + 60 * minutes * CACHE_SHARE
-    t = cfg.train
-    windows_drawn = t.steps * t.batch_size if t.steps is not None and t.epochs is None else None  # a short run's need
-    maps = cache_maps(model.to(device), dataset, sizes, kinds, device, deadline, windows_drawn,
-                      cfg.data.cache_jitter, cfg.train.seed, cfg.data.cache_gray)
-    model.cpu()
-    model.feature_mean, model.feature_std = feature_stats(maps)
-    cells = cfg.train.window_cells
-    return CachedWindows(maps, cells, model.stride, model.grid_priors(cells, cells).cpu(), cfg.train.seed)
 
 
 # ------------------------------------------------------------------------- one box per class (§4.4.2)

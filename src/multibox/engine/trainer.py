@@ -112,7 +112,7 @@ def make_loader(run: Run, dataset: DetectionDataset) -> DataLoader:
     """This rank's batches (every world_size-th sample of the epoch), resuming at run.step."""
     cfg, world = run.cfg, run.world
     sampler = EpochBatchSampler(len(run.task.samples), cfg.train.batch_size, cfg.train.seed, world.rank, world.world_size,
-                                start_step=run.step)
+                                start_step=run.step, sharded=getattr(run.task.samples, "sharded", False))
     workers = loader_workers(run)
     # Its own generator: the loader draws a base seed when iterated, which from the global RNG would shift
     # a resumed run's dropout masks (the global RNG is restored from the checkpoint).
