@@ -74,3 +74,24 @@ def test_dihedral_boxes_follow_the_image_transform():
         ys, xs = moved.nonzero(as_tuple=True)
         np.testing.assert_allclose(dihedral_boxes(box, 20, t)[0], [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
     assert transforms(rotate=False, flip=True) == [0, 4] and transforms(rotate=False, flip=False) == [0]
+
+
+def test_cached_features_see_the_pixels_whole_image_inference_sees():
+    """One padding for training and inference (issue 21 item 4): the cached input of an image is the
+    window whole-image inference cuts (inference.windows.padded_square), resized the same way; on a
+    square image it is the plain resize the cache used before (trees-dev's tiles are all square)."""
+    from PIL import Image
+
+    from multibox.engine.feature_cache import padded_input
+    from multibox.inference.windows import padded_square, window_inputs
+
+    rng = np.random.default_rng(0)
+    wide = Image.fromarray(rng.integers(0, 256, (30, 50, 3), dtype=np.uint8))
+    pixels, scale = padded_input(wide, 64)
+    assert scale == 64 / 50
+    inference = window_inputs(wide, padded_square(50, 30), 64)[0]
+    assert torch.equal(pixels, inference)
+    assert pixels[:, 40:, :].sum() == 0 and pixels[:, :38, :].float().mean() > 50  # black below the image only
+    square = Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    plain = torch.from_numpy(np.asarray(square.resize((64, 64), Image.BILINEAR)).copy()).permute(2, 0, 1)
+    assert torch.equal(padded_input(square, 64)[0], plain)

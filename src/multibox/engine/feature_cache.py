@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 
 from multibox.config import Config
 from multibox.data import BadImage, DetectionDataset, photometric
+from multibox.data.transforms import crop_resize
 from multibox.engine import distributed
 from multibox.engine.map_store import MapStore, disk_room
 from multibox.engine.precision import resolve_device
@@ -71,13 +72,12 @@ def dihedral_boxes(boxes: np.ndarray, side: float, t: int) -> np.ndarray:
 
 
 def padded_input(image: Image.Image, size: int) -> tuple[Tensor, float]:
-    """The image padded to a square (black right / below, as whole-image inference sees it) and resized
-    to size x size: (uint8 Tensor[3, S, S], pixels of the input per pixel of the image)."""
+    """The image padded to a square (black right / below) and resized to size x size, by the same
+    function whole-image inference uses (:func:`multibox.data.transforms.crop_resize` of the square
+    crop), so the head trains on the pixels it will see: (uint8 Tensor[3, S, S], pixels of the input
+    per pixel of the image)."""
     side = max(image.width, image.height)
-    canvas = Image.new("RGB", (side, side))
-    canvas.paste(image, (0, 0))
-    pixels = np.asarray(canvas.resize((size, size), Image.BILINEAR), dtype=np.uint8)
-    return torch.from_numpy(pixels.copy()).permute(2, 0, 1), size / side  # [S, S, 3] -> [3, S, S]
+    return crop_resize(image, [0.0, 0.0, float(side), float(side)], size), size / side
 
 
 def input_sizes(image_size: int, stride: int, scales: list[float]) -> list[int]:
