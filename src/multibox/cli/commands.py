@@ -169,10 +169,15 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from multibox.jobs.export import export_job
 
-    info = export_job(args.model, args.format, args.out, args.opset)
+    info = export_job(args.model, args.format, args.out, args.opset, args.int8, args.calib)
     print(f"exported: {info['path']} ({info['format']}, S={info['image_size']}, K={info['num_boxes']}, "
           f"{info['windows']} window; vs the eager model: boxes within {info['max_box_diff_px']:.2g} px, scores within "
           f"{info['max_score_diff']:.1e}); contract: {info['path']}.json")
+    if args.int8:
+        q = info["int8"]
+        print(f"int8: {q['path']} (calibrated on {q['calibration_images']} images of {q['calibration']}; vs the eager "
+              f"model on them: boxes within {q['max_box_diff_px']:.2g} px, scores within {q['max_score_diff']:.2g}; "
+              f"its detection rate: multibox evaluate --model {q['path']})")
     return 0
 
 

@@ -238,6 +238,10 @@ def add_detect(sub, device: Parser) -> None:
     p.add_argument("--out", help="file to write (default: beside the checkpoint, RUN/best.onnx); FILE.json beside it "
                    "describes the contract")
     p.add_argument("--opset", type=positive_int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--int8", action="store_true", help="also write FILE.int8.onnx beside it: ONNX Runtime static "
+                   "INT8 quantization, calibrated on a few images (--format onnx)")
+    p.add_argument("--calib", metavar="DIR", help="with --int8: a folder of calibration images (default: the first "
+                   "16 images of the checkpoint's training data)")
 
 
 def add_data_tools(sub) -> None:

@@ -196,10 +196,12 @@ def load_exported(path: str | Path, fmt: str) -> Any:
     return run
 
 
-def output_differences(net: nn.Module, exported: Any, image_size: int, batch: int = 3, seed: int = 0) -> dict[str, float]:
-    """max |exported - eager| on ``batch`` random images: "boxes_px" in pixels of the S x S input,
-    "scores" in probability."""
-    images = torch.rand(batch, 3, image_size, image_size, generator=torch.Generator().manual_seed(seed))
+def output_differences(net: nn.Module, exported: Any, image_size: int, batch: int = 3, seed: int = 0,
+                       images: Tensor | None = None) -> dict[str, float]:
+    """max |exported - eager| on ``images`` Tensor[B, 3, S, S] in [0, 1] (default: ``batch`` random
+    ones): "boxes_px" in pixels of the S x S input, "scores" in probability."""
+    if images is None:
+        images = torch.rand(batch, 3, image_size, image_size, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         boxes, scores = net(images)
     got_boxes, got_scores = exported(images.numpy())

@@ -8,10 +8,14 @@ import json
 from pathlib import Path
 
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from multibox.atomic import atomic_path, write_text_atomic
 from multibox.config import EXPORT_FORMATS
+from multibox.data.build import load_split
+from multibox.data.transforms import to_pil
+from multibox.data.yolo import IMAGE_SUFFIXES
 from multibox.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from multibox.errors import JobFailed, UserError
 from multibox.inference.export import (
@@ -28,6 +32,8 @@ from multibox.inference.export import (
     load_exported,
     output_differences,
 )
+from multibox.inference.quantize import quantize_int8
+from multibox.inference.windows import image_windows, window_inputs
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript"}
 
@@ -45,15 +51,21 @@ def export_path(model_path: str | Path, fmt: str, out: str | Path | None) -> Pat
     return out
 
 
-def export_job(model_path: str | Path, fmt: str, out: str | Path | None = None, opset: int = 17) -> dict:
+def export_job(model_path: str | Path, fmt: str, out: str | Path | None = None, opset: int = 17, int8: bool = False,
+               calib: str | Path | None = None) -> dict:
     """`multibox export`: write OUT (default: beside the checkpoint) and OUT.json, checked against the
-    eager model; returns the summary (with "file": the path written)."""
+    eager model; returns the summary (with "file": the path written). ``int8``: also OUT's INT8 version
+    beside it (best.onnx -> best.int8.onnx), calibrated on ``calib`` (a folder of images; default: the
+    checkpoint's training split): :func:`export_int8`."""
     if fmt not in EXPORT_FORMATS:
         raise UserError(f"format {fmt!r}: expected one of {', '.join(EXPORT_FORMATS)}")
+    if int8 and fmt != "onnx":
+        raise UserError(f"int8: quantization writes ONNX; format {fmt!r} has none (use format onnx)")
     out = export_path(model_path, fmt, out)
     state = load_checkpoint(model_path)
     model, cfg = model_from_checkpoint(state)
     net, size = DecodedLocalizer(model).eval(), cfg.model.image_size
+    calibration = calibration_images(cfg, calib) if int8 else []  # a bad source fails before anything is written
     out.parent.mkdir(parents=True, exist_ok=True)
     with tqdm(total=2, desc=f"export {fmt}", unit="stage", dynamic_ncols=True) as bar, atomic_path(out) as tmp:
         if fmt == "onnx":  # with what running it needs (multibox.inference.onnx_localizer) inside the file
@@ -69,7 +81,55 @@ def export_job(model_path: str | Path, fmt: str, out: str | Path | None = None, 
             "windows": export_windows(cfg.model.windows), "backbone": cfg.model.backbone,
             "max_box_diff_px": diffs["boxes_px"], "max_score_diff": diffs["scores"], **CONTRACT}
     write_text_atomic(f"{out}.json", json.dumps(info, indent=1))
+    if int8:
+        meta, source = run_metadata(state, model, cfg), str(calib) if calib else f"{cfg.data.data} {cfg.data.split}"
+        info["int8"] = export_int8(out, net, cfg, calibration, source, meta) | {"path": str(int8_path(out))}
     return info | {"path": str(out)}
+
+
+CALIBRATION_IMAGES = 16  # ONNX Runtime's examples calibrate on tens of images; min-max ranges settle by then
+
+
+def int8_path(fp32: Path) -> Path:
+    """Where the INT8 version of ``fp32`` goes: RUN/best.onnx -> RUN/best.int8.onnx."""
+    return fp32.with_name(f"{fp32.stem}.int8{fp32.suffix}")
+
+
+def calibration_images(cfg, calib: str | Path | None, count: int = CALIBRATION_IMAGES) -> list[Image.Image]:
+    """The first ``count`` images of the folder ``calib``, else of the checkpoint's training split."""
+    if calib is not None:
+        folder = Path(calib)
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+        if not files:
+            raise UserError(f"{calib}: not a folder of images ({', '.join(sorted(IMAGE_SUFFIXES))}) to calibrate on")
+        return [to_pil(path) for path in files[:count]]
+    try:
+        dataset = load_split(cfg, cfg.data.split)
+    except UserError as exc:
+        raise UserError(f"int8: the training data of the checkpoint cannot be read ({exc}); give calibration "
+                        "images with calib DIR") from None
+    return [dataset.load_image(i) for i in range(min(count, len(dataset)))]
+
+
+def export_int8(fp32: Path, net, cfg, images: list[Image.Image], source: str, metadata: dict) -> dict:
+    """Write int8_path(fp32) (:func:`multibox.inference.quantize.quantize_int8`), calibrated on ``images``
+    (from ``source``), with ``metadata`` and its FILE.json. Its differences from the eager model are measured on the calibration images and
+    reported, not checked: quantization is lossy by design, and what it costs is the detection rate
+    `multibox evaluate --model MODEL.int8.onnx` reports."""
+    size, windows = cfg.model.image_size, export_windows(cfg.model.windows)
+    inputs = [window_inputs(im, image_windows(im.width, im.height, windows), size).float() / 255
+              for im in images]  # per image Tensor[1, 3, S, S] as the localizer cuts it
+    out = int8_path(fp32)
+    with atomic_path(out) as tmp:
+        quantize_int8(fp32, tmp, (x.numpy() for x in inputs))
+        embed_metadata(tmp, metadata)
+        diffs = output_differences(net, load_exported(tmp, "onnx"), size, images=torch.cat(inputs))
+    info = {"format": "onnx int8", "file": out.name, "image_size": size, "num_boxes": metadata["num_boxes"],
+            "nms_iou": NMS_IOU, "windows": windows, "calibration_images": len(inputs),
+            "calibration": source,
+            "max_box_diff_px": diffs["boxes_px"], "max_score_diff": diffs["scores"], **CONTRACT}
+    write_text_atomic(f"{out}.json", json.dumps(info, indent=1))
+    return info
 
 
 def run_metadata(state: dict, model, cfg) -> dict:
