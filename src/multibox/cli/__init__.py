@@ -63,6 +63,10 @@ def interrupted_message(exc: Interrupted, args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "max_pixels", None) is not None:  # --max-pixels: the limit of every image this run reads
+            from multibox.data.images import set_max_pixels
+
+            set_max_pixels(args.max_pixels)
         return COMMANDS[args.command](args)
     except UserError as exc:  # EnvironmentFault (a full disk, a read-only folder): the machine's, exit 1
         print(f"multibox {args.command}: error: {name_flag(flag_of_key(str(exc), args), args)}", file=sys.stderr)

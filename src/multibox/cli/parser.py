@@ -100,6 +100,7 @@ def run_options() -> Parser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out (its last.pt) where it stopped")
     p.add_argument("--exclude-classes", type=class_list, metavar="A,B",
                    help="unseen classes (§4.4.2): drop the training images holding them")
+    add_max_pixels(p)
     return p
 
 
@@ -115,6 +116,15 @@ def baseline_options() -> Parser:
 
 
 DEVICE_HELP = "cpu, cuda, a GPU number (0 = cuda:0) or auto"
+
+
+MAX_PIXELS_HELP = ("largest image read, in pixels (default PIL's 89,478,485; larger images are refused from "
+                   "their header as possible decompression bombs)")
+
+
+def add_max_pixels(p: argparse.ArgumentParser) -> None:
+    """--max-pixels: raises (or lowers) the decompression-bomb limit of every image read by the command."""
+    p.add_argument("--max-pixels", type=positive_int, metavar="PIXELS", help=MAX_PIXELS_HELP)
 
 
 def device_option() -> Parser:
@@ -188,6 +198,7 @@ def add_evaluate(sub, device: Parser, baselines: Parser) -> None:
                    "list of priors, sliding-window, random, selective-search (default: priors with --model)")
     p.add_argument("--classes", type=class_list, metavar="A,B",
                    help="count only these classes' objects (others ignored); adds class-agnostic PR (§4.4.2)")
+    add_max_pixels(p)
     p = sub.add_parser("baseline", parents=[baselines],
                        help="boxes of a proposal baseline on a split: detections.json, metrics.json, report.md")
     p.add_argument("name", metavar="NAME", help="priors, sliding-window, random or selective-search")
@@ -231,6 +242,7 @@ def add_detect(sub, device: Parser) -> None:
     p.add_argument("--mode", choices=DETECTOR_MODES, default="voc",
                    help="voc: NMS 0.5, each box with its best class; ilsvrc: NMS 0.4, best box per class (§4.4.1)")
     p.add_argument("--region", choices=CLASSIFIER_REGIONS, help="square around each box (default: the classifier's)")
+    add_max_pixels(p)
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
     p = sub.add_parser("export", help="a trained localizer as ONNX or TorchScript (see multibox.inference.export)")
     p.add_argument("--model", required=True, help="checkpoint (RUN/best.pt) or run folder")

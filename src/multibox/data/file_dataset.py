@@ -16,7 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from multibox.data.dataset import DetectionDataset
-from multibox.data.images import DEFAULT_MAX_PIXELS, load_rgb
+from multibox.data.images import DEFAULT_MAX_PIXELS, load_rgb, pixel_limit
 from multibox.data.index_cache import IndexData, default_cache_dir, files_key, load_or_build
 from multibox.data.problems import ProblemLog
 
@@ -51,7 +51,7 @@ class FileDataset(DetectionDataset):
         self.split = split
         self.names = list(names) if names is not None else None
         self.probe_images = probe_images
-        self.max_pixels = max_pixels
+        self.max_pixels = pixel_limit(max_pixels)  # the CLI's --max-pixels, when given, also keys the cache
         self.problems = problems if problems is not None else ProblemLog()
         self.from_cache = False
         self._load_index(cache, cache_dir)

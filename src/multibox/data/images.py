@@ -16,11 +16,15 @@ Conventions (the same for every reader):
 * **Damage.** Truncated or corrupt files fail in ``Image.load()`` (``ImageFile.LOAD_TRUNCATED_IMAGES`` is
   left False: a half-grey image with boxes on the missing half would train the wrong thing).
 * **Decompression bombs.** An image of more than ``max_pixels`` pixels (default PIL's 89,478,485) is
-  refused from its header, before any pixel is decoded.
+  refused from its header, before any pixel is decoded, with one message of ours naming the limit and
+  the way to raise it (PIL's own error, which names twice its limit, never reaches the user).
+  :func:`set_max_pixels` sets one limit for every read of the process (the CLI's ``--max-pixels``);
+  without it each reader uses its own ``max_pixels``.
 """
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,13 +35,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from multibox.data.problems import BadImage, Problem, ProblemLog
 from multibox.errors import UserError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "ImageInfo", "UnusableImage", "probe_image", "load_rgb", "open_image", "to_rgb"]
+__all__ = ["DEFAULT_MAX_PIXELS", "ImageInfo", "UnusableImage", "probe_image", "load_rgb", "open_image", "to_rgb",
+           "set_max_pixels", "pixel_limit"]
 
 #: PIL's own default for Image.MAX_IMAGE_PIXELS (a 1/4 GiB 24-bit image).
 DEFAULT_MAX_PIXELS = 89_478_485
 _EXIF_ORIENTATION = 0x0112
 _ALPHA_MODES = {"RGBA", "LA", "RGBa", "La", "PA"}
 _WIDE_INT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+_process_limit: int | None = None  # set_max_pixels: one limit for every read of this process
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,26 @@ def _bad(kind: str, path: Path | str, what: str, action: str = "image skipped") 
     return UnusableImage(Problem(kind, str(path), "", what, action))
 
 
+def set_max_pixels(limit: int | None) -> None:
+    """One pixel limit for every image this process reads (the CLI's ``--max-pixels``), above or below
+    each reader's own ``max_pixels``; None returns to the readers' own limits."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise UserError(f"max_pixels {limit!r}: expected a whole number of pixels >= 1")
+    global _process_limit
+    _process_limit = limit
+
+
+def pixel_limit(max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
+    """The limit a read with ``max_pixels`` applies: the process-wide one of :func:`set_max_pixels` if set."""
+    return _process_limit if _process_limit is not None else max_pixels
+
+
+def too_many_pixels(limit: int, size: str) -> str:
+    """Our one message for an image over the pixel limit: its size ("W x H = N", or N), the limit, how to raise it."""
+    return (f"decompression bomb refused: {size} pixels exceeds the limit max_pixels={limit:,} "
+            f"(raise max_pixels, on the command line --max-pixels, to read an image this large)")
+
+
 def _allow_pil_limit(max_pixels: int) -> None:
     """Let PIL's global bomb check (error above 2 x MAX_IMAGE_PIXELS) pass images our own limit allows.
 
@@ -77,6 +103,7 @@ def _allow_pil_limit(max_pixels: int) -> None:
 
 def _open(path: Path | str, max_pixels: int) -> Image.Image:
     """Open the header, refusing missing, unreadable and oversized files with a BadImage."""
+    max_pixels = pixel_limit(max_pixels)
     _allow_pil_limit(max_pixels)
     try:
         with warnings.catch_warnings():
@@ -84,18 +111,16 @@ def _open(path: Path | str, max_pixels: int) -> Image.Image:
             image = Image.open(path)
     except FileNotFoundError:
         raise _bad("missing-image", path, "image file not found") from None
-    except Image.DecompressionBombError as error:
-        raise _bad("decompression-bomb", path, f"{error} (limit max_pixels={max_pixels:,})") from None
+    except Image.DecompressionBombError as error:  # over twice PIL's limit, itself >= ours: say it in our words
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        size = f"{int(found.group(1)):,}" if found else f"more than {2 * (Image.MAX_IMAGE_PIXELS or max_pixels):,}"
+        raise _bad("decompression-bomb", path, too_many_pixels(max_pixels, size)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise _bad("unreadable-image", path, f"not a readable image ({error})") from None
     pixels = image.width * image.height
     if pixels > max_pixels:
         image.close()
-        what = (
-            f"decompression bomb refused: {image.width}x{image.height} = {pixels:,} pixels exceeds "
-            f"the limit max_pixels={max_pixels:,}"
-        )
-        raise _bad("decompression-bomb", path, what)
+        raise _bad("decompression-bomb", path, too_many_pixels(max_pixels, f"{image.width}x{image.height} = {pixels:,}"))
     return image
 
 
