@@ -4,7 +4,8 @@ with each curve's AP in the legend, and images with boxes drawn.
 Drawn boxes are sized to the image (line width and label text grow with it, as Ultralytics'
 annotator does), each class in its own colour of a fixed palette (matplotlib's tab10), each label
 written on a box filled with that colour in black or white, whichever contrasts more, so it reads
-on any background.
+on any background. Scores are written with 2 decimals (0.87, never 8.7e-01). Pictures for a person
+(:func:`draw_for_viewing`) upscale small images first, so boxes and text are drawn at the shown size.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from multibox.evaluation.voc import average_precision
 PALETTE = [tuple(round(255 * c) for c in rgb) for rgb in matplotlib.colormaps["tab10"].colors]  # per class
 AGNOSTIC_COLOR = (255, 40, 40)  # class-agnostic boxes (a localizer alone)
 GT_COLOR = (40, 220, 40)  # ground truth drawn beside predictions
+VIEW_MIN_SIDE = 640  # pixels: the longer side of a picture for a person at least (Ultralytics' imgsz)
+DRAW_CONF = 0.25  # the lowest score drawn by default (Ultralytics' conf); files keep what was asked
 
 
 def plot_detection_rate(curves: dict[str, list[float]], path: str | Path, title: str = "") -> None:
@@ -121,7 +124,30 @@ def draw_boxes(image: Image.Image, boxes, scores=None, labels: list[str] | None 
             continue
         color = class_color(None if class_ids is None else int(class_ids[i]))
         draw.rectangle(box, outline=color, width=line)
-        text = " ".join(t for t in [labels[i] if labels else "", "" if values is None else f"{values[i]:.2g}"] if t)
+        text = " ".join(t for t in [labels[i] if labels else "", "" if values is None else score_text(values[i])] if t)
         if text:
             draw_label(draw, box, text, color, font, out.size)
     return out
+
+
+def score_text(score: float) -> str:
+    """A score as drawn: 2 decimals (0.87), never scientific notation."""
+    return f"{score:.2f}"
+
+
+def view_scale(width: int, height: int, min_side: int = VIEW_MIN_SIDE) -> float:
+    """The factor that brings a width x height image's longer side up to ``min_side`` (1: never shrunk)."""
+    return max(1.0, min_side / max(width, height, 1))
+
+
+def draw_for_viewing(image: Image.Image, boxes, scores=None, labels: list[str] | None = None,
+                     class_ids: list[int] | None = None, min_score: float = DRAW_CONF,
+                     min_side: int = VIEW_MIN_SIDE) -> Image.Image:
+    """:func:`draw_boxes` (boxes [N, 4] xyxy pixels of ``image``, scores [N]) on ``image`` upscaled so
+    its longer side is at least ``min_side`` pixels; only boxes scoring at least ``min_score``."""
+    factor = view_scale(image.width, image.height, min_side)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if factor > 1:
+        size = (round(image.width * factor), round(image.height * factor))
+        image, boxes = image.resize(size, Image.BILINEAR), boxes * factor
+    return draw_boxes(image, boxes, scores, labels=labels, class_ids=class_ids, min_score=min_score)
