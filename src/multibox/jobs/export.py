@@ -136,7 +136,7 @@ def run_metadata(state: dict, model, cfg) -> dict:
     """The metadata an .onnx carries (:func:`multibox.inference.export.export_metadata`) for this checkpoint."""
     counts = state.get("prior_match_counts", torch.zeros(model.num_boxes, dtype=torch.int64))
     return export_metadata(cfg.model.image_size, model.num_boxes, cfg.model.windows, cfg.to_dict(),
-                           model.priors, counts)
+                           model.priors, counts) | {"class_names": state.get("class_names")}  # for `serve`'s /v1/model
 
 
 def check_differences(out: Path, diffs: dict[str, float]) -> None:

@@ -1,7 +1,10 @@
-"""The served model: a localizer checkpoint (and optionally a classifier), run on batches of uploaded
-images through the same :class:`~multibox.inference.localizer.Localizer` and
-:class:`~multibox.inference.detector.Detector` as `multibox detect`, answered as
-:func:`multibox.inference.entries.detection_entry` dicts.
+"""The served model: a localizer checkpoint or exported .onnx (and optionally a classifier, with a
+checkpoint), run on batches of uploaded images through the same loader
+(:func:`multibox.inference.loading.load_localizer`), :class:`~multibox.inference.localizer.Localizer`
+and :class:`~multibox.inference.detector.Detector` as `multibox detect`, answered as
+:func:`multibox.inference.entries.detection_entry` dicts. An .onnx runs in ONNX Runtime with its
+threads' spinning off: requests arrive with gaps, and spinning threads would take the cores the
+HTTP side needs between forward passes.
 """
 
 from __future__ import annotations
@@ -12,10 +15,10 @@ from PIL import Image
 from torch import Tensor
 
 from multibox.engine.checkpoint import checkpoint_config, load_checkpoint
-from multibox.engine.precision import resolve_device
 from multibox.errors import UserError
 from multibox.inference.detector import Detector
 from multibox.inference.entries import detection_entry
+from multibox.inference.loading import is_onnx, load_localizer, refuse_onnx_classifier
 from multibox.inference.localizer import Localizer
 from multibox.serving.options import DetectOptions
 
@@ -41,6 +44,17 @@ def checkpoint_info(state: dict, path: Path) -> dict:
             "training_data": cfg.data.data, "training_split": cfg.data.split, "step": state.get("step")}
 
 
+def model_info(localizer: Localizer, path: Path) -> dict:
+    """GET /v1/model's entry for the served localizer: :func:`checkpoint_info`, or for an .onnx the same
+    facts from its embedded training config."""
+    if not is_onnx(path):
+        return checkpoint_info(load_checkpoint(path), path)
+    meta = localizer.metadata
+    state = {"config": meta["config"], "class_names": meta.get("class_names")} if "config" in meta else None
+    facts = checkpoint_info(state, path) if state else {"file": path.name, "image_size": localizer.image_size}
+    return facts | {"task": "localizer", "step": None, "format": "onnx"}
+
+
 def keep(det: dict[str, Tensor], top_k: int, min_score: float) -> dict[str, Tensor]:
     """The first ``top_k`` rows scoring at least ``min_score`` (rows are sorted by score)."""
     mask = det["scores"] >= min_score
@@ -56,17 +70,19 @@ class Predictor:
     @classmethod
     def from_checkpoints(cls, model: str | Path, classifier: str | Path | None = None,
                          device: str = "auto") -> Predictor:
-        """Load a localizer checkpoint (or run folder) and optionally a classifier, as `multibox detect` does."""
-        model_path, dev = resolve_checkpoint(model), resolve_device(device)
-        localizer = Localizer.from_checkpoint(model_path, dev)
-        info = {"localizer": checkpoint_info(load_checkpoint(model_path), model_path)}
-        info["localizer"] |= {"num_boxes": localizer.model.num_boxes, "windows": localizer.windows}
+        """Load a localizer checkpoint (or run folder, or exported .onnx) and optionally a classifier, as `multibox detect` does."""
+        refuse_onnx_classifier(model, classifier)
+        model_path = resolve_checkpoint(model)
+        localizer = load_localizer(model_path, device, spinning=False)
+        dev = localizer.device
+        info = {"localizer": model_info(localizer, model_path)}
+        info["localizer"] |= {"num_boxes": localizer.num_boxes, "windows": localizer.windows}
         info["classifier"], detector = None, None
         if classifier is not None:
             cls_path = resolve_checkpoint(classifier)
             detector = Detector.from_checkpoints(model_path, cls_path, dev, located=localizer)
             info["classifier"] = checkpoint_info(load_checkpoint(cls_path), cls_path) | {"region": detector.region}
-        info["device"] = str(dev)
+        info["device"] = f"onnxruntime {localizer.session.get_providers()[0]}" if is_onnx(model_path) else str(dev)
         return cls(localizer, detector, info)
 
     @property
@@ -78,9 +94,7 @@ class Predictor:
         """The served network with the windows ``options`` ask for (a view, the weights are shared)."""
         if options.windows is None and options.tile is None:
             return self.localizer
-        base = self.localizer
-        return Localizer(base.model, base.image_size, base.device, base.nms_iou, options.windows or base.windows,
-                         options.tile, options.overlap)
+        return self.localizer.with_windows(options.windows, options.tile, options.overlap)
 
     def detect_group(self, images: list[Image.Image], options: DetectOptions) -> list[dict[str, Tensor]]:
         """Detections of images that share a batch key, in one forward pass (unfiltered)."""
