@@ -3,6 +3,8 @@
 Each image is cut into windows (:mod:`multibox.inference.windows`: the whole image padded to a square
 by default; the §4.1 center square, the §4.3 two scales, or tiles), every window of every image runs through the network in one batch, and
 :func:`multibox.inference.postprocess.merge_windows` turns the outputs into per-image detections.
+The network call (:meth:`Localizer.network`) is the only step a backend replaces
+(:class:`multibox.inference.onnx_localizer.OnnxLocalizer` runs an exported graph in ONNX Runtime).
 """
 
 from __future__ import annotations

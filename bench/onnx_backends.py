@@ -1,0 +1,70 @@
+"""One trained localizer through each backend, one image at a time, same run: eager PyTorch (the
+checkpoint), ONNX Runtime (FILE.onnx) and ONNX Runtime INT8 (FILE.int8.onnx), all through
+:func:`multibox.inference.loading.load_localizer` and ``predict(top_k=100)`` (pre-processing, windows
+and NMS included). Images/s of the fastest of 3 passes over ``--count`` images (trees-dev's tiles,
+cycled), after one warm-up call; torch and ONNX Runtime both get ``--threads`` threads. Not a timed
+test: the numbers move with the machine and its load; the ratios within one run are what counts.
+
+    python bench/onnx_backends.py RUN/best.pt RUN/best.onnx RUN/best.int8.onnx [--count 20 --threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+from pathlib import Path
+
+import torch
+
+from multibox.data.images import open_image
+from multibox.inference.loading import load_localizer
+from multibox.inference.onnx_localizer import OnnxLocalizer, session_options
+
+TILES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "trees-dev" / "JPEGImages"
+
+
+def rate(predict, images: list, passes: int = 3) -> float:
+    """Images/s of ``predict`` over ``images``, one at a time (fastest pass, after one warm-up call)."""
+    predict(images[0])
+    best = float("inf")
+    for _ in range(passes):
+        start = time.perf_counter()
+        for image in images:
+            predict(image)
+        best = min(best, time.perf_counter() - start)
+    return len(images) / best
+
+
+def load(path: str, threads: int):
+    """The localizer of ``path`` with ``threads`` threads for its network."""
+    loc = load_localizer(path, "cpu")
+    if isinstance(loc, OnnxLocalizer):  # the same session with the asked-for thread count
+        import onnxruntime as ort
+
+        loc.session = ort.InferenceSession(path, session_options(threads), providers=["CPUExecutionProvider"])
+    return loc
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", help="checkpoint, .onnx, .int8.onnx (any of them)")
+    parser.add_argument("--count", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--images", default=str(TILES))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    files = sorted(Path(args.images).glob("*.jpg"))
+    images = [open_image(f) for f in itertools.islice(itertools.cycle(files), args.count)]
+    print(f"{len(images)} images ({len(files)} files of {args.images}, cycled), {args.threads} threads, top 100")
+    first = None
+    for path in args.models:
+        loc = load(path, args.threads)
+        speed = rate(lambda im: loc.predict(im, top_k=100), images)
+        first = first or speed
+        print(f"{Path(path).name:>24}  {type(loc).__name__:>13}  S={loc.image_size}  {speed:6.2f} images/s  "
+              f"{speed / first:4.2f}x the first")
+
+
+if __name__ == "__main__":
+    main()
