@@ -98,9 +98,13 @@ def test_a_corrupt_image_is_named_and_skipped(models, tmp_path, capsys):
     code, err = run(["detect", "--model", str(models[0]), "--out", str(tmp_path / "d"), "--device", "cpu", str(images)],
                     capsys)
     assert code == 0
-    assert len(err.strip().splitlines()) == 1 and "broken.jpg" in err and "Traceback" not in err
+    named, summary = err.strip().splitlines()  # the file named as it is met, then one line at the end
+    assert "broken.jpg" in named and "Traceback" not in err
+    assert summary.startswith("1 of 3 image(s) could not be read") and "skipped.json" in summary
     entries = json.loads((tmp_path / "d" / "detections.json").read_text())
     assert [e["path"].rsplit("/", 1)[-1] for e in entries] == ["a.jpg", "c.jpg"]
+    [skipped] = json.loads((tmp_path / "d" / "skipped.json").read_text())
+    assert skipped["path"] == str(images / "broken.jpg") and "not a readable image" in skipped["reason"]
     (images / "a.jpg").write_bytes(b"junk")
     (images / "c.jpg").write_bytes(b"junk")
     code, err = run(["detect", "--model", str(models[0]), "--out", str(tmp_path / "e"), "--device", "cpu", str(images)],

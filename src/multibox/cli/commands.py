@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from multibox.config import Config, check_values
 from multibox.errors import UserError
@@ -132,21 +133,40 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    from multibox.engine.run_dir import output_dir
+    from multibox.engine.run_dir import RUNS_ROOT, output_dir
     from multibox.data.annotation_writers import parse_formats
+    from multibox.errors import Interrupted
+    from multibox.jobs.annotate import annotation_writers
     from multibox.jobs.detect import detect
+    from multibox.jobs.detect_log import DetectFolderInUse, latest_run
 
     formats = parse_formats(args.format)  # a wrong --format fails before any image is read
-    path = detect(args.model, args.inputs, output_dir(args.out, "detect"), args.classifier, args.top_k, args.device,
-                  multiscale=args.multiscale, mode=args.mode, region=args.region, **window_args(args),
-                  min_score=args.conf, iou=args.iou, max_det=args.max_det)
-    print(f"detections: {path}")
-    if args.format or args.save_txt:
-        from multibox.jobs.annotate import write_annotations
+    flags = {"resume=True": "--resume", "exist_ok=True": "--exist-ok", "(out_dir)": "with --out"}
+    writers: list = []  # built once the class names are known; written as the images stream
 
-        for folder in write_annotations(path, formats, args.save_txt, args.save_conf,
-                                        model_version=str(args.model)):
-            print(f"annotations: {folder}")
+    def make_writers(class_names: list[str] | None) -> list:
+        writers.extend(annotation_writers(formats, args.save_txt, args.save_conf, out, class_names, str(args.model)))
+        return writers
+
+    try:
+        out = latest_run(RUNS_ROOT) if args.resume and args.out is None else output_dir(args.out, "detect")
+        path = detect(args.model, args.inputs, out, args.classifier, args.top_k, args.device, args.batch,
+                      draw=args.save, multiscale=args.multiscale, mode=args.mode, region=args.region,
+                      **window_args(args), min_score=args.conf, iou=args.iou, max_det=args.max_det,
+                      draw_conf=args.draw_conf, resume=args.resume, exist_ok=args.exist_ok, writers=make_writers)
+    except DetectFolderInUse as exc:  # the library names its parameters; here they are flags
+        message = str(exc)
+        for parameter, flag in flags.items():
+            message = message.replace(parameter, flag)
+        raise UserError(message) from None
+    except Interrupted as exc:
+        print(f"multibox detect: interrupted ({exc.signal_name}); {exc.step} image(s) kept in {exc.checkpoint}; "
+              f"continue with the same command and --resume" + (f" --out {out}" if args.out is None else ""),
+              file=sys.stderr)
+        return 130
+    print(f"detections: {path}")
+    for folder in sorted({w.root for w in writers}):
+        print(f"annotations: {folder}")
     return 0
 
 

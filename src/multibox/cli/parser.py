@@ -230,7 +230,15 @@ def add_detect(sub, device: Parser) -> None:
     p.add_argument("--max-det", type=positive_int,
                    help="final detections per image (with --classifier: after scoring; default: all top-k boxes)")
     p.add_argument("--conf", type=at_most_one(non_negative_float), default=0.0, metavar="MIN_SCORE",
-                   help="lowest score reported and drawn, in [0, 1] (default 0)")
+                   help="lowest score reported in the files, in [0, 1] (default 0)")
+    p.add_argument("--draw-conf", type=at_most_one(non_negative_float), default=0.25, metavar="SCORE",
+                   help="lowest score drawn on the pictures, in [0, 1] (default 0.25, as Ultralytics' conf)")
+    p.add_argument("--save", action=argparse.BooleanOptionalAction, default=True,
+                   help="draw the boxes on each image, OUT/images/*.png (default on; --no-save draws none)")
+    p.add_argument("--batch", type=positive_int, default=16, help="images per network run (default 16)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out: images already in OUT/detections.jsonl are skipped")
+    p.add_argument("--exist-ok", action="store_true", help="start over in an --out that holds a detect run")
     p.add_argument("--iou", type=at_most_one(positive_float), metavar="NMS_IOU",
                    help="NMS threshold in (0, 1] (default: 0.5, or 0.4 with --mode ilsvrc)")
     p.add_argument("--classifier", help="classifier checkpoint: label and score each box (§4.2.2)")

@@ -1,32 +1,33 @@
 """`multibox detect`: boxes for image files, as OUT/detections.json and drawn images; with a
 classifier, each box labelled and scored (§4.2.2).
 
-An image that cannot be read (corrupt, truncated, over the pixel limit) is named in one line on
-stderr and skipped; the others are processed. Drawings are OUT/images/STEM.png; inputs sharing a
-file stem (a/x.jpg, b/x.jpg) are told apart by their folder (a_x.png, b_x.png), then by a number;
-each entry's "path" and "drawing" say which input and which picture belong together.
+Images stream through decoding threads, the network and a writing thread
+(:mod:`multibox.jobs.detect_stream`); each result is kept at once in OUT/detections.jsonl, so an
+interrupted run is continued with ``resume`` (:mod:`multibox.jobs.detect_log`). An image that cannot be
+read (corrupt, truncated, over the pixel limit) is named in one line on stderr, skipped, and listed in
+OUT/skipped.json; the others are processed. Drawings are OUT/images/STEM.png; inputs sharing a file
+stem (a/x.jpg, b/x.jpg) are told apart by their folder (a_x.png, b_x.png), then by a number; each
+entry's "path" and "drawing" say which input and which picture belong together.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from PIL import Image
 from tqdm import tqdm
 
-from multibox.atomic import write_text_atomic
-from multibox.data.images import open_image
 from multibox.engine.precision import resolve_device
-from multibox.errors import UserError
+from multibox.errors import Interrupted, UserError
 from multibox.inference.detector import Detector
-from multibox.inference.entries import detection_entry
 from multibox.inference.localizer import Localizer
 from multibox.inference.postprocess import check_options
-from multibox.reports.plots import draw_boxes
+from multibox.jobs import detect_log
+from multibox.jobs.detect_log import model_identity
+from multibox.jobs.detect_stream import READ_WORKERS, Predict, Sink, say, stream
+from multibox.reports.plots import DRAW_CONF
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 
@@ -64,17 +65,6 @@ def drawing_names(files: list[Path]) -> list[str]:
     return unique
 
 
-def draw_detections(image: Image.Image, det: dict, class_names: list[str] | None) -> Image.Image:
-    """``image`` with its detections drawn, each labelled box in its class's colour."""
-    if class_names is None:
-        return draw_boxes(image, det["boxes"], det["scores"])
-    labels = det["labels"].tolist()
-    return draw_boxes(image, det["boxes"], det["scores"], labels=[class_names[i] for i in labels], class_ids=labels)
-
-
-Predict = Callable[[list[Image.Image]], list[dict]]
-
-
 def detection_predictor(model_path: str | Path, classifier: str | Path | None, device: str, top_k: int,
                         windows: dict, mode: str, region: str | None, options: dict) -> tuple[Predict, list[str] | None]:
     """(images -> per-image detection dicts, class names or None) for `detect`; windows: the
@@ -87,60 +77,102 @@ def detection_predictor(model_path: str | Path, classifier: str | Path | None, d
     return lambda images: [{"boxes": b, "scores": s} for b, s in localizer.predict_batch(images, top_k, **options)], None
 
 
-def read_images(files: list[Path], bar: tqdm) -> list[tuple[int, Image.Image]]:
-    """(position, RGB image) of the readable files; each unreadable one named in one line on stderr."""
-    readable = []
-    for i, path in enumerate(files):
-        try:
-            readable.append((i, open_image(path)))
-        except UserError as exc:
-            bar.write(f"{exc}", file=sys.stderr)
-    return readable
+def detect_args(model_path: str | Path, classifier: str | Path | None, top_k: int, spec: dict, mode: str,
+                region: str | None, options: dict) -> dict:
+    """What OUT/detect_args.json records: the model files and every option that changes the detections."""
+    return {"model": model_identity(model_path), "classifier": None if classifier is None else model_identity(classifier),
+            "top_k": top_k, "mode": mode, "region": region, **spec, **options}
 
 
 def detect(model_path: str | Path, inputs: list[str], out_dir: str | Path, classifier: str | Path | None = None,
            top_k: int = 10, device: str = "auto", batch_size: int = 16, draw: bool = True,
            multiscale: bool = False, mode: str = "voc", region: str | None = None, windows: str | None = None,
            tile: float | None = None, overlap: float = 0.2, min_score: float = 0.0, iou: float | None = None,
-           max_det: int | None = None, tta: str | None = None) -> Path:
+           max_det: int | None = None, tta: str | None = None, draw_conf: float = DRAW_CONF, resume: bool = False,
+           exist_ok: bool = False, writers: list | Callable[[list[str] | None], list] | None = None,
+           workers: int = READ_WORKERS) -> Path:
     """`multibox detect`: OUT_DIR/detections.json (entries of :func:`multibox.inference.entries.detection_entry`
-    plus "drawing") and OUT_DIR/images/*.png with the boxes drawn.
+    plus "drawing"), built as it goes in OUT_DIR/detections.jsonl (:mod:`multibox.jobs.detect_log`), and
+    with ``draw`` OUT_DIR/images/*.png (boxes scoring at least ``draw_conf``, small images upscaled).
 
     top_k: boxes kept per image from the localizer (after NMS at ``iou``, before the classifier);
     max_det: final detections per image (with a classifier: after scoring; alone: the same cap as
-    top_k); min_score: the lowest score reported and drawn. windows / tile / overlap: what the
-    localizer looks at (default: the checkpoint's, :mod:`multibox.inference.windows`); tta: test-time
-    flips / rotations (:mod:`multibox.inference.tta`); multiscale:
-    windows="multiscale" (§4.3). Unreadable images are named on stderr and skipped.
+    top_k); min_score: the lowest score reported. windows / tile / overlap: what the localizer looks at
+    (default: the checkpoint's, :mod:`multibox.inference.windows`); tta: test-time flips / rotations
+    (:mod:`multibox.inference.tta`); multiscale: windows="multiscale" (§4.3). resume: continue the run
+    in OUT_DIR (its images done are skipped; the options must be the same); exist_ok: start over in a
+    folder holding a run. writers: annotation writers (``add(entry, path, width, height)``,
+    ``close()``), or a function of the class names returning them; on resume the images already done are
+    fed first. Unreadable images are named on stderr, skipped, and listed in OUT_DIR/skipped.json.
     """
     check_options(min_score, iou, top_k, max_det)
+    check_draw_conf(draw_conf)
     files = expand_inputs(inputs)
     spec = {"windows": "multiscale" if multiscale else windows, "tile": tile, "overlap": overlap, "tta": tta}
     options = {"min_score": min_score, "iou": iou, "max_det": max_det}
     predict, names = detection_predictor(model_path, classifier, device, top_k, spec, mode, region, options)
-    out = Path(out_dir)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    pictures = drawing_names(files)
-    entries: list[dict] = []
-    with tqdm(total=len(files), desc="detect", unit="image", file=sys.stderr, disable=None) as bar:
-        for start in range(0, len(files), batch_size):
-            chunk = files[start : start + batch_size]
-            readable = read_images(chunk, bar)
-            dets = predict([im for _, im in readable]) if readable else []
-            for (i, image), det in zip(readable, dets):
-                entries.append(write_entry(det, image, chunk[i], pictures[start + i], out, names, draw))
-            bar.update(len(chunk))
-    if not entries:
-        raise UserError(f"none of the {len(files)} image(s) could be read (each is named above)")
-    write_text_atomic(out / "detections.json", json.dumps(entries, indent=1))
-    return out / "detections.json"
-
-
-def write_entry(det: dict, image: Image.Image, path: Path, picture: str, out: Path, names: list[str] | None,
-                draw: bool) -> dict:
-    """One image's detections.json entry; with ``draw``, its picture OUT/images/PICTURE.png written."""
-    entry = detection_entry(det, image.width, image.height, names, str(path))
+    out = Path(out_dir)  # touched only once the models load
+    done = detect_log.claim(out, detect_args(model_path, classifier, top_k, spec, mode, region, options), resume,
+                            exist_ok)
+    writers = (writers(names) if callable(writers) else list(writers)) if writers is not None else []
+    feed_done(out, writers)
+    todo = still_to_do(files, done)
     if draw:
-        draw_detections(image, det, names).save(out / "images" / f"{picture}.png")
-        entry["drawing"] = f"images/{picture}.png"
-    return entry
+        (out / "images").mkdir(exist_ok=True)
+    with open(out / detect_log.JSONL, "a", encoding="utf-8") as log:
+        sink = Sink(out, log, names, drawing_names(files), draw, draw_conf, writers)
+        skipped = run_with_progress(todo, predict, sink, batch_size, workers, len(files) - len(todo))
+    for writer in writers:
+        writer.close()
+    return finish(out, files, skipped)
+
+
+def check_draw_conf(draw_conf: float) -> None:
+    """draw_conf must be a score in [0, 1]."""
+    if not 0 <= draw_conf <= 1:
+        raise UserError(f"draw_conf: {draw_conf} is not a score in [0, 1]")
+
+
+def feed_done(out: Path, writers: list) -> None:
+    """Give the annotation writers the entries a resumed run already has (the JSONL, line by line)."""
+    if not writers or not (out / detect_log.JSONL).is_file():
+        return
+    for _, entry in detect_log.complete_lines(out / detect_log.JSONL):
+        for writer in writers:
+            writer.add(entry, Path(entry["path"]), int(entry["width"]), int(entry["height"]))
+
+
+def still_to_do(files: list[Path], done: Counter) -> list[tuple[int, Path]]:
+    """(position, path) of the inputs not in ``done`` (an input given twice and done once is done once more)."""
+    left, todo = Counter(done), []
+    for index, path in enumerate(files):  # a loop over files
+        if left[str(path)] > 0:
+            left[str(path)] -= 1
+        else:
+            todo.append((index, path))
+    return todo
+
+
+def run_with_progress(todo: list[tuple[int, Path]], predict: Predict, sink: Sink, batch_size: int, workers: int,
+                      already: int) -> list[dict]:
+    """:func:`detect_stream.stream` under a progress bar over all inputs (``already`` done before); Ctrl-C
+    becomes :class:`Interrupted` naming the JSONL and how many images it holds."""
+    with tqdm(total=already + len(todo), initial=already, desc="detect", unit="image", file=sys.stderr,
+              disable=None) as bar:
+        try:
+            return stream(todo, predict, sink, batch_size, workers, bar)
+        except KeyboardInterrupt:
+            raise Interrupted("Ctrl-C", sink.out / detect_log.JSONL, already + sink.written) from None
+
+
+def finish(out: Path, files: list[Path], skipped: list[dict]) -> Path:
+    """OUT/skipped.json and OUT/detections.json from the JSONL; a one-line note of the skipped files."""
+    detect_log.write_skipped(out, skipped)
+    count = detect_log.write_final(out, [str(p) for p in files])
+    if count == 0:
+        (out / detect_log.FINAL).unlink()
+        raise UserError(f"none of the {len(files)} image(s) could be read (each is named above)")
+    if skipped:
+        say(f"{len(skipped)} of {len(files)} image(s) could not be read and were skipped: listed in "
+            f"{out / detect_log.SKIPPED}")
+    return out / detect_log.FINAL

@@ -1,0 +1,170 @@
+"""The streaming pipeline of `multibox detect`: decode ahead, run the network, write behind.
+
+Three kinds of work overlap, so the network is rarely kept waiting:
+
+* **Decoding** in a pool of worker threads (PIL releases the GIL while it decodes), at most
+  ``2 x batch_size`` images read ahead of the network, handed over in the order of the inputs.
+* **The network** on the calling thread, one batch at a time.
+* **Writing** in one worker thread, in order: the drawing (optional), the image's line of
+  ``OUT/detections.jsonl`` (flushed at once, after its drawing: a line means the image is done), and
+  the annotation writers. At most ``2 x batch_size`` images wait there.
+
+So the images held at any time are bounded by ``5 x batch_size`` whatever the number of inputs: memory
+is flat in the number of images. An unreadable file is named in one line on stderr and returned as
+skipped, with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TypeVar
+
+from PIL import Image
+
+from multibox.data.images import open_image
+from multibox.errors import UserError
+from multibox.inference.entries import detection_entry
+from multibox.reports.plots import DRAW_CONF, draw_for_viewing
+
+READ_WORKERS = max(1, min(4, os.cpu_count() or 1))  # decoding threads: enough to keep one network fed
+Predict = Callable[[list[Image.Image]], list[dict]]
+T = TypeVar("T")
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Lists of ``size`` consecutive items (the last one shorter)."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def read(path: Path) -> Image.Image | UserError:
+    """The RGB image at ``path``, or the one-line UserError saying why it cannot be read."""
+    try:
+        return open_image(path)
+    except UserError as exc:
+        return exc
+
+
+def decoded(todo: list[tuple[int, Path]], workers: int, ahead: int) -> Iterator[tuple[int, Path, Image.Image | UserError]]:
+    """(position, path, image or error) of each ``todo`` item in order, decoded by ``workers`` threads
+    with at most ``ahead`` items in flight (read, or waiting to be taken)."""
+    pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="detect-read")
+    pending: deque[tuple[int, Path, Future]] = deque()
+    items = iter(todo)
+    try:
+        for index, path in items:
+            pending.append((index, path, pool.submit(read, path)))
+            if len(pending) >= ahead:
+                index, path, future = pending.popleft()
+                yield index, path, future.result()
+        while pending:
+            index, path, future = pending.popleft()
+            yield index, path, future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class InOrderBehind:
+    """Tasks run one after another in a worker thread, at most ``depth`` waiting; a task's exception is
+    raised by the next :meth:`put` or by :meth:`close` (which waits for every task)."""
+
+    def __init__(self, depth: int) -> None:
+        self.depth, self.pending = max(1, depth), deque()
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="detect-write")
+
+    def put(self, task: Callable[..., None], *args) -> None:
+        self.pending.append(self.pool.submit(task, *args))
+        while len(self.pending) > self.depth:
+            self.pending.popleft().result()
+
+    def close(self) -> None:
+        try:
+            while self.pending:
+                self.pending.popleft().result()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass
+class Sink:
+    """Where each image's detections go (in the writing thread): its drawing OUT/images/PICTURE.png when
+    ``save`` (boxes scoring at least ``draw_conf``), its line of the JSONL ``log``, the ``writers``."""
+
+    out: Path
+    log: IO[str]
+    class_names: list[str] | None
+    pictures: list[str]
+    save: bool = True
+    draw_conf: float = DRAW_CONF
+    writers: list = field(default_factory=list)
+    written: int = 0
+
+    def put(self, det: dict, image: Image.Image, path: Path, index: int) -> None:
+        entry = detection_entry(det, image.width, image.height, self.class_names, str(path))
+        if self.save:
+            picture = f"images/{self.pictures[index]}.png"
+            self.drawing(image, det).save(self.out / picture)
+            entry["drawing"] = picture
+        self.log.write(json.dumps(entry) + "\n")
+        self.log.flush()  # a line is there for good once written: a killed run keeps it
+        self.written += 1
+        for writer in self.writers:
+            writer.add(entry, Path(path), int(entry["width"]), int(entry["height"]))
+
+    def drawing(self, image: Image.Image, det: dict) -> Image.Image:
+        """``image`` upscaled for viewing with the boxes scoring at least ``draw_conf`` drawn."""
+        if self.class_names is None:
+            return draw_for_viewing(image, det["boxes"], det["scores"], min_score=self.draw_conf)
+        ids = det["labels"].tolist()
+        return draw_for_viewing(image, det["boxes"], det["scores"], labels=[self.class_names[i] for i in ids],
+                                class_ids=ids, min_score=self.draw_conf)
+
+
+def stream(todo: list[tuple[int, Path]], predict: Predict, sink: Sink, batch_size: int = 16,
+           workers: int = READ_WORKERS, progress=None) -> list[dict]:
+    """Run ``predict`` over the images of ``todo`` ((position in the inputs, path), in order) and hand
+    each result to ``sink``; the unreadable files as [{"path", "reason"}], each also named on stderr.
+    ``progress``: a tqdm bar (or None), advanced per image."""
+    skipped: list[dict] = []
+    behind = InOrderBehind(2 * batch_size)
+    try:
+        for batch in batched(decoded(todo, workers, 2 * batch_size), batch_size):
+            readable = [item for item in batch if not isinstance(item[2], UserError)]
+            for _, path, error in (item for item in batch if isinstance(item[2], UserError)):
+                say(f"{error}", progress)
+                skipped.append({"path": str(path), "reason": reason(error)})
+            dets = predict([image for _, _, image in readable]) if readable else []
+            for (index, path, image), det in zip(readable, dets):
+                behind.put(sink.put, det, image, path, index)
+            if progress is not None:
+                progress.update(len(batch))
+    finally:
+        behind.close()  # what the network computed is written, even on Ctrl-C
+    return skipped
+
+
+def reason(error: UserError) -> str:
+    """Why a file was skipped, without its path (the entry names it)."""
+    problem = getattr(error, "problem", None)
+    return problem.what if problem is not None else str(error)
+
+
+def say(line: str, progress=None) -> None:
+    """One line on stderr, above the progress bar when there is one."""
+    if progress is not None:
+        progress.write(line, file=sys.stderr)
+    else:
+        print(line, file=sys.stderr)
