@@ -181,7 +181,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     from multibox.jobs.data import check_main, show_main
 
     if args.action == "check":
-        return check_main(args.data, args.split, args.crops_per_image, load_images=not args.no_images)
+        return check_main(args.data, args.split, args.crops_per_image, load_images=not args.no_images,
+                          verbose=args.verbose, plots=args.plots)
     show_main(args.data, args.split, args.out, args.n)
     return 0
 

@@ -279,6 +279,10 @@ def add_data_tools(sub) -> None:
     p.add_argument("--split", default="train")
     p.add_argument("--crops-per-image", type=positive_int, default=4, help="sampled crops per image for the bucket counts")
     p.add_argument("--no-images", action="store_true", help="skip decoding every image (faster)")
+    p.add_argument("--verbose", action="store_true",
+                   help="print every problem (without it: one line per kind, its count and the first)")
+    p.add_argument("--plots", metavar="DIR", help="write DIR/labels.png (box centres, sizes, aspect ratios, objects "
+                   "per image and class) and DIR/problems.log")
     p = actions.add_parser("show", help="draw the ground truth on N images")
     p.add_argument("data", metavar="DATA")
     p.add_argument("--split", default="train")

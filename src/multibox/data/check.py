@@ -3,7 +3,8 @@
 
 ``multibox data check`` indexes the split, decodes every image (so corrupt files are found now, not mid-training),
 prints counts, per-class totals, text histograms of box size and aspect ratio, the coverage buckets of a
-few §4.1 crops per image, and every problem -- the same one-line messages training prints. Exit code:
+few §4.1 crops per image, and the problems -- one line per kind, its count and the first (every one with
+``--verbose``), as training prints them. Exit code:
 0 usable, 1 problems found (the rest is still usable), 2 unreadable (no dataset, or no usable image).
 """
 

@@ -13,7 +13,9 @@ import numpy as np
 from PIL import ImageDraw
 
 from multibox.data.check import load_all, open_for_check, report
-from multibox.data.problems import BadImage, ProblemLog
+from multibox.atomic import write_text_atomic
+from multibox.data.dataset import DetectionDataset
+from multibox.data.problems import PROBLEMS_LOG, BadImage, ProblemLog
 from multibox.errors import UserError
 
 
@@ -24,12 +26,18 @@ def check_main(
     seed: int = 0,
     load_images: bool = True,
     out: TextIO | None = None,
+    verbose: bool = False,
+    plots: str | Path | None = None,
     **options,
 ) -> int:
-    """``multibox data check DATA --split S``: print the report; return 0 usable / 1 problems / 2 unreadable."""
+    """``multibox data check DATA --split S``: print the report; return 0 usable / 1 problems / 2 unreadable.
+
+    Problems: one line per kind (its count and the first), every line with ``verbose``. ``plots``: a
+    folder for the dataset picture (labels.png, :mod:`multibox.reports.dataset_plots`) and problems.log.
+    """
     out = out or sys.stdout
     write = lambda line: print(line, file=out)  # noqa: E731
-    log = ProblemLog(echo=write, max_kept_per_kind=None)
+    log = ProblemLog(echo=write if verbose else None, max_kept_per_kind=None)
     try:
         dataset = open_for_check(data, split, log, **options)
     except UserError as error:
@@ -39,12 +47,29 @@ def check_main(
     negatives = sum(1 for r in dataset.records if len(r.boxes) == 0)
     for line in report(dataset, crops_per_image, seed, negatives):
         write(line)
+    written = write_check_files(dataset, log, Path(plots)) if plots is not None else []
     write(log.summary())
+    if log and not verbose:
+        write(f"  (--verbose lists all {log.total}" + (f"; so does {written[-1]})" if len(written) > 1 else ")"))
+    if written:
+        write("wrote " + ", ".join(map(str, written)))
     if len(dataset) - failed <= 0:
         write("result: unreadable (no usable image)")
         return 2
     write("result: " + ("problems found (the rest is usable)" if log else "usable"))
     return 1 if log else 0
+
+
+def write_check_files(dataset: DetectionDataset, log: ProblemLog, folder: Path) -> list[Path]:
+    """``data check --plots DIR``: DIR/labels.png and, when there are problems, DIR/problems.log (every line)."""
+    from multibox.reports.dataset_plots import DATASET_PNG, write_dataset_plots
+
+    folder.mkdir(parents=True, exist_ok=True)
+    write_dataset_plots(dataset, folder / DATASET_PNG)
+    if not log:
+        return [folder / DATASET_PNG]
+    write_text_atomic(folder / PROBLEMS_LOG, "\n".join(map(str, log.problems)) + "\n")
+    return [folder / DATASET_PNG, folder / PROBLEMS_LOG]
 
 
 def _colour(label: int) -> tuple[int, int, int]:

@@ -17,7 +17,8 @@ import torch
 
 from multibox.config import Config
 from multibox.data import DetectionDataset
-from multibox.data.build import load_split, validation_images
+from multibox.data.build import load_split, training_split, validation_images
+from multibox.data.problems import write_problems_log
 from multibox.engine import distributed
 from multibox.engine.checkpoint import save_checkpoint
 from multibox.engine.tasks import (
@@ -32,6 +33,7 @@ from multibox.evaluation.scoring import dataset_targets, detection_rate, drop_un
 from multibox.inference.localizer import Localizer
 from multibox.inference.predict import predict_dataset
 from multibox.jobs.calibrate import calibrate_checkpoint
+from multibox.reports.dataset_plots import DATASET_PNG, write_dataset_plots
 from multibox.reports.training_curves import write_results
 
 VALIDATION_KS = ("10", "25", "100")  # best.pt: the mean detection rate at these numbers of boxes
@@ -42,12 +44,22 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
     """`multibox train`: the localizer, validated at each checkpoint (module docstring), in the run
     folder ``out_dir`` (default runs/train, numbered when taken); see :func:`multibox.engine.trainer.train`
     for ``resume``, ``exist_ok`` and ``given``; it checks the config before any data is read."""
-    last = run_training(cfg, out_dir, resume, validate=Validator(), exist_ok=exist_ok, on_checkpoint=write_results,
+    last = run_training(cfg, out_dir, resume, validate=Validator(), exist_ok=exist_ok, on_checkpoint=write_run_files,
                         given=given)
     best = Path(last).parent / "best.pt"
     if distributed.from_env().is_main and best.exists():
         calibrate_checkpoint(best)
     return last
+
+
+def write_run_files(run_dir: Path) -> None:
+    """After each checkpoint: the curves (results.csv/png), every problem line so far (RUN/problems.log,
+    which the terminal's one-line-per-kind summaries point to) and, once, the training split's picture
+    (RUN/labels.png, :mod:`multibox.reports.dataset_plots`)."""
+    write_results(run_dir)
+    write_problems_log(run_dir)
+    if not (run_dir / DATASET_PNG).exists():
+        write_dataset_plots(training_split(Config.from_yaml(run_dir / "config.yaml")), run_dir / DATASET_PNG)
 
 
 class Validator:
@@ -101,7 +113,7 @@ def train_classifier(cfg: Config, out_dir: str | Path | None = None, resume: boo
     (same logging, checkpoints, resume, run folders: default runs/classifier); the checkpoints hold
     "task": "classifier"."""
     check_classifier_config(cfg)
-    return run_training(cfg, out_dir, resume, classifier_task, exist_ok=exist_ok, on_checkpoint=write_results,
+    return run_training(cfg, out_dir, resume, classifier_task, exist_ok=exist_ok, on_checkpoint=write_run_files,
                         run_name="classifier", given=given)
 
 
