@@ -132,7 +132,36 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def detect_rasters(args: argparse.Namespace) -> bool:
+    """With --tile, the named GeoTIFF/TIFF files run window by window (jobs.detect_raster), writing NAME.geojson,
+    NAME.json and the map formats of --format (gpkg, shp); the other inputs are left in args.inputs for
+    `detect`. True when nothing is left."""
+    from multibox.engine.run_dir import output_dir
+    from multibox.jobs.detect_raster import VECTOR_FORMATS, detect_raster, is_raster
+
+    rasters = [item for item in args.inputs if is_raster(item)] if args.tile else []
+    asked = [f.strip().lower() for f in (args.format or "").split(",") if f.strip()]
+    maps, args.format = [f for f in asked if f in VECTOR_FORMATS], ",".join(f for f in asked if f not in VECTOR_FORMATS)
+    if not rasters:
+        if maps or args.bands:
+            given = f"--format {','.join(maps)}" if maps else "--bands"
+            raise UserError(f"{given}: only for GeoTIFF/TIFF files with --tile")
+        return False
+    if args.classifier or args.format or args.save_txt:
+        raise UserError("GeoTIFF/TIFF files with --tile give NAME.geojson and NAME.json (and --format gpkg,shp); "
+                        "--classifier, --save-txt and the other --format kinds are for images")
+    args.out = output_dir(args.out, "detect")
+    for raster in rasters:  # one raster at a time: memory is one batch of tiles
+        written = detect_raster(args.model, raster, args.out, args.tile, args.overlap, args.bands, args.top_k,
+                                args.conf, args.iou, args.max_det, args.device, args.tta, vector_formats=maps)
+        print("; ".join(f"{kind}: {path}" for kind, path in written.items()))
+    args.inputs = [item for item in args.inputs if item not in rasters]
+    return not args.inputs
+
+
 def cmd_detect(args: argparse.Namespace) -> int:
+    if detect_rasters(args):  # GeoTIFF/TIFF with --tile: window by window; other inputs go on below
+        return 0
     from multibox.engine.run_dir import RUNS_ROOT, output_dir
     from multibox.data.annotation_writers import parse_formats
     from multibox.errors import Interrupted

@@ -251,6 +251,9 @@ def add_detect(sub, device: Parser) -> None:
                    help="voc: NMS 0.5, each box with its best class; ilsvrc: NMS 0.4, best box per class (§4.4.1)")
     p.add_argument("--region", choices=CLASSIFIER_REGIONS, help="square around each box (default: the classifier's)")
     add_max_pixels(p)
+    p.add_argument("--bands", metavar="1,2,3",
+                   help="GeoTIFF/TIFF with --tile: the raster bands read as red, green, blue (default 1,2,3; one "
+                        "band: grey); 16-bit and float bands are scaled to 8 bit by their 2-98 percentiles")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
     p = sub.add_parser("export", help="a trained localizer as ONNX or TorchScript (see multibox.inference.export)")
     p.add_argument("--model", required=True, help="checkpoint (RUN/best.pt) or run folder")

@@ -120,7 +120,8 @@ def _open(path: Path | str, max_pixels: int) -> Image.Image:
     pixels = image.width * image.height
     if pixels > max_pixels:
         image.close()
-        raise _bad("decompression-bomb", path, too_many_pixels(max_pixels, f"{image.width}x{image.height} = {pixels:,}"))
+        size = f"{image.width}x{image.height} = {pixels:,}"
+        raise _bad("decompression-bomb", path, too_many_pixels(max_pixels, size))
     return image
 
 
