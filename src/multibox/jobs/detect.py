@@ -22,7 +22,7 @@ from tqdm import tqdm
 from multibox.engine.precision import resolve_device
 from multibox.errors import Interrupted, UserError
 from multibox.inference.detector import Detector
-from multibox.inference.localizer import Localizer
+from multibox.inference.loading import load_localizer, refuse_onnx_classifier
 from multibox.inference.postprocess import check_options
 from multibox.jobs import detect_log
 from multibox.jobs.detect_log import model_identity
@@ -68,11 +68,14 @@ def drawing_names(files: list[Path]) -> list[str]:
 def detection_predictor(model_path: str | Path, classifier: str | Path | None, device: str, top_k: int,
                         windows: dict, mode: str, region: str | None, options: dict) -> tuple[Predict, list[str] | None]:
     """(images -> per-image detection dicts, class names or None) for `detect`; windows: the
-    Localizer's windows / tile / overlap; options: min_score, iou, max_det."""
-    dev = resolve_device(device)
-    localizer = Localizer.from_checkpoint(model_path, dev, **windows)
+    Localizer's windows / tile / overlap / tta; options: min_score, iou, max_det. The localizer comes
+    from :func:`multibox.inference.loading.load_localizer` (an .onnx runs in ONNX Runtime); the
+    classifier, when given, is a torch checkpoint beside a checkpoint localizer."""
+    refuse_onnx_classifier(model_path, classifier)
+    localizer = load_localizer(model_path, device, **windows)
     if classifier is not None:
-        detector = Detector.from_checkpoints(model_path, classifier, dev, top_k, mode, region, located=localizer)
+        detector = Detector.from_checkpoints(model_path, classifier, resolve_device(device), top_k, mode, region,
+                                             located=localizer)
         return lambda images: detector.detect_batch(images, **options), detector.class_names
     return lambda images: [{"boxes": b, "scores": s} for b, s in localizer.predict_batch(images, top_k, **options)], None
 
