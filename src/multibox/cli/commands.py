@@ -8,6 +8,7 @@ import os
 import sys
 
 from multibox.config import Config, check_values
+from multibox.engine.run_dir import NothingToResume, RunFolderInUse
 from multibox.errors import UserError
 
 # flag -> (config section, field): CLI values override the YAML, which overrides the defaults.
@@ -38,6 +39,10 @@ def train_config(args: argparse.Namespace) -> Config:
     for key, value in given_settings(args).items():
         section, name = key.split(".")
         setattr(getattr(cfg, section), name, value)
+    if getattr(args, "split", "given") is None and cfg.data.split == "train":  # data with one split: that one
+        from multibox.data.splits import training_split_name
+
+        cfg.data.split = training_split_name(cfg.data.data)
     check_values(cfg, "command line")
     return cfg
 
@@ -60,18 +65,42 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.resume and (args.config or args.preset):
         raise UserError("--resume continues a run with the settings it was started with; drop --config/--preset")
+    if args.resume and args.out is None:
+        raise UserError("--resume continues the run in --out: give --out RUN, or drop --resume to start a new run")
     job = train_classifier if args.command == "train-classifier" else train
-    path = job(train_config(args), args.out, args.resume, args.exist_ok, given_settings(args) if args.resume else None)
+    cfg = train_config(args)
+    try:
+        path = job(cfg, args.out, args.resume, args.exist_ok, given_settings(args) if args.resume else None)
+    except (RunFolderInUse, NothingToResume) as exc:  # the library names no flags; say which one does what
+        raise UserError(f"{str(exc).split(';')[0]}; {FOLDER_HINTS[type(exc).__name__]}") from None
     if os.environ.get("RANK", "0") == "0":  # under torchrun every rank returns here; one line is enough
         kind = "classifier" if args.command == "train-classifier" else getattr(args, "kind", None) or "localizer"
         print_run_files(path.parent, args.data, kind)
+        if kind == "localizer":
+            say_one_split(cfg)
     return 0
 
 
+FOLDER_HINTS = {"RunFolderInUse": "--resume continues it, --exist-ok starts over in it (its files replaced), or "
+                                  "choose another --out",
+                "NothingToResume": "drop --resume to start a new run there"}
+
+
+def say_one_split(cfg: Config) -> None:
+    """After `train` on data without a test or val split: the next command scores the training split; say so."""
+    from multibox.data.splits import has_held_out_split, scoring_split_name
+
+    if not has_held_out_split(cfg.data.data):
+        print(f"  (the data has no test or val split: evaluate scores the {scoring_split_name(cfg.data.data)} split, "
+              "the images trained on, so its numbers flatter the model; a dataset YAML can name a test split)")
+
+
 def say_default_split(args: argparse.Namespace, metrics: dict) -> None:
-    """Without --split the job scored test, else val: say which, as the choice changes the numbers."""
+    """Without --split the job scored test, else val, else the training split: say which, as the choice
+    changes the numbers."""
     if args.split is None:
-        print(f"scored {metrics['dataset']} (no --split: the test split when the data has one, else val)")
+        print(f"scored {metrics['dataset']} (no --split: the test split when the data has one, else val, else the "
+              "split training takes)")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -209,10 +238,13 @@ def cmd_priors(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     from multibox.jobs.data import check_main, show_main
 
+    from multibox.data.splits import training_split_name
+
+    split = args.split or training_split_name(args.data)
     if args.action == "check":
-        return check_main(args.data, args.split, args.crops_per_image, load_images=not args.no_images,
+        return check_main(args.data, split, args.crops_per_image, load_images=not args.no_images,
                           verbose=args.verbose, plots=args.plots)
-    show_main(args.data, args.split, args.out, args.n)
+    show_main(args.data, split, args.out, args.n)
     return 0
 
 

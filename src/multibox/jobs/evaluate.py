@@ -10,6 +10,7 @@ from pathlib import Path
 from multibox.config import Config
 from multibox.data import DetectionDataset
 from multibox.data.build import load_split
+from multibox.data.splits import scoring_split_name
 from multibox.data.unseen import class_ids, only_classes
 from multibox.engine.run_dir import output_dir
 from multibox.errors import UserError
@@ -25,13 +26,12 @@ from multibox.reports.prediction_grid import write_prediction_grid
 
 
 def scored_split(cfg: Config, split: str | None, data: str | None = None) -> DetectionDataset:
-    """The split to score: ``split``, or without one the test split when the data has it, else val (the
-    summary names it: dataset.name holds the split). An empty split is an error, not a report of zeros."""
+    """The split to score: ``split``, or without one the test split when the data has it, else val, else
+    the split training takes (data with one split: :mod:`multibox.data.splits`; the summary names it:
+    dataset.name holds the split). An empty split is an error, not a report of zeros."""
     if split is None:
-        try:
-            dataset, split = load_split(cfg, "test", data), "test"
-        except UserError:
-            dataset, split = load_split(cfg, "val", data), "val"
+        split = scoring_split_name(data or cfg.data.data)
+        dataset = load_split(cfg, split, data)
     else:
         dataset = load_split(cfg, split, data)
     if len(dataset) == 0:
