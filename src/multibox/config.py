@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -156,7 +158,8 @@ class Config:
             raise UserError(f"{source}: expected a mapping of sections (model, data, train), got a {type(raw).__name__}")
         for section, values in (raw or {}).items():
             if section not in {"model", "data", "train"}:
-                raise UserError(f"{source}: unknown section {section!r} (expected model, data, train)")
+                raise UserError(f"{source}: unknown section {section!r}{closest(str(section), ('model', 'data', 'train'))} "
+                                "(expected model, data, train)")
             if not isinstance(values, dict):
                 raise UserError(f"{source}: section {section!r} must be a mapping")
             set_fields(getattr(cfg, section), values, f"{source}: {section}")
@@ -179,8 +182,14 @@ def set_fields(obj: Any, values: dict[str, Any], where: str) -> None:
     names = {f.name for f in dataclasses.fields(obj)}
     for key, value in values.items():
         if key not in names:
-            raise UserError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(names))})")
+            raise UserError(f"{where}: unknown key {key!r}{closest(str(key), names)} (known: {', '.join(sorted(names))})")
         setattr(obj, key, value)
+
+
+def closest(word: str, names: typing.Iterable[str]) -> str:
+    """" (did you mean 'batch_size'?)" for the name nearest ``word`` (difflib), or ""."""
+    found = difflib.get_close_matches(word, list(names), n=1, cutoff=0.6)
+    return f" (did you mean {found[0]!r}?)" if found else ""
 
 
 def check_choices(cfg: Config) -> None:
@@ -242,6 +251,9 @@ FIELD_RANGES: dict[tuple[str, str], Range] = {
 _NOUNS = {int: "integer", float: "number", str: "string", bool: "true or false"}
 
 
+YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")  # 1e-3, 5E4: numbers to YAML 1.2, strings to 1.1
+
+
 class _Mismatch(Exception):
     """A value does not have its field's type."""
 
@@ -271,6 +283,8 @@ def _coerce(value: Any, hint: Any) -> Any:
         return value
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
+    if hint is float and isinstance(value, str) and YAML11_FLOAT.fullmatch(value.strip()):
+        return float(value)  # `lr: 1e-3`: YAML 1.1 reads an exponent without a dot as a string; the user meant 0.001
     if hint is str and isinstance(value, str):
         return value
     if origin is list and isinstance(value, (list, tuple)):

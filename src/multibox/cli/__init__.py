@@ -51,6 +51,15 @@ def flag_of_key(message: str, args: argparse.Namespace) -> str:
     return message
 
 
+def role_hint(message: str, args: argparse.Namespace) -> str:
+    """A classifier checkpoint given as --model: where it goes instead."""
+    if "holds a classifier, not a localizer" not in message or not getattr(args, "model", None):
+        return ""
+    if hasattr(args, "classifier"):
+        return "; pass it with --classifier, and a localizer checkpoint as --model"
+    return "; a classifier is scored with a localizer: multibox detect --model LOCALIZER --classifier CLASSIFIER"
+
+
 def interrupted_message(exc: Interrupted, args: argparse.Namespace) -> str:
     """What Ctrl-C / SIGTERM left behind: the checkpoint written and the command to continue, or nothing."""
     if exc.checkpoint is None:
@@ -69,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             set_max_pixels(args.max_pixels)
         return COMMANDS[args.command](args)
     except UserError as exc:  # EnvironmentFault (a full disk, a read-only folder): the machine's, exit 1
-        print(f"multibox {args.command}: error: {name_flag(flag_of_key(str(exc), args), args)}", file=sys.stderr)
+        message = name_flag(flag_of_key(str(exc), args), args) + role_hint(str(exc), args)
+        print(f"multibox {args.command}: error: {message}", file=sys.stderr)
         return 1 if isinstance(exc, EnvironmentFault) else 2
     except (TrainingDiverged, JobFailed) as exc:
         print(f"multibox {args.command}: {exc}", file=sys.stderr)

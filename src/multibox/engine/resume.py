@@ -12,7 +12,7 @@ import torch
 from multibox.config import Config
 from multibox.engine import distributed
 from multibox.engine.checkpoint import checkpoint_config, checkpoint_kind, load_checkpoint
-from multibox.engine.run_dir import LAST, LEGACY, last_checkpoint
+from multibox.engine.run_dir import LAST, LEGACY, NothingToResume, last_checkpoint
 from multibox.errors import UserError
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ def restore(out: Path, cfg: Config, resume: bool, given: dict[str, object] | Non
         return cfg, None
     path = last_checkpoint(out)
     if path is None:
-        raise UserError(f"{out}: no checkpoint to resume ({LAST} or {LEGACY})")
+        raise NothingToResume(f"{out}: no checkpoint to resume ({LAST} or {LEGACY})")
     state = load_checkpoint(path, resumable=True)
     if kinds is not None and checkpoint_kind(state) not in kinds:
         raise UserError(f"{path}: holds a {checkpoint_kind(state)} run, not a {' or '.join(kinds)} run (the network "

@@ -21,6 +21,10 @@ class RunFolderInUse(UserError):
     """A new run was asked to write into a folder that holds another run's files."""
 
 
+class NothingToResume(UserError):
+    """A run was asked to resume in a folder that holds no checkpoint."""
+
+
 def is_empty(folder: Path) -> bool:
     """True when ``folder`` does not exist or holds nothing."""
     return not folder.exists() or (folder.is_dir() and not any(folder.iterdir()))

@@ -95,7 +95,7 @@ class Detector:
     >>> det = Detector.from_checkpoints("runs/loc/model.pt", "runs/cls/model.pt")
     >>> out = det.detect("photo.jpg", min_score=0.25)   # one detection per box, best class first
     >>> out["boxes"], out["scores"], out["labels"], out["label_scores"]   # Tensor[D, 4] pixels, Tensor[D] x 3
-    >>> [det.class_names[i] for i in out["labels"]]
+    >>> out["label_names"]   # list[str], the class of each id in out["labels"]
     """
 
     def __init__(self, localizer: Localizer, classifier: Classifier, class_names: list[str], classifier_size: int,
@@ -171,9 +171,12 @@ class Detector:
         return [keep_best(det, min_score, max_det) for det in scored]
 
     def detect(self, image: ImageLike, min_score: float = 0.0, iou: float | None = None,
-               max_det: int | None = None) -> dict[str, Tensor]:
-        """Detections of one image, each box once with its best class; see :meth:`detect_batch`."""
-        return self.detect_batch([one_image(image, "detect")], min_score, iou, max_det)[0]
+               max_det: int | None = None) -> dict[str, Tensor | list[str]]:
+        """Detections of one image, each box once with its best class: :meth:`detect_batch`'s dict and
+        "label_names", list[str] of D class names beside the ids in "labels" (detections.json's "labels"
+        and "label_ids")."""
+        det = self.detect_batch([one_image(image, "detect")], min_score, iou, max_det)[0]
+        return det | {"label_names": [self.class_names[i] for i in det["labels"].tolist()]}
 
     # --- over a dataset (:func:`multibox.inference.predict.predict_dataset`) -------------------------
 
