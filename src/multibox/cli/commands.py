@@ -248,6 +248,24 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_select(args: argparse.Namespace) -> int:
+    from multibox.engine.run_dir import output_dir
+    from multibox.jobs.select import select_images
+
+    doc = select_images(args.model, args.images, output_dir(args.out, "select"), args.n, by=args.by,
+                        top_k=args.top_k, threshold=args.threshold, conf=args.conf, formats=args.format,
+                        device=args.device)
+    print(f"the {len(doc['top'])} image(s) to label next, by {doc['by']} (of {len(doc['images'])} ranked):")
+    for row in doc["images"][: len(doc["top"])]:
+        print(f"  {row['rank']:>3}. {row['path']}  disagreement {row['disagreement']:.3f}  "
+              f"uncertainty {row['uncertainty']:.3f}")
+    if doc["skipped"]:
+        print(f"skipped {len(doc['skipped'])} unreadable image(s), the first: {doc['skipped'][0]['reason']} "
+              "(all listed in select.json)")
+    print("wrote " + ", ".join(doc["files"]))
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from multibox.jobs.export import export_job
 
@@ -281,4 +299,4 @@ def cmd_serve(args: argparse.Namespace) -> int:
 COMMANDS = {"train": cmd_train, "train-classifier": cmd_train, "demo": cmd_demo, "evaluate": cmd_evaluate,
             "val": cmd_evaluate, "detect": cmd_detect, "predict": cmd_detect, "priors": cmd_priors, "data": cmd_data,
             "baseline": cmd_baseline, "compare": cmd_compare, "export": cmd_export, "paper": cmd_paper,
-            "serve": cmd_serve}
+            "serve": cmd_serve, "select": cmd_select}

@@ -377,6 +377,22 @@ def add_data_tools(sub) -> None:
 
 
 
+def add_select(sub, device: Parser) -> None:
+    """`multibox select`: rank unlabelled images by what labelling them would teach the model (jobs/select.py)."""
+    p = sub.add_parser("select", parents=[device], help="which unlabelled images to label next (OUT/select.csv, "
+                       ".json; --format labelstudio: tasks with pre-annotations)")
+    p.add_argument("--model", required=True, help="localizer checkpoint or run folder (its best.pt, else last.pt)")
+    p.add_argument("--images", required=True, nargs="+", metavar="PATH", help="unlabelled image files or folders")
+    p.add_argument("-n", type=positive_int, default=10, help="how many images to pick (default 10)")
+    p.add_argument("--out", help="output folder (default runs/select, runs/select2, ...)")
+    p.add_argument("--by", choices=("disagreement", "uncertainty"), default="disagreement", help="rank by the "
+                   "disagreement of the image's and its mirror's boxes (default) or scores' closeness to --threshold")
+    p.add_argument("--top-k", type=positive_int, default=25, help="boxes per view compared (default 25)")
+    p.add_argument("--threshold", type=non_negative_float, default=0.5, help="for --by uncertainty (default 0.5)")
+    p.add_argument("--conf", type=non_negative_float, default=0.25, help="lowest pre-annotation score (default 0.25)")
+    p.add_argument("--format", help="task files of the top N: labelstudio (also voc, coco, yolo; comma-separated)")
+
+
 def add_serve(sub, device: Parser) -> None:
     """`multibox serve`: the HTTP API and web page of a localizer (docs/serving.md)."""
     p = sub.add_parser("serve", parents=[device], help="an HTTP API and a web page for a trained model (multibox[serve])")
@@ -403,5 +419,6 @@ def build_parser() -> Parser:
     add_evaluate(sub, device)
     add_detect(sub, device)
     add_data_tools(sub)
+    add_select(sub, device)
     add_serve(sub, device)
     return parser
