@@ -24,11 +24,23 @@ RESUME_OVERRIDES = ("steps", "epochs", "time_minutes", "device", "log_every", "c
                     "channels_last", "compile", "cuda_workers")
 
 
+STOP_SETTINGS = ("steps", "epochs", "time_minutes")
+
+
+def keeps_budget(cfg: Config) -> bool:
+    """A resume that names no stop rule keeps the run's own (its steps, epochs and the time left of its
+    budget), so `train --time 3`, Ctrl-C, `train --resume` ends where the first command would have."""
+    return all(getattr(cfg.train, name) is None for name in STOP_SETTINGS)
+
+
 def resume_config(cfg: Config, state: dict) -> Config:
-    """The checkpoint's config, with only the stop rule, device and logging taken from the command line."""
+    """The checkpoint's config, with only the stop rule (when one is given), device and logging taken
+    from the command line."""
     resumed = checkpoint_config(state)
+    kept = STOP_SETTINGS if keeps_budget(cfg) else ()
     for name in RESUME_OVERRIDES:
-        setattr(resumed.train, name, getattr(cfg.train, name))
+        if name not in kept:
+            setattr(resumed.train, name, getattr(cfg.train, name))
     return resumed
 
 
@@ -50,6 +62,7 @@ def restore(out: Path, cfg: Config, resume: bool, given: dict[str, object] | Non
     if conflicts:
         raise UserError(f"{out}: a resumed run keeps its settings (only {', '.join(RESUME_OVERRIDES[:4])}, logging and "
                         f"checkpointing may change): {'; '.join(conflicts)}")
+    state["budget_kept"] = keeps_budget(cfg)  # read by restore_state: the time already spent counts
     return resume_config(cfg, state), state
 
 
@@ -88,6 +101,8 @@ def restore_state(run: Run, state: dict | None) -> None:
     run.step = int(state["step"])
     run.saved_step = run.step
     run.best_score, run.best_step = float(state.get("best_score", -math.inf)), state.get("best_step")
+    if state.get("budget_kept"):
+        run.elapsed_before, run.progress = float(state.get("elapsed_s", 0.0)), float(state.get("progress", 0.0))
     if "grad_scaler" in state and run.precision.scaler.is_enabled():
         run.precision.scaler.load_state_dict(state["grad_scaler"])
     rng_states = state.get("torch_rng_ranks") or [state["torch_rng"]]

@@ -6,6 +6,7 @@ validation score, with the checkpoints it writes. In a module of its own so that
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,13 @@ class Run:
     best_score: float = -math.inf  # the best validation score so far (best.pt's); kept in last.pt
     best_step: int | None = None  # the step best.pt holds
     saved_step: int | None = None  # the step of the last last.pt this session wrote (or resumed from)
+    elapsed_before: float = 0.0  # seconds earlier sessions of a resumed run spent (its time budget keeps counting)
+    progress: float = 0.0  # share of the stop rule done (engine.stop.StopRule.progress), saved for a resumed budget
+    session_start: float = field(default_factory=time.monotonic)  # when this session's train() began
+
+    def elapsed(self) -> float:
+        """Wall-clock seconds the run has trained in all its sessions, set-up included."""
+        return self.elapsed_before + time.monotonic() - self.session_start
 
     @property
     def model(self) -> torch.nn.Module:
@@ -51,7 +59,7 @@ class Run:
                 "config": self.cfg.to_dict(), "step": self.step, "torch_rng": rng_states[0],
                 "torch_rng_ranks": rng_states, "world_size": self.world.world_size,
                 "grad_scaler": self.precision.scaler.state_dict(), "best_score": self.best_score,
-                "best_step": self.best_step} | self.task.extras
+                "best_step": self.best_step, "elapsed_s": self.elapsed(), "progress": self.progress} | self.task.extras
 
     def save(self, gather: bool = True) -> Path:
         """Every rank calls it; rank 0 writes, the others wait until the file is complete.

@@ -15,6 +15,7 @@ from multibox.errors import TrainingDiverged
 
 if TYPE_CHECKING:
     from multibox.engine.run import Run
+    from multibox.engine.stop import StopRule
 
 
 class StepLog:
@@ -25,11 +26,16 @@ class StepLog:
     and raises TrainingDiverged naming the first step with a non-finite term.
     """
 
-    def __init__(self, run: Run, total: int | None) -> None:
-        self.run, self.every = run, max(1, run.cfg.train.log_every)
+    def __init__(self, run: Run, stop: StopRule) -> None:
+        self.run, self.every, self.stop = run, max(1, run.cfg.train.log_every), stop
         self.file = open(run.out / "log.jsonl", "a") if run.world.is_main else None
-        self.bar = tqdm(total=total, initial=run.step, unit="step", dynamic_ncols=True, mininterval=1.0,
-                        disable=not run.world.is_main)
+        # With a time budget the bar counts percent of the run (whichever limit binds), so its total and ETA
+        # follow the budget; with a step limit alone, steps.
+        self.timed = stop.deadline is not None
+        total, initial = (100.0, round(100 * run.progress, 1)) if self.timed else (stop.max_steps, run.step)
+        self.bar = tqdm(total=total, initial=initial, unit="%" if self.timed else "step", dynamic_ncols=True,
+                        mininterval=1.0, disable=not run.world.is_main,
+                        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f}% [{elapsed}<{remaining}{postfix}]" if self.timed else None)
         self.window_start, self.window_images = time.perf_counter(), 0
         self.names: list[str] = []
         self.pending: list[torch.Tensor] = []  # Tensor[T] per step, on the device
@@ -38,7 +44,11 @@ class StepLog:
         self.names = list(terms)
         self.pending.append(torch.stack(list(terms.values())))
         self.window_images += batch * self.run.world.world_size
-        self.bar.update(1)
+        if self.timed:
+            self.bar.update(round(100 * self.stop.progress(self.run.step), 1) - self.bar.n)
+            self.bar.set_postfix_str(f"step {self.run.step}", refresh=False)
+        else:
+            self.bar.update(1)
         if self.run.step % self.every == 0:
             self.flush()
 
@@ -70,7 +80,8 @@ class StepLog:
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
         terms = {k: f"{v:.3f}" for k, v in values.items() if k != "loss"}  # the task's own terms
-        self.bar.set_postfix(loss=f"{values['loss']:.3f}", **terms, img_s=f"{rate:.0f}")
+        step = {"step": self.run.step} if self.timed else {}  # the bar counts percent: show the step beside it
+        self.bar.set_postfix(**step, loss=f"{values['loss']:.3f}", **terms, img_s=f"{rate:.0f}")
 
     def note(self, record: dict) -> None:
         """An extra log.jsonl line (e.g. a validation score), also shown above the progress bar."""

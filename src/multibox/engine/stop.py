@@ -46,18 +46,31 @@ def check_stop_given(cfg: Config) -> None:
 
 
 def stop_rule(cfg: Config, steps_per_epoch: int, started: float | None = None,
-              default_steps: int | None = None) -> StopRule:
+              default_steps: int | None = None, spent: float = 0.0, progress: float = 0.0) -> StopRule:
     """The stop rule of cfg.train; with several limits, the first reached ends training. The time
-    budget counts from ``started`` (time.monotonic(), e.g. before features were cached; default now).
-    ``default_steps`` (the task's length from the data size) applies unless --steps or --epochs is given."""
+    budget counts from ``started`` (time.monotonic(), e.g. before features were cached; default now),
+    less ``spent`` seconds of earlier sessions of a resumed run, whose time fraction then goes on from
+    ``progress`` (the learning-rate schedule continues where it stopped). ``default_steps`` (the task's
+    length from the data size) applies unless --steps or --epochs is given."""
     t = cfg.train
     if default_steps is None:
         check_stop_given(cfg)
     steps = t.steps if t.steps is not None or t.epochs is not None else default_steps
     limits = [v for v in (steps, None if t.epochs is None else math.ceil(t.epochs * steps_per_epoch)) if v is not None]
     now = time.monotonic()
-    deadline = None if t.time_minutes is None else (started or now) + 60 * t.time_minutes
-    return StopRule(min(limits) if limits else None, deadline, now)
+    deadline = None if t.time_minutes is None else (started or now) + 60 * t.time_minutes - spent
+    begin = now
+    if deadline is not None and 0 < progress < 1 and deadline > now:  # (now - begin) / (deadline - begin) = progress
+        begin = (now - progress * deadline) / (1 - progress)
+    return StopRule(min(limits) if limits else None, deadline, begin)
+
+
+def budget_line(cfg: Config, stop: StopRule, step: int) -> str | None:
+    """One line when the time budget (not the step limit) ended training; None otherwise."""
+    if stop.deadline is None or not stop.past_deadline() or (stop.max_steps is not None and step >= stop.max_steps):
+        return None
+    of = f" of {stop.max_steps}" if stop.max_steps is not None else ""
+    return f"time budget of {cfg.train.time_minutes:g} min spent: training stopped at step {step}{of}"
 
 
 def should_stop(stop: StopRule, run: Run) -> bool:

@@ -32,7 +32,7 @@ from multibox.engine.run import Run
 from multibox.engine.run_dir import BEST, LAST, claim_run_dir, clear_run_files, last_checkpoint, next_run_dir
 from multibox.engine.signals import terminate_as_interrupt
 from multibox.engine.step_log import StepLog
-from multibox.engine.stop import StopRule, check_stop_given, should_stop, stop_rule
+from multibox.engine.stop import StopRule, budget_line, check_stop_given, should_stop, stop_rule
 from multibox.engine.tasks import TASKS, Task, classifier_task, crop_sampler, localizer_task
 from multibox.errors import Interrupted, UserError
 from multibox.modeling.losses import weighted_total
@@ -184,7 +184,7 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False,
     features) included.
     """
     started = time.monotonic()
-    check_config(cfg, make_task)  # before the run folder, the data and the priors
+    check_config(cfg, None if resume else make_task)  # before the run folder and data (resumed: its own stop rule)
     world = distributed.from_env()
     restart = elastic_restart(out_dir)
     with distributed.process_group(world, resolve_device(cfg.train.device)), terminate_as_interrupt():
@@ -206,10 +206,18 @@ def elastic_restart(out_dir: str | Path | None) -> int:
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
 
 
+def say_budget(run: Run, stop: StopRule) -> None:
+    """One line on rank 0 when the time budget ended the run."""
+    line = budget_line(run.cfg, stop, run.step)
+    if line and run.world.is_main:
+        print(line, file=sys.stderr)
+
+
 def set_learning_rate(run: Run, stop: StopRule) -> None:
     """train.lr x the warmup / decay factor of this step (engine.optim.lr_factor)."""
     t = run.cfg.train
-    factor = lr_factor(run.step, stop.progress(run.step), t.warmup_steps, t.schedule)
+    run.progress = stop.progress(run.step)
+    factor = lr_factor(run.step, run.progress, t.warmup_steps, t.schedule)
     for group in run.optimizer.param_groups:
         group["lr"] = t.lr * factor
 
@@ -238,6 +246,14 @@ class Best:
             run.best_score, run.best_step = float(metrics["score"]), run.step
             save_checkpoint(run.out / BEST, run.weights_only() | {"val_score": run.best_score})
 
+    def interrupted(self) -> None:
+        """A stopped run with no best.pt yet (no validation before Ctrl-C) leaves the weights it has as
+        best.pt (val_score None), so the printed next commands work; a validated best.pt is kept."""
+        run = self.run
+        if run.world.is_main and not (run.out / BEST).exists() and run.step:
+            run.best_step = run.step
+            save_checkpoint(run.out / BEST, run.weights_only() | {"val_score": None})
+
     def finish(self) -> None:
         """At the end of a run with nothing to score on: best.pt = the last weights."""
         if self.validate is None and self.run.world.is_main:
@@ -247,6 +263,11 @@ class Best:
 
 def nothing_to_do(run: Run, stop: StopRule) -> bool:
     """A resumed run already at (or past) its step limit: say so instead of saving it again."""
+    if run.step and stop.past_deadline():
+        if run.world.is_main:
+            print(f"{run.out}: its time budget of {run.cfg.train.time_minutes:g} min is spent ({run.elapsed_before / 60:.1f} "
+                  "min trained): nothing to do (give --time, --steps or --epochs to continue)", file=sys.stderr)
+        return True
     if not run.step or stop.max_steps is None or run.step < stop.max_steps:
         return False
     if run.world.is_main:
@@ -268,13 +289,14 @@ def fit(run: Run, dataset: DetectionDataset, validate: Validate | None = None, s
         on_checkpoint: OnCheckpoint | None = None) -> Path:
     """The training loop of a set-up run; returns the last checkpoint's path (RUN/last.pt)."""
     loader = make_loader(run, dataset)
-    stop = stop_rule(run.cfg, loader.batch_sampler.steps_per_epoch, started, run.task.default_steps)
+    stop = stop_rule(run.cfg, loader.batch_sampler.steps_per_epoch, started, run.task.default_steps,
+                     run.elapsed_before, run.progress)
     if nothing_to_do(run, stop):
         return run.out / LAST
     if run.step and run.world.is_main:
         limit = f" to step {stop.max_steps}" if stop.max_steps else ""
         print(f"resuming {run.out} from step {run.step}{limit}", file=sys.stderr)
-    log = StepLog(run, stop.max_steps)
+    log = StepLog(run, stop)
     best = Best(run, validate, log)
     checkpointed = (lambda: on_checkpoint(run.out)) if on_checkpoint and run.world.is_main else (lambda: None)
     run.net.train()
@@ -296,8 +318,10 @@ def fit(run: Run, dataset: DetectionDataset, validate: Validate | None = None, s
         path = run.save()
         best()
         best.finish()
+        say_budget(run, stop)
     except KeyboardInterrupt as exc:
         path, step = interrupted_checkpoint(run, log)
+        best.interrupted()
         checkpointed()
         raise Interrupted(getattr(exc, "signal_name", "Ctrl-C"), path, step) from None
     finally:
