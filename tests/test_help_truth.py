@@ -28,11 +28,11 @@ NOTHING = ("none", "off")  # what a help says for "no value"
 
 def job_functions() -> dict:
     """command -> the job function its handler calls (the run gets its defaults for flags given as None)."""
-    from multibox.jobs import baseline, compare, data, demo, detect, evaluate, export, paper, serve
+    from multibox.jobs import baseline, compare, data, demo, detect, evaluate, export, paper, select, serve
 
     return {"demo": demo.demo, "paper": paper.paper, "evaluate": evaluate.evaluate, "baseline": baseline.run_baseline,
             "compare": compare.compare, "detect": detect.detect, "export": export.export_job, "serve": serve.serve,
-            "data check": data.check_main, "data show": data.show_main}
+            "data check": data.check_main, "data show": data.show_main, "select": select.select_images}
 
 
 def subcommands(parser: argparse.ArgumentParser, prefix: str = "") -> list[tuple[str, argparse.ArgumentParser]]:
@@ -121,7 +121,8 @@ class FolderChosen(Exception):
 
 @pytest.mark.parametrize("argv", [
     ["train", "--steps", "1"], ["train-classifier", "--steps", "1"], ["evaluate", "--model", "m.pt"],
-    ["baseline", "random"], ["compare", "m.json"], ["detect", "--model", "m.pt", "x.jpg"]])
+    ["baseline", "random"], ["compare", "m.json"], ["detect", "--model", "m.pt", "x.jpg"],
+    ["select", "--model", "m.pt", "--images", "x.jpg"]])
 def test_default_run_folders(argv, monkeypatch, tmp_path):
     """The run folder a command picks without --out is the one its help names."""
     import multibox.engine.run_dir as run_dir

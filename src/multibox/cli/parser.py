@@ -4,12 +4,11 @@ reference scripts and DETR's ``get_args_parser`` do); choice lists come from :mo
 from __future__ import annotations
 
 import argparse
-import difflib
 import math
-import re
 from collections.abc import Callable
 
 from multibox import __version__
+from multibox.cli.did_you_mean import choice_hint, flag_hint, key_value_hint
 from multibox.config import (
     AMP_MODES,
     Config,
@@ -67,44 +66,6 @@ class Parser(argparse.ArgumentParser):
             self.error(f"unrecognized arguments: {' '.join(extras)}{flag_hint(self, namespace, extras)}")
         return namespace
 
-
-def command_parser(parser: argparse.ArgumentParser, namespace: argparse.Namespace) -> argparse.ArgumentParser:
-    """The (sub)parser of the command ``namespace`` holds ("data check": two levels down)."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction) and getattr(namespace, action.dest, None) in action.choices:
-            return command_parser(action.choices[getattr(namespace, action.dest)], namespace)
-    return parser
-
-
-def flag_hint(parser: argparse.ArgumentParser, namespace: argparse.Namespace, extras: list[str]) -> str:
-    """" (did you mean --lr?)" for the first unknown flag close to one of the command's (difflib)."""
-    flags = [o for a in command_parser(parser, namespace)._actions for o in a.option_strings if o.startswith("--")]
-    for token in extras:
-        if token.startswith("--"):
-            close = difflib.get_close_matches(token.split("=", 1)[0], flags, n=1, cutoff=0.6)
-            if close:
-                return f" (did you mean {close[0]}?)"
-    return ""
-
-
-def choice_hint(message: str) -> str:
-    """" (did you mean train?)" for a misspelt command or choice."""
-    found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
-    if found is None:
-        return ""
-    close = difflib.get_close_matches(found.group(1), re.findall(r"'?([\w.-]+)'?", found.group(2)), n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
-
-
-def key_value_hint(message: str) -> str:
-    """Ultralytics writes options as key=value (`yolo train data=x.yaml`); here they are flags."""
-    if "unrecognized arguments" not in message:
-        return ""
-    for token in message.split(":", 1)[1].split():
-        key, eq, value = token.partition("=")
-        if eq and key and not key.startswith("-"):
-            return f" (did you mean --{key.replace('_', '-')} {value}?)"
-    return ""
 
 
 MULTISCALE_HELP = "center square + 3x3 windows of 60%% (§4.3)"
@@ -376,7 +337,6 @@ def add_data_tools(sub) -> None:
     p.add_argument("-n", type=positive_int, default=16, help="images drawn (default 16)")
 
 
-
 def add_select(sub, device: Parser) -> None:
     """`multibox select`: rank unlabelled images by what labelling them would teach the model (jobs/select.py)."""
     p = sub.add_parser("select", parents=[device], help="which unlabelled images to label next (OUT/select.csv, "
@@ -386,7 +346,8 @@ def add_select(sub, device: Parser) -> None:
     p.add_argument("-n", type=positive_int, default=10, help="how many images to pick (default 10)")
     p.add_argument("--out", help="output folder (default runs/select, runs/select2, ...)")
     p.add_argument("--by", choices=("disagreement", "uncertainty"), default="disagreement", help="rank by the "
-                   "disagreement of the image's and its mirror's boxes (default) or scores' closeness to --threshold")
+                   "disagreement of the image's and its mirror's boxes or scores' closeness to --threshold "
+                   "(default disagreement)")
     p.add_argument("--top-k", type=positive_int, default=25, help="boxes per view compared (default 25)")
     p.add_argument("--threshold", type=non_negative_float, default=0.5, help="for --by uncertainty (default 0.5)")
     p.add_argument("--conf", type=non_negative_float, default=0.25, help="lowest pre-annotation score (default 0.25)")
