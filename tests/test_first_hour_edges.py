@@ -100,6 +100,21 @@ def test_train_on_one_split_data_and_its_next_command_works(layout, tmp_path, ca
     assert f":{expected} (no --split" in scored, out
 
 
+def test_one_file_named_val_is_not_validated_on_itself(tmp_path):
+    """Trained on the one split a val-named COCO file has, best.pt is chosen on images held out of it."""
+    from multibox.data.build import training_split, validation_split
+    from tests.fixtures.datasets import SpecImage
+
+    spec = [SpecImage(f"im{i}", 40, 40, [[2, 2, 20, 20]], [0]) for i in range(10)]
+    cfg = Config()
+    cfg.data.data = str(write_coco(tmp_path / "coco", spec, "val2017"))
+    cfg.data.split = training_split_name(cfg.data.data)
+    assert cfg.data.split == cfg.data.val_split == "val"
+    trained = {r.path for r in training_split(cfg).records}
+    validated = {r.path for r in validation_split(cfg).records}
+    assert validated and not trained & validated and len(trained | validated) == 10
+
+
 # ------------------------------------------------------------------------------------ typing edges (item 9)
 
 

@@ -47,8 +47,11 @@ def has_split(cfg: Config, split: str) -> bool:
 
 
 def holds_out(cfg: Config) -> bool:
-    """Whether validation images come out of the training split (the data has no cfg.data.val_split)."""
-    return cfg.data.holdout > 0 and cfg.data.val_split != cfg.data.split and not has_split(cfg, cfg.data.val_split)
+    """Whether validation images come out of the training split: the data has no cfg.data.val_split, or it
+    is the training split itself (one COCO file named instances_val2017.json trains on "val": best.pt is not
+    chosen on the images it was trained on)."""
+    d = cfg.data
+    return d.holdout > 0 and (d.val_split == d.split or not has_split(cfg, d.val_split))
 
 
 def training_split(cfg: Config) -> DetectionDataset:
