@@ -156,3 +156,14 @@ def test_map_polygons_through_the_transform_counter_clockwise():
     cos, sin = np.cos(np.pi / 6), np.sin(np.pi / 6)
     (rotated,) = map_polygons(boxes, Affine(2 * cos, -2 * sin, 0, 2 * sin, 2 * cos, 0))  # turned 30 degrees, 2 m
     assert np.allclose(rotated[0], [10 * 2 * cos - 20 * 2 * sin, 10 * 2 * sin + 20 * 2 * cos])
+
+
+def test_gdal_block_cache_is_capped_while_the_raster_is_open(tmp_path):
+    """GDAL's default cache (5 % of the RAM) would hold most of a mosaic read tile by tile."""
+    path = write_tif(tmp_path / "rgb.tif", noise_rgb(20, 20))
+    with RasterWindows(path, cache_mb=32):
+        assert rasterio.env.getenv()["GDAL_CACHEMAX"] == 32 * 2**20
+    assert not rasterio.env.hasenv() or "GDAL_CACHEMAX" not in rasterio.env.getenv()
+    with pytest.raises(UserError):
+        RasterWindows(path, bands="9")  # refused after opening: the cap is lifted again
+    assert not rasterio.env.hasenv() or "GDAL_CACHEMAX" not in rasterio.env.getenv()

@@ -29,6 +29,7 @@ from multibox.inference.tta import tta_forward
 from multibox.inference.windows import NUM_WINDOWS, image_windows, window_inputs
 from multibox.modeling.localizer import MultiBox
 
+WINDOW_BATCH = 64  # windows through the network at once: activations bounded whatever the number of tiles
 ImageLike = Image.Image | str | Path | Tensor | np.ndarray  # accepted forms: see multibox.data.transforms.to_pil
 
 
@@ -122,13 +123,23 @@ class Localizer:
         return image_windows(width, height, self.windows, self.tile, self.overlap)
 
     @torch.no_grad()
+    def forward_windows(self, inputs: Tensor) -> dict[str, Tensor]:
+        """The network (with this localizer's tta) on inputs Tensor[T, 3, S, S] uint8, WINDOW_BATCH windows at
+        a time, so a big image's hundreds of tiles never pass at once: {"pred_boxes": Tensor[T, K, 4],
+        "pred_logits": Tensor[T, K], ...} on self.device (:mod:`multibox.jobs.detect_raster`: per batch of tiles)."""
+        parts = []
+        for start in range(0, max(len(inputs), 1), WINDOW_BATCH):  # a loop over chunks of windows
+            chunk = inputs[start : start + WINDOW_BATCH].to(self.device)
+            parts.append(self.network(chunk) if self.tta is None else tta_forward(self.network, chunk, self.tta))
+        return parts[0] if len(parts) == 1 else {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+    @torch.no_grad()
     def run(self, inputs: Tensor, windows: Tensor, counts: Tensor, sizes: Tensor, top_k: int | None = None,
             min_score: float = 0.0, iou: float | None = None) -> list[dict[str, Tensor]]:
         """Detections from prepared windows: inputs Tensor[T, 3, S, S] uint8, windows Tensor[T, 4] pixel
         xyxy, counts Tensor[B] (windows per image), sizes Tensor[B, 2] (width, height) -> B dicts
         {"boxes", "scores"} on the CPU; ``iou``: the NMS threshold (default: this localizer's)."""
-        inputs = inputs.to(self.device)
-        outputs = self.network(inputs) if self.tta is None else tta_forward(self.network, inputs, self.tta)
+        outputs = self.forward_windows(inputs)
         dets = merge_windows(outputs, windows.to(self.device), sizes.to(self.device), iou or self.nms_iou, top_k,
                              counts=counts, drop_cut=self.windows == "tiles", min_score=min_score)
         return [{k: v.cpu() for k, v in d.items()} for d in dets]

@@ -98,16 +98,30 @@ def touches_inner_border(pred: Tensor, windows: Tensor, sizes: Tensor) -> Tensor
     return (touch & inner[:, None, :]).any(-1)
 
 
+CUT_CHUNK = 256  # boxes tested at a time: memory CUT_CHUNK x N, not N x N (a big image's tiles give N ~ 10^5)
+
+
 def drop_cut_parts(det: dict[str, Tensor], top_k: int | None) -> dict[str, Tensor]:
-    """One image's detections without the cut boxes (det["cut"]) lying mostly inside a higher-scoring box."""
+    """One image's detections without the cut boxes (det["cut"]) lying mostly inside a higher-scoring box.
+
+    Boxes are sorted by score and a box's fate depends only on those before it, so they are tested
+    CUT_CHUNK at a time against their predecessors, stopping once ``top_k`` boxes are kept.
+    """
     boxes, cut = det["boxes"], det.pop("cut")
-    lo = torch.maximum(boxes[:, None, :2], boxes[None, :, :2])  # [N, N, 2]
-    hi = torch.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
-    inter = (hi - lo).clamp(min=0).prod(-1)  # [N, N]: inter[i, j] of boxes i, j
     area = (boxes[:, 2:] - boxes[:, :2]).clamp(min=1e-9).prod(-1)  # [N]
-    inside = inter / area[:, None] >= CUT_CONTAINED  # [N, N]: box i mostly inside box j
-    better = torch.ones_like(inside).triu(1).T  # j < i: sorted by score, so j scores higher
-    keep = ~(cut & (inside & better).any(1))
+    keep, kept = torch.ones(len(boxes), dtype=torch.bool, device=boxes.device), 0
+    for start in range(0, len(boxes), CUT_CHUNK):  # a loop over chunks of boxes, each tested at once
+        end = min(start + CUT_CHUNK, len(boxes))
+        lo = torch.maximum(boxes[start:end, None, :2], boxes[None, :end, :2])  # [c, end, 2]
+        hi = torch.minimum(boxes[start:end, None, 2:], boxes[None, :end, 2:])
+        inside = (hi - lo).clamp(min=0).prod(-1) / area[start:end, None] >= CUT_CONTAINED  # [c, end]: i inside j
+        order = torch.arange(end, device=boxes.device)
+        better = order[None, :] < order[start:end, None]  # j < i: sorted by score, so j scores higher
+        keep[start:end] = ~(cut[start:end] & (inside & better).any(1))
+        kept += int(keep[start:end].sum())
+        if top_k is not None and kept >= top_k:
+            keep[end:] = False  # not needed: top_k boxes are kept
+            break
     return {k: v[keep][:top_k] for k, v in det.items()}
 
 

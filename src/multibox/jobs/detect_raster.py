@@ -37,7 +37,6 @@ from multibox.inference.entries import detection_entry, significant
 from multibox.inference.loading import load_localizer
 from multibox.inference.localizer import Localizer
 from multibox.inference.postprocess import check_options, fewest, merge_windows
-from multibox.inference.tta import tta_forward
 from multibox.inference.windows import tile_windows
 
 __all__ = ["RASTER_SUFFIXES", "VECTOR_FORMATS", "crs_name", "detect_raster", "detect_tiles", "is_raster"]
@@ -50,13 +49,11 @@ def is_raster(path: str | Path) -> bool:
     return Path(path).suffix.lower() in RASTER_SUFFIXES and Path(path).is_file()
 
 
-@torch.no_grad()
 def window_outputs(localizer: Localizer, inputs: Tensor) -> dict[str, Tensor]:
-    """The network's outputs for inputs Tensor[T, 3, S, S] uint8, as in Localizer.run (with its tta):
-    {"pred_boxes": Tensor[T, K, 4], "pred_logits": Tensor[T, K]} float32 on the CPU."""
-    inputs = inputs.to(localizer.device)
-    net = localizer.network  # a checkpoint's model or an .onnx session (OnnxLocalizer)
-    outputs = net(inputs) if localizer.tta is None else tta_forward(net, inputs, localizer.tta)
+    """The network's outputs for inputs Tensor[T, 3, S, S] uint8 (:meth:`Localizer.forward_windows`, with its
+    tta; a checkpoint's model or an .onnx session): {"pred_boxes": Tensor[T, K, 4], "pred_logits": Tensor[T, K]}
+    float32 on the CPU, all that is kept of a batch of tiles."""
+    outputs = localizer.forward_windows(inputs)
     return {k: outputs[k].float().cpu() for k in ("pred_boxes", "pred_logits")}
 
 
@@ -77,6 +74,12 @@ def detect_tiles(localizer: Localizer, crop: Callable[[Tensor, int], Tensor], wi
     sizes = torch.tensor([[width, height]], dtype=torch.float32)
     return merge_windows(outputs, windows, sizes, iou or localizer.nms_iou, top_k,
                          counts=torch.tensor([len(windows)]), drop_cut=True, min_score=min_score)[0]
+
+
+def cache_mb(tile: float) -> int:
+    """GDAL's block cache for tiles of ``tile`` pixels: two tiles of 4 bytes per pixel (neighbours in a row
+    share their overlap's blocks), between 64 and 1024 MB."""
+    return int(min(1024, max(64, 2 * 4 * tile * tile / 2**20)))
 
 
 def crs_name(crs) -> str | None:
@@ -139,7 +142,7 @@ def detect_raster(model: str | Path | Localizer, raster_path: str | Path, out_di
         model = load_localizer(model, device, windows="tiles", tile=tile, overlap=overlap, tta=tta)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with RasterWindows(raster_path, bands) as raster:
+    with RasterWindows(raster_path, bands, cache_mb=cache_mb(tile)) as raster:
         name = name or raster.path.stem
         if raster.crs is None:
             print(f"{raster.path}: no CRS; boxes in pixel coordinates (x right, y down) in {name}.geojson",
