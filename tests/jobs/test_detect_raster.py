@@ -179,3 +179,21 @@ def test_bands_and_map_formats_need_a_raster_with_tile(tmp_path, checkpoint, cap
         code = main(["detect", "--model", str(checkpoint), "--out", str(tmp_path / "o"), *extra, str(image)])
         err = capsys.readouterr().err
         assert code == 2 and "only for GeoTIFF/TIFF files with --tile" in err, err
+
+
+@pytest.mark.parametrize("backend", ["pyogrio", "fiona"])
+def test_each_vector_backend_writes_the_same_layer(tmp_path, monkeypatch, backend):
+    pytest.importorskip(backend)
+    pyogrio = pytest.importorskip("pyogrio")  # reads what either wrote
+    monkeypatch.setattr("multibox.data.vector_files.vector_backend", lambda: backend)
+    path = write_tif(tmp_path / "ortho.tif", noise(48, 64))
+    written = detect_raster(Localizer(OneBox(), 32, "cpu"), path, tmp_path / "out", tile=64, vector_formats=["gpkg"])
+    info = pyogrio.read_info(written["gpkg"])
+    assert info["features"] == 1 and info["crs"] == "EPSG:32633"
+    assert np.allclose(info["total_bounds"], (500_008.0, 3_999_984.0, 500_016.0, 3_999_992.0))
+    empty = detect_raster(Localizer(OneBox(), 32, "cpu"), path, tmp_path / "none", tile=64, min_score=0.99,
+                          vector_formats=["gpkg", "shp"])  # no box above --conf: empty layers, still readable
+    for kind in ("gpkg", "shp"):
+        info = pyogrio.read_info(empty[kind])
+        assert info["features"] == 0 and "score" in list(info["fields"])
+    assert json.loads(empty["geojson"].read_text())["features"] == []
