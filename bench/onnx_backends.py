@@ -2,8 +2,9 @@
 checkpoint), ONNX Runtime (FILE.onnx) and ONNX Runtime INT8 (FILE.int8.onnx), all through
 :func:`multibox.inference.loading.load_localizer` and ``predict(top_k=100)`` (pre-processing, windows
 and NMS included). Images/s of the fastest of 3 passes over ``--count`` images (trees-dev's tiles,
-cycled), after one warm-up call; torch and ONNX Runtime both get ``--threads`` threads. Not a timed
-test: the numbers move with the machine and its load; the ratios within one run are what counts.
+cycled; the backends take turns within a pass), after one warm-up call; torch and ONNX Runtime both
+get ``--threads`` threads. Not a timed test: the numbers move with the machine and its load; the
+ratios within one run are what counts.
 
     python bench/onnx_backends.py RUN/best.pt RUN/best.onnx RUN/best.int8.onnx [--count 20 --threads 2]
 """
@@ -24,16 +25,20 @@ from multibox.inference.onnx_localizer import OnnxLocalizer, session_options
 TILES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "trees-dev" / "JPEGImages"
 
 
-def rate(predict, images: list, passes: int = 3) -> float:
-    """Images/s of ``predict`` over ``images``, one at a time (fastest pass, after one warm-up call)."""
-    predict(images[0])
-    best = float("inf")
+def rates(predictors: list, images: list, passes: int = 3) -> list[float]:
+    """Images/s of each predictor over ``images``, one at a time: the fastest of ``passes`` passes, the
+    predictors taking turns within each pass (so a change of the machine's load hits all alike), after
+    one warm-up call each."""
+    for predict in predictors:
+        predict(images[0])
+    best = [float("inf")] * len(predictors)
     for _ in range(passes):
-        start = time.perf_counter()
-        for image in images:
-            predict(image)
-        best = min(best, time.perf_counter() - start)
-    return len(images) / best
+        for i, predict in enumerate(predictors):
+            start = time.perf_counter()
+            for image in images:
+                predict(image)
+            best[i] = min(best[i], time.perf_counter() - start)
+    return [len(images) / t for t in best]
 
 
 def load(path: str, threads: int):
@@ -51,20 +56,18 @@ def main() -> None:
     parser.add_argument("models", nargs="+", help="checkpoint, .onnx, .int8.onnx (any of them)")
     parser.add_argument("--count", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--images", default=str(TILES))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     files = sorted(Path(args.images).glob("*.jpg"))
     images = [open_image(f) for f in itertools.islice(itertools.cycle(files), args.count)]
     print(f"{len(images)} images ({len(files)} files of {args.images}, cycled), {args.threads} threads, top 100")
-    first = None
-    for path in args.models:
-        loc = load(path, args.threads)
-        speed = rate(lambda im: loc.predict(im, top_k=100), images)
-        first = first or speed
+    locs = [load(path, args.threads) for path in args.models]
+    speeds = rates([lambda im, loc=loc: loc.predict(im, top_k=100) for loc in locs], images, args.passes)
+    for path, loc, speed in zip(args.models, locs, speeds):
         print(f"{Path(path).name:>24}  {type(loc).__name__:>13}  S={loc.image_size}  {speed:6.2f} images/s  "
-              f"{speed / first:4.2f}x the first")
-
+              f"{speed / speeds[0]:4.2f}x the first")
 
 if __name__ == "__main__":
     main()
