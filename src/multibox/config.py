@@ -35,6 +35,7 @@ EXPORT_FORMATS = ("onnx", "torchscript")
 MODEL_KINDS = ("localizer", "one-box-per-class")  # what `train` trains: DeepMultiBox, or §4.4.2's competitor
 WINDOW_MODES = ("whole", "center", "multiscale", "tiles")  # what the localizer looks at: the padded image, §4.1, §4.3, tiles
 TTA_MODES = ("flip", "dihedral")  # test-time augmentation: + the mirror image; + the mirrors and 90-degree rotations
+SELECT_RANKINGS = ("disagreement", "uncertainty")  # `multibox select --by`: image vs mirror boxes; scores near 0.5
 BASELINES = ("priors", "sliding-window", "random", "selective-search")  # proposal baselines of `evaluate`
 
 # config field -> its choice list, checked by :func:`check_choices`.

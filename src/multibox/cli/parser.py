@@ -20,6 +20,7 @@ from multibox.config import (
     TTA_MODES,
     OPTIMIZERS,
     PRESETS,
+    SELECT_RANKINGS,
     WINDOW_MODES,
 )
 
@@ -345,7 +346,7 @@ def add_select(sub, device: Parser) -> None:
     p.add_argument("--images", required=True, nargs="+", metavar="PATH", help="unlabelled image files or folders")
     p.add_argument("-n", type=positive_int, default=10, help="how many images to pick (default 10)")
     p.add_argument("--out", help="output folder (default runs/select, runs/select2, ...)")
-    p.add_argument("--by", choices=("disagreement", "uncertainty"), default="disagreement", help="rank by the "
+    p.add_argument("--by", choices=SELECT_RANKINGS, default="disagreement", help="rank by the "
                    "disagreement of the image's and its mirror's boxes or scores' closeness to --threshold "
                    "(default disagreement)")
     p.add_argument("--top-k", type=positive_int, default=25, help="boxes per view compared (default 25)")

@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 
 from multibox.atomic import write_text_atomic
+from multibox.config import SELECT_RANKINGS
 from multibox.data.annotation_writers import make_writers, parse_formats
 from multibox.data.images import open_image
 from multibox.errors import UserError
@@ -29,7 +30,7 @@ from multibox.jobs.detect import expand_inputs
 
 __all__ = ["RANKINGS", "select_images", "SELECT_FORMATS"]
 
-RANKINGS = ("disagreement", "uncertainty")  # what --by ranks on
+RANKINGS = SELECT_RANKINGS  # what --by ranks on
 SELECT_FORMATS = ("labelstudio", "voc", "coco", "yolo")  # task files of the top N (the annotation writers')
 CSV_COLUMNS = ("rank", "path", "width", "height", "disagreement", "uncertainty", "boxes_at_conf")
 
