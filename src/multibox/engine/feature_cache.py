@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from multibox.config import Config
 from multibox.data import BadImage, DetectionDataset, photometric
@@ -106,7 +107,7 @@ def cache_order(sizes: list[int], image_size: int, kinds: list[int]) -> list[tup
 def cache_maps(model: GridMultiBox, dataset: DetectionDataset, sizes: list[int], kinds: list[int],
                device: torch.device, deadline: float | None = None, max_maps: int | None = None,
                jitter: float = 0.0, seed: int = 0, gray: float = 0.0, indices: Sequence[int] | None = None,
-               store: MapStore | None = None) -> list[CachedMap]:
+               store: MapStore | None = None, show: bool = False) -> list[CachedMap]:
     """The backbone's maps of every readable training image x transform x input size, pass by pass
     (:func:`cache_order`); past ``deadline`` (time.monotonic()) no further pass starts, and a pass
     stops (after at least one image), so a time budget is never spent on caching alone. ``max_maps``:
@@ -114,32 +115,40 @@ def cache_maps(model: GridMultiBox, dataset: DetectionDataset, sizes: list[int],
     strength of :func:`multibox.data.photometric.jitter` applied to every view but the image itself at the
     configured size (each view its own draw, seeded by ``seed``, the image, the size and the transform),
     ``gray`` the share of those views turned grey. ``indices``: the images to cache (default all; a
-    distributed rank's shard); ``store``: where the maps live (memory up to its budget, then disk)."""
+    distributed rank's shard); ``store``: where the maps live (memory up to its budget, then disk);
+    ``show``: a progress bar over the backbone passes (rank 0)."""
     model.eval()
     store = MapStore(budget=2**62) if store is None else store
+    indices = range(len(dataset)) if indices is None else indices
     out: list[CachedMap] = []
-    for cached in _cache_passes(model, dataset, sizes, kinds, device, deadline, max_maps, jitter, seed, gray,
-                                range(len(dataset)) if indices is None else indices):
-        out.append(CachedMap(store.add(cached.features), cached.boxes))  # handle now, tensor after finish()
+    total = len(cache_order(sizes, model.image_size, kinds)) * len(indices)
+    with tqdm(total=total, desc="caching features", unit="image", file=sys.stderr, disable=not show,
+              leave=False, mininterval=1.0) as bar:
+        for cached in _cache_passes(model, dataset, sizes, kinds, device, deadline, max_maps, jitter, seed, gray,
+                                    indices, bar):
+            out.append(CachedMap(store.add(cached.features), cached.boxes))  # handle now, tensor after finish()
     store.finish()
     return [CachedMap(store.get(m.features), m.boxes) for m in out]
 
 
 def _cache_passes(model: GridMultiBox, dataset: DetectionDataset, sizes: list[int], kinds: list[int],
                   device: torch.device, deadline: float | None, max_maps: int | None, jitter: float, seed: int,
-                  gray: float, indices: Sequence[int]) -> Iterator[CachedMap]:
+                  gray: float, indices: Sequence[int], bar: tqdm) -> Iterator[CachedMap]:
     """Each map of :func:`cache_maps` in turn, with its stop rules (deadline, max_maps)."""
     passes, count = cache_order(sizes, model.image_size, kinds), 0
     for number, (size, group) in enumerate(passes):
         for n, i in enumerate(indices):  # per image: one backbone pass for the group's transforms
             if deadline is not None and time.monotonic() > deadline and (number or n):
+                bar.clear()
                 print(f"feature cache: the time budget's share for caching is spent after {count} maps "
                       f"({number} of {len(passes)} passes over the images)", file=sys.stderr)
                 return
             for cached in _cache_image(model, dataset, i, size, group, device, jitter, seed, gray):
                 count += 1
                 yield cached
+            bar.update(1)
             if max_maps is not None and count >= max_maps:
+                bar.clear()
                 print(f"feature cache: {count} maps are enough for this run's {max_maps} training windows",
                       file=sys.stderr)
                 return
@@ -278,7 +287,7 @@ def cached_windows(cfg: Config, model: GridMultiBox, dataset: DetectionDataset) 
     windows_drawn = t.steps * t.batch_size if t.steps is not None and t.epochs is None else None  # a short run's need
     store = MapStore(int(t.cache_memory_gb * 2**30), folder)
     maps = cache_maps(model.to(device), dataset, plan.sizes, kinds, device, deadline, windows_drawn,
-                      cfg.data.cache_jitter, t.seed, cfg.data.cache_gray, shard, store)
+                      cfg.data.cache_jitter, t.seed, cfg.data.cache_gray, shard, store, show=rank == 0)
     model.cpu()
     say_cache(store, len(maps), len(shard), rank, world_size)
     model.feature_mean, model.feature_std = stats_from_sums(distributed.sum_over_ranks(feature_sums(maps)))

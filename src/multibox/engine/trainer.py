@@ -31,6 +31,7 @@ from multibox.engine.resume import restore, restore_state
 from multibox.engine.run import Run
 from multibox.engine.run_dir import BEST, LAST, claim_run_dir, clear_run_files, last_checkpoint, next_run_dir
 from multibox.engine.signals import terminate_as_interrupt
+from multibox.engine.startup import data_line, model_lines, say
 from multibox.engine.step_log import StepLog
 from multibox.engine.stop import StopRule, budget_line, check_stop_given, should_stop, stop_rule
 from multibox.engine.tasks import TASKS, Task, classifier_task, crop_sampler, localizer_task
@@ -82,8 +83,12 @@ def setup_run(cfg: Config, out_dir: str | Path, resume: bool,
     device = distributed.local_device(resolve_device(cfg.train.device), world)
     precision = resolve_precision(cfg.train, device)
     dataset = training_split(cfg)
+    say([data_line(dataset)], world.is_main)
+    given_geometry = (cfg.model.image_size, cfg.model.stride)
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
     task = make_task(cfg, dataset, state)
+    if task.kind == "localizer":
+        say(model_lines(cfg, task, dataset, given_geometry), world.is_main)
     if world.distributed and cfg.train.sync_bn:
         task.model = distributed.convert_batchnorm(task.model, device)
     task.model.to(device, memory_format=torch.channels_last if precision.channels_last else torch.preserve_format)
