@@ -142,6 +142,25 @@ def test_the_onnx_file_alone_says_what_running_it_needs(exported, tmp_path):
     assert load_localizer(alone, "cpu").image_size == SIZE
 
 
+def test_an_export_without_metadata_runs_from_its_json_and_evaluate_says_what_it_lacks(tmp_path, capsys):
+    import onnx
+
+    checkpoint, exported = fc_checkpoint(tmp_path)
+    old = tmp_path / "old.onnx"  # as exports were written before the metadata: FILE.json beside only
+    model = onnx.load(str(exported))
+    del model.metadata_props[:]
+    onnx.save(model, str(old))
+    with pytest.raises(UserError, match="no multibox metadata in the file and no readable old.onnx.json"):
+        load_localizer(old, "cpu")
+    (tmp_path / "old.onnx.json").write_text((tmp_path / "fc.onnx.json").read_text())
+    loc, record = load_with_record(old, "cpu")
+    assert (loc.image_size, loc.num_boxes, loc.windows) == (SIZE, 16, "center") and record.config is None  # paper preset
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(old), "--split", "val", "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "without its training config" in err[0] and "export it again" in err[0]
+
+
 def test_onnx_mistakes_are_one_line_user_errors(tmp_path):
     with pytest.raises(UserError, match="no such ONNX model"):
         load_localizer(tmp_path / "none.onnx")
