@@ -28,11 +28,11 @@ def test_tiles_pass_in_window_batches_with_the_same_detections(monkeypatch):
     net = Recording(build_model("tiny", priors.sort(dim=1).values, None, 64, 4))
     loc = Localizer(net, 32, "cpu", windows="tiles", tile=40, overlap=0.25)
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8))
-    monkeypatch.setattr(localizer_module, "WINDOW_BATCH", 10_000)
+    monkeypatch.setitem(localizer_module.WINDOW_BATCH, "cpu", 10_000)
     one_pass = loc.predict(image, top_k=30)
     assert net.calls == [len(loc.image_windows(300, 200))] == [10 * 7]
     net.calls.clear()
-    monkeypatch.setattr(localizer_module, "WINDOW_BATCH", 8)
+    monkeypatch.setitem(localizer_module.WINDOW_BATCH, "cpu", 8)
     chunked = loc.predict(image, top_k=30)
     assert net.calls == [8] * 8 + [6]
     assert torch.allclose(chunked[0], one_pass[0], atol=1e-4) and torch.allclose(chunked[1], one_pass[1], atol=1e-6)
