@@ -4,7 +4,8 @@ checkpoint), ONNX Runtime (FILE.onnx) and ONNX Runtime INT8 (FILE.int8.onnx), al
 and NMS included). Images/s of the fastest of 3 passes over ``--count`` images (trees-dev's tiles,
 cycled; the backends take turns within a pass), after one warm-up call; torch and ONNX Runtime both
 get ``--threads`` threads. Not a timed test: the numbers move with the machine and its load; the
-ratios within one run are what counts.
+ratios within one run are what counts. A second column times the network call alone on one window
+(Localizer.network), which is all a backend changes.
 
     python bench/onnx_backends.py RUN/best.pt RUN/best.onnx RUN/best.int8.onnx [--count 20 --threads 2]
 """
@@ -65,9 +66,15 @@ def main() -> None:
     print(f"{len(images)} images ({len(files)} files of {args.images}, cycled), {args.threads} threads, top 100")
     locs = [load(path, args.threads) for path in args.models]
     speeds = rates([lambda im, loc=loc: loc.predict(im, top_k=100) for loc in locs], images, args.passes)
-    for path, loc, speed in zip(args.models, locs, speeds):
-        print(f"{Path(path).name:>24}  {type(loc).__name__:>13}  S={loc.image_size}  {speed:6.2f} images/s  "
-              f"{speed / speeds[0]:4.2f}x the first")
+    # the network alone on one prepared window: what the backends change, without decoding and NMS
+    size = locs[0].image_size
+    window = torch.randint(0, 256, (1, 3, size, size), dtype=torch.uint8)
+    with torch.no_grad():
+        alone = rates([lambda x, loc=loc: loc.network(x) for loc in locs], [window] * len(images), args.passes)
+    print(f"{'':>24}  {'':>13}  {'':>6}  predict (images/s)  network only (images/s)")
+    for path, loc, speed, net in zip(args.models, locs, speeds, alone):
+        print(f"{Path(path).name:>24}  {type(loc).__name__:>13}  S={loc.image_size}  {speed:6.2f} = {speed / speeds[0]:4.2f}x"
+              f"       {net:6.2f} = {net / alone[0]:4.2f}x")
 
 if __name__ == "__main__":
     main()
