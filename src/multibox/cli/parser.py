@@ -274,7 +274,8 @@ def add_detect(sub, device: Parser) -> None:
                    help="lowest score drawn on the pictures, in [0, 1] (default 0.25, as Ultralytics' conf)")
     p.add_argument("--save", action=argparse.BooleanOptionalAction, default=True,
                    help="draw the boxes on each image, OUT/images/*.png (default on; --no-save draws none)")
-    p.add_argument("--batch", type=positive_int, default=16, help="images per network run (default 16)")
+    p.add_argument("--batch", type=positive_int,
+                   help="images per network run (default from the device: 1 on a CPU, 16 on a GPU)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out: images already in OUT/detections.jsonl are skipped")
     p.add_argument("--exist-ok", action="store_true", help="start over in an --out that holds a detect run")

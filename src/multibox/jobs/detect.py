@@ -88,7 +88,7 @@ def detect_args(model_path: str | Path, classifier: str | Path | None, top_k: in
 
 
 def detect(model_path: str | Path, inputs: list[str], out_dir: str | Path, classifier: str | Path | None = None,
-           top_k: int = 10, device: str = "auto", batch_size: int = 16, draw: bool = True,
+           top_k: int = 10, device: str = "auto", batch_size: int | None = None, draw: bool = True,
            multiscale: bool = False, mode: str = "voc", region: str | None = None, windows: str | None = None,
            tile: float | None = None, overlap: float = 0.2, min_score: float = 0.0, iou: float | None = None,
            max_det: int | None = None, tta: str | None = None, draw_conf: float = DRAW_CONF, resume: bool = False,
@@ -107,6 +107,7 @@ def detect(model_path: str | Path, inputs: list[str], out_dir: str | Path, class
     folder holding a run. writers: annotation writers (``add(entry, path, width, height)``,
     ``close()``), or a function of the class names returning them; on resume the images already done are
     fed first. Unreadable images are named on stderr, skipped, and listed in OUT_DIR/skipped.json.
+    batch_size: images per network run (default :func:`default_batch` of the device).
     """
     check_options(min_score, iou, top_k, max_det)
     check_draw_conf(draw_conf)
@@ -124,10 +125,17 @@ def detect(model_path: str | Path, inputs: list[str], out_dir: str | Path, class
         (out / "images").mkdir(exist_ok=True)
     with open(out / detect_log.JSONL, "a", encoding="utf-8") as log:
         sink = Sink(out, log, names, drawing_names(files), draw, draw_conf, writers)
-        skipped = run_with_progress(todo, predict, sink, batch_size, workers, len(files) - len(todo))
+        skipped = run_with_progress(todo, predict, sink, batch_size or default_batch(device), workers,
+                                    len(files) - len(todo))
     for writer in writers:
         writer.close()
     return finish(out, files, skipped)
+
+
+def default_batch(device: str) -> int:
+    """Images per network run: 16 on a GPU; 1 on a CPU, where a batched forward does not pay (issue 19:
+    1.23x when serving on 2 cores) and 16 images at the default input cost 800 MB more (bench/detect_stream.py)."""
+    return 16 if resolve_device(device).type == "cuda" else 1
 
 
 def check_draw_conf(draw_conf: float) -> None:

@@ -3,14 +3,15 @@
 Three kinds of work overlap, so the network is rarely kept waiting:
 
 * **Decoding** in a pool of worker threads (PIL releases the GIL while it decodes), at most
-  ``2 x batch_size`` images read ahead of the network, handed over in the order of the inputs.
+  ``max(2 x batch_size, 2 x workers)`` images read ahead of the network, handed over in the order of
+  the inputs.
 * **The network** on the calling thread, one batch at a time.
 * **Writing** in one worker thread, in order: the drawing (optional), the image's line of
   ``OUT/detections.jsonl`` (flushed at once, after its drawing: a line means the image is done), and
-  the annotation writers. At most ``2 x batch_size`` images wait there.
+  the annotation writers. At most ``max(2 x batch_size, 4)`` images wait there.
 
-So the images held at any time are bounded by ``5 x batch_size`` whatever the number of inputs: memory
-is flat in the number of images. An unreadable file is named in one line on stderr and returned as
+So the images held at any time are bounded (read ahead + the batch + waiting + the one being written)
+whatever the number of inputs: memory is flat in the number of images. An unreadable file is named in one line on stderr and returned as
 skipped, with the reason.
 """
 
@@ -116,7 +117,7 @@ class Sink:
         entry = detection_entry(det, image.width, image.height, self.class_names, str(path))
         if self.save:
             picture = f"images/{self.pictures[index]}.png"
-            self.drawing(image, det).save(self.out / picture)
+            self.drawing(image, det).save(self.out / picture, compress_level=1)  # 2.6x faster than 6, 7 % larger
             entry["drawing"] = picture
         self.log.write(json.dumps(entry) + "\n")
         self.log.flush()  # a line is there for good once written: a killed run keeps it
@@ -133,15 +134,15 @@ class Sink:
                                 class_ids=ids, min_score=self.draw_conf)
 
 
-def stream(todo: list[tuple[int, Path]], predict: Predict, sink: Sink, batch_size: int = 16,
+def stream(todo: list[tuple[int, Path]], predict: Predict, sink: Sink, batch_size: int = 1,
            workers: int = READ_WORKERS, progress=None) -> list[dict]:
     """Run ``predict`` over the images of ``todo`` ((position in the inputs, path), in order) and hand
     each result to ``sink``; the unreadable files as [{"path", "reason"}], each also named on stderr.
     ``progress``: a tqdm bar (or None), advanced per image."""
     skipped: list[dict] = []
-    behind = InOrderBehind(2 * batch_size)
+    behind = InOrderBehind(max(2 * batch_size, 4))
     try:
-        for batch in batched(decoded(todo, workers, 2 * batch_size), batch_size):
+        for batch in batched(decoded(todo, workers, max(2 * batch_size, 2 * workers)), batch_size):
             readable = [item for item in batch if not isinstance(item[2], UserError)]
             for _, path, error in (item for item in batch if isinstance(item[2], UserError)):
                 say(f"{error}", progress)
