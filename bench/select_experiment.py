@@ -43,7 +43,8 @@ def scratch_voc(work: Path) -> Path:
         if not (root / name).exists():
             (root / name).symlink_to(TREES / name)
     for split in VAL_SPLITS:
-        (root / "ImageSets" / "Main" / f"{split}.txt").write_text((TREES / "ImageSets" / "Main" / f"{split}.txt").read_text())
+        ids = (TREES / "ImageSets" / "Main" / f"{split}.txt").read_text()
+        (root / "ImageSets" / "Main" / f"{split}.txt").write_text(ids)
     return root
 
 
@@ -94,14 +95,22 @@ def rates_text(rates: dict) -> str:
     return "  ".join("/".join(f"{100 * rates[v][k]:5.1f}" for k in KS) for v in VAL_SPLITS)
 
 
+HEAD = f"{'seed':>4}  {'set':<7} {'tiles added':<40} {'val DR@10/25/100':<18}  val_sites DR@10/25/100"
+
+
+def seed_lines(row: dict) -> list[str]:
+    """The start, chosen and random rows of one seed."""
+    start = ", ".join(map(short, row["start"]))
+    lines = [f"{row['seed']:>4}  {'start':<7} {start:<40} {rates_text(row['start_rates'])}"]
+    for kind in ("chosen", "random"):
+        added = ", ".join(map(short, row[kind]))
+        lines.append(f"{'':>4}  {kind:<7} {added:<40} {rates_text(row[kind + '_rates'])}")
+    return lines
+
+
 def table(rows: list[dict]) -> str:
-    head = f"{'seed':>4}  {'set':<7} {'tiles added':<40} {'val DR@10/25/100':<18}  val_sites DR@10/25/100"
-    lines = [head]
-    for row in rows:
-        lines.append(f"{row['seed']:>4}  {'start':<7} {', '.join(map(short, row['start'])):<40} "
-                     f"{rates_text(row['start_rates'])}")
-        for kind in ("chosen", "random"):
-            lines.append(f"{'':>4}  {kind:<7} {', '.join(map(short, row[kind])):<40} {rates_text(row[kind + '_rates'])}")
+    """Every seed's rows, then chosen - random per split: the mean and [min, max] over seeds."""
+    lines = [HEAD] + [line for row in rows for line in seed_lines(row)]
     for val in VAL_SPLITS:
         diffs = {k: [100 * (r["chosen_rates"][val][k] - r["random_rates"][val][k]) for r in rows] for k in KS}
         same = sum(r["chosen"] == r["random"] for r in rows)
@@ -126,7 +135,7 @@ def main() -> None:
         rows = []
         for seed in (int(s) for s in args.seeds.split(",")):
             rows.append(one_seed(seed, train_ids, root, args, work / f"seed{seed}"))
-            print(f"seed {seed} done", file=sys.stderr, flush=True)
+            print("\n".join([HEAD, *seed_lines(rows[-1])]), file=sys.stderr, flush=True)  # kept if stopped later
         print(f"select experiment: trees-dev, {args.steps} steps per model, --by {args.by}, "
               f"backbone {args.backbone or Config.preset('default').model.backbone}")
         print(table(rows))
