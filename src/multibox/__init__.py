@@ -9,6 +9,7 @@ The Python API::
     from multibox import Localizer, Detector
     loc = Localizer.from_checkpoint("runs/train/best.pt", device="cpu")
     boxes, scores = loc.predict("photo.jpg", min_score=0.3)  # Tensor[N, 4] xyxy pixels, Tensor[N]
+    multibox.set_threads(1)  # CPU threads of this process (default: the CPUs it may run on)
 
 ``Localizer`` and ``Detector`` are imported on first use (module ``__getattr__``), so ``import
 multibox`` stays light (no torch) for the command line's ``--version`` and ``--help``.
@@ -20,13 +21,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Detector", "Localizer", "__version__"]
+__all__ = ["Detector", "Localizer", "__version__", "set_threads"]
 
-_LAZY = {"Localizer": "multibox.inference.localizer", "Detector": "multibox.inference.detector"}
+_LAZY = {"Localizer": "multibox.inference.localizer", "Detector": "multibox.inference.detector",
+         "set_threads": "multibox.threads"}
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time see __getattr__
     from multibox.inference.detector import Detector
     from multibox.inference.localizer import Localizer
+    from multibox.threads import set_threads
 
 
 def __getattr__(name: str) -> Any:

@@ -16,6 +16,7 @@ from pathlib import Path
 from multibox.cli.commands import COMMANDS, TRAIN_FLAGS
 from multibox.cli.parser import build_parser
 from multibox.errors import EnvironmentFault, Interrupted, JobFailed, TrainingDiverged, UserError
+from multibox.threads import set_threads
 
 FLAG_OF_ROLE = {"localizer": "model"}  # what the library calls an input -> its flag, where the two differ
 
@@ -72,6 +73,7 @@ def interrupted_message(exc: Interrupted, args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        set_threads(getattr(args, "threads", None))  # --threads, else this process's share of the CPUs it may use
         if getattr(args, "max_pixels", None) is not None:  # --max-pixels: the limit of every image this run reads
             from multibox.data.images import set_max_pixels
 

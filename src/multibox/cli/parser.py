@@ -384,4 +384,20 @@ def build_parser() -> Parser:
     add_data_tools(sub)
     add_select(sub, device)
     add_serve(sub, device)
+    add_threads(sub)
     return parser
+
+
+def add_threads(sub: argparse._SubParsersAction) -> None:
+    """--threads on every command (each parser once: aliases share theirs), nested ones (data check) too."""
+    seen: set[int] = set()
+    for command in sub.choices.values():
+        if id(command) in seen:
+            continue
+        seen.add(id(command))
+        nested = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
+        for action in nested:
+            add_threads(action)
+        if not nested:
+            command.add_argument("--threads", type=int, metavar="N",
+                                 help="CPU threads for torch (default: from the CPU affinity: the CPUs this process may use, or OMP_NUM_THREADS)")

@@ -1,0 +1,44 @@
+"""How many CPU threads multibox's torch computations use (`--threads N`, :func:`set_threads`).
+
+Torch starts one OpenMP thread per core whatever else runs, and its threads spin while they wait for
+each other; on a busy machine they then wait for cores that another process holds (a 120-step run took
+3.5x longer beside one busy process, issue 22). The default is the CPUs this process may run on (its
+affinity, which taskset, cgroups' cpusets and schedulers set), so a job confined to some cores uses
+those; bench/contention.py measures the alternatives and docs/threads.md gives the numbers and the
+choice. Kept free of torch imports until a thread count is set, so `multibox --help` stays light.
+"""
+
+from __future__ import annotations
+
+import os
+
+from multibox.errors import UserError
+
+__all__ = ["available_cpus", "default_threads", "set_threads"]
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask; the CPU count where there is none)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def default_threads() -> int:
+    """OMP_NUM_THREADS where set (torchrun sets 1 for several processes a node); else this process's share
+    of the CPUs it may run on (the affinity, divided among torchrun's LOCAL_WORLD_SIZE processes)."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
+        return int(os.environ["OMP_NUM_THREADS"])
+    local = os.environ.get("LOCAL_WORLD_SIZE", "1")
+    return max(1, available_cpus() // (int(local) if local.isdigit() and int(local) > 0 else 1))
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Use ``threads`` intra-op threads in this process (default :func:`default_threads`); the count set."""
+    count = default_threads() if threads is None else int(threads)
+    if count < 1:
+        raise UserError(f"threads must be at least 1, not {threads}")
+    import torch  # here, not at the top: the command line's --help and --version stay torch-free
+
+    torch.set_num_threads(count)
+    return count
