@@ -266,6 +266,7 @@ def grid_localizer_task(cfg: Config, dataset: DetectionDataset, state: dict | No
     shapes = distributed.from_main(lambda: fit_shapes(cfg, dataset)) if state is None else state["model"]["shapes"]
     model = build_grid_model(m.backbone, shapes, m.image_size, m.weights, tuple(m.levels), m.stride, m.conv_hidden,
                              m.conv_depth, m.conv_head, m.feature_norm)
+    cfg.model.num_boxes = int(model.num_boxes)  # the conv head's K follows its map: config.yaml records it
     extras = {"prior_match_counts": torch.zeros(model.num_boxes, dtype=torch.int64), "class_names": list(dataset.class_names)}
     windows = cached_windows(cfg, model, dataset) if cfg.train.cache_features else None
     if windows is None:

@@ -23,7 +23,6 @@ from multibox.engine import distributed
 from multibox.engine.checkpoint import save_checkpoint
 from multibox.engine.tasks import (
     PAPER_IMAGE_SIZE,
-    Task,
     check_classifier_config,
     classifier_task,
     fit_priors,
@@ -46,7 +45,7 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
     """`multibox train`: the localizer, validated at each checkpoint (module docstring), in the run
     folder ``out_dir`` (default runs/train, numbered when taken); see :func:`multibox.engine.trainer.train`
     for ``resume``, ``exist_ok`` and ``given``; it checks the config before any data is read."""
-    last = run_training(cfg, out_dir, resume, resolved_localizer_task, validate=Validator(), exist_ok=exist_ok,
+    last = run_training(cfg, out_dir, resume, localizer_task, validate=Validator(), exist_ok=exist_ok,
                         on_checkpoint=write_run_files, given=given)
     best = Path(last).parent / "best.pt"
     if distributed.from_env().is_main and best.exists():
@@ -62,15 +61,6 @@ def write_run_files(run_dir: Path) -> None:
     write_problems_log(run_dir)
     if not (run_dir / DATASET_PNG).exists():
         write_dataset_plots(training_split(Config.from_yaml(run_dir / "config.yaml")), run_dir / DATASET_PNG)
-
-
-def resolved_localizer_task(cfg: Config, dataset: DetectionDataset, state: dict | None) -> Task:
-    """:func:`multibox.engine.tasks.localizer_task`, with cfg.model.num_boxes set to the K of the network built
-    (the conv head's follows its map), so that RUN/config.yaml and the checkpoints say what was trained."""
-    task = localizer_task(cfg, dataset, state)
-    if task.kind == "localizer":
-        cfg.model.num_boxes = int(task.model.num_boxes)
-    return task
 
 
 class Validator:
