@@ -84,7 +84,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         folder = tile_folder(root, args.tiles)
-        rows = [measure(kind, args.model, folder, root / kind, args.batch) for kind in ("model", "detect", "detect-save")]
+        rows = [measure(kind, args.model, folder, root / kind, args.batch)
+                for kind in ("model", "detect", "detect-save")]
         for count in map(int, args.counts.split(",")):
             rows.append(measure("detect", args.model, tile_folder(root, count), root / f"rss{count}", args.batch))
     ceiling = rows[0]["images_per_s"]

@@ -139,6 +139,10 @@ def test_a_mended_file_takes_its_place_in_input_order(tmp_path, fake_model, caps
         [str(paths[0]), str(paths[2]), str(paths[1])]
     assert text == json.dumps(entries, indent=1) and not (out / "skipped.json").exists()
     assert all("drawing" not in e for e in entries) and not (out / "images").exists()
+    paths[0].unlink()  # a file gone from the folder: its line stays in the JSONL, said at the end
+    code, err = run(detect_argv(model, out, "--no-save", "--resume", str(tmp_path / "imgs")), capsys)
+    assert code == 0 and "1 line(s) of" in err and "no longer among the inputs" in err
+    assert [e["path"] for e in json.loads((out / "detections.json").read_text())] == [str(p) for p in paths[1:]]
 
 
 def test_the_drawing_shows_boxes_above_draw_conf_the_json_keeps_conf(tmp_path, fake_model, capsys):

@@ -272,12 +272,9 @@ def add_detect(sub, device: Parser) -> None:
                    help="lowest score reported in the files, in [0, 1] (default 0)")
     p.add_argument("--draw-conf", type=at_most_one(non_negative_float), default=0.25, metavar="SCORE",
                    help="lowest score drawn on the pictures, in [0, 1] (default 0.25, as Ultralytics' conf)")
-    p.add_argument("--save", action=argparse.BooleanOptionalAction, default=True,
-                   help="draw the boxes on each image, OUT/images/*.png (default on; --no-save draws none)")
-    p.add_argument("--batch", type=positive_int,
-                   help="images per network run (default from the device: 1 on a CPU, 16 on a GPU)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out: images already in OUT/detections.jsonl are skipped")
+    p.add_argument("--save", action=argparse.BooleanOptionalAction, default=True, help="draw the pictures (default on)")
+    p.add_argument("--batch", type=positive_int, help="images per network run (default from the device: CPU 1, GPU 16)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping the images done")
     p.add_argument("--exist-ok", action="store_true", help="start over in an --out that holds a detect run")
     p.add_argument("--iou", type=at_most_one(positive_float), metavar="NMS_IOU",
                    help="NMS threshold in (0, 1] (default: from --mode, 0.5 for voc, 0.4 for ilsvrc)")

@@ -66,7 +66,8 @@ def drawing_names(files: list[Path]) -> list[str]:
 
 
 def detection_predictor(model_path: str | Path, classifier: str | Path | None, device: str, top_k: int,
-                        windows: dict, mode: str, region: str | None, options: dict) -> tuple[Predict, list[str] | None]:
+                        windows: dict, mode: str, region: str | None,
+                        options: dict) -> tuple[Predict, list[str] | None]:
     """(images -> per-image detection dicts, class names or None) for `detect`; windows: the
     Localizer's windows / tile / overlap / tta; options: min_score, iou, max_det. The localizer comes
     from :func:`multibox.inference.loading.load_localizer` (an .onnx runs in ONNX Runtime); the
@@ -77,14 +78,16 @@ def detection_predictor(model_path: str | Path, classifier: str | Path | None, d
         detector = Detector.from_checkpoints(model_path, classifier, resolve_device(device), top_k, mode, region,
                                              located=localizer)
         return lambda images: detector.detect_batch(images, **options), detector.class_names
-    return lambda images: [{"boxes": b, "scores": s} for b, s in localizer.predict_batch(images, top_k, **options)], None
+    return lambda images: [{"boxes": b, "scores": s}
+                           for b, s in localizer.predict_batch(images, top_k, **options)], None
 
 
 def detect_args(model_path: str | Path, classifier: str | Path | None, top_k: int, spec: dict, mode: str,
                 region: str | None, options: dict) -> dict:
     """What OUT/detect_args.json records: the model files and every option that changes the detections."""
-    return {"model": model_identity(model_path), "classifier": None if classifier is None else model_identity(classifier),
-            "top_k": top_k, "mode": mode, "region": region, **spec, **options}
+    return {"model": model_identity(model_path),
+            "classifier": None if classifier is None else model_identity(classifier), "top_k": top_k,
+            "mode": mode, "region": region, **spec, **options}
 
 
 def detect(model_path: str | Path, inputs: list[str], out_dir: str | Path, classifier: str | Path | None = None,
@@ -179,7 +182,10 @@ def run_with_progress(todo: list[tuple[int, Path]], predict: Predict, sink: Sink
 def finish(out: Path, files: list[Path], skipped: list[dict]) -> Path:
     """OUT/skipped.json and OUT/detections.json from the JSONL; a one-line note of the skipped files."""
     detect_log.write_skipped(out, skipped)
-    count = detect_log.write_final(out, [str(p) for p in files])
+    count, left_out = detect_log.write_final(out, [str(p) for p in files])
+    if left_out:  # a resumed run whose inputs lost files: said, not dropped in silence
+        say(f"{left_out} line(s) of {out / detect_log.JSONL} are for files no longer among the inputs: "
+            f"not in {detect_log.FINAL}")
     if count == 0:
         (out / detect_log.FINAL).unlink()
         raise UserError(f"none of the {len(files)} image(s) could be read (each is named above)")

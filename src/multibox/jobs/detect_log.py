@@ -104,7 +104,8 @@ def latest_run(root: Path, name: str = "detect") -> Path:
     suffixes = [(p, p.name[len(name):]) for p in root.glob(f"{name}*") if (p / JSONL).is_file()]
     numbered = [(int(n or 1), p) for p, n in suffixes if n == "" or n.isdigit()]
     if not numbered:
-        raise DetectFolderInUse(f"resume=True: no {root / name}* folder holds a {JSONL} to continue; name the folder (out_dir)")
+        raise DetectFolderInUse(f"resume=True: no {root / name}* folder holds a {JSONL} to continue; "
+                                f"name the folder (out_dir)")
     return max(numbered)[1]
 
 
@@ -116,10 +117,11 @@ def write_skipped(out: Path, skipped: list[dict]) -> None:
         (out / SKIPPED).unlink(missing_ok=True)
 
 
-def write_final(out: Path, paths: list[str]) -> int:
+def write_final(out: Path, paths: list[str]) -> tuple[int, int]:
     """OUT/detections.json from the JSONL: one entry per input path that has one, in the order of
-    ``paths`` (formatted as ``json.dumps(entries, indent=1)``); the number of entries written. Only
-    the byte offsets of the lines are held, never all entries."""
+    ``paths`` (formatted as ``json.dumps(entries, indent=1)``); (entries written, lines of the JSONL
+    left out: files no longer among the inputs). Only the byte offsets of the lines are held, never
+    all entries."""
     log = out / JSONL
     where: dict[str, list[int]] = defaultdict(list)
     start = 0
@@ -137,4 +139,4 @@ def write_final(out: Path, paths: list[str]) -> int:
             sink.write(("," if count else "") + "\n" + textwrap.indent(json.dumps(entry, indent=1), " "))
             count += 1
         sink.write("\n]" if count else "]")
-    return count
+    return count, sum(len(offsets) for offsets in where.values())

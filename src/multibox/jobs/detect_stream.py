@@ -10,9 +10,9 @@ Three kinds of work overlap, so the network is rarely kept waiting:
   ``OUT/detections.jsonl`` (flushed at once, after its drawing: a line means the image is done), and
   the annotation writers. At most ``max(2 x batch_size, 4)`` images wait there.
 
-So the images held at any time are bounded (read ahead + the batch + waiting + the one being written)
-whatever the number of inputs: memory is flat in the number of images. An unreadable file is named in one line on stderr and returned as
-skipped, with the reason.
+So the images held at any time are bounded (read ahead + the batch + waiting + the one being
+written) whatever the number of inputs: memory is flat in the number of images. An unreadable file is
+named in one line on stderr and returned as skipped, with the reason.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def read(path: Path) -> Image.Image | UserError:
         return exc
 
 
-def decoded(todo: list[tuple[int, Path]], workers: int, ahead: int) -> Iterator[tuple[int, Path, Image.Image | UserError]]:
+def decoded(todo: list[tuple[int, Path]], workers: int,
+            ahead: int) -> Iterator[tuple[int, Path, Image.Image | UserError]]:
     """(position, path, image or error) of each ``todo`` item in order, decoded by ``workers`` threads
     with at most ``ahead`` items in flight (read, or waiting to be taken)."""
     pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="detect-read")
