@@ -6,7 +6,7 @@ from multibox.boxes import center_square_crop
 from multibox.data.synthetic import SyntheticDataset
 from multibox.inference.predict import predict_dataset
 from multibox.modeling.localizer import build_model
-from multibox.inference.localizer import Localizer
+from multibox.inference.localizer import WINDOW_BATCH, Localizer
 from multibox.inference.windows import multiscale_windows
 from multibox.inference.postprocess import merge_windows
 from multibox.inference.postprocess import postprocess
@@ -61,12 +61,13 @@ class Recorder(torch.nn.Module):
         return {"pred_boxes": boxes, "pred_logits": torch.linspace(-1, 1, b * self.k).reshape(b, self.k)}
 
 
-def test_all_windows_of_all_images_run_as_one_batch():
+def test_all_windows_of_all_images_run_in_window_batches():
     dataset = SyntheticDataset("test", size=2, image_size=48)
     images = [dataset.load_image(0), dataset.load_image(1).resize((64, 40))]
     recorder = Recorder()
     located = Localizer(recorder, 16, windows="multiscale").predict_batch(images, top_k=None)
-    [batch] = recorder.inputs
+    assert [len(x) for x in recorder.inputs] == [WINDOW_BATCH["cpu"], 20 - WINDOW_BATCH["cpu"]]  # both images' windows
+    batch = torch.cat(recorder.inputs)
     assert batch.shape == (20, 3, 16, 16)
     windows = multiscale_windows(torch.tensor([48.0, 64.0]), torch.tensor([48.0, 40.0]))
     for b, image in enumerate(images):

@@ -197,3 +197,17 @@ def test_each_vector_backend_writes_the_same_layer(tmp_path, monkeypatch, backen
         info = pyogrio.read_info(empty[kind])
         assert info["features"] == 0 and "score" in list(info["fields"])
     assert json.loads(empty["geojson"].read_text())["features"] == []
+
+
+def test_detect_cli_mixed_inputs_rasters_windowed_images_as_before(tmp_path, checkpoint, capsys):
+    path = write_tif(tmp_path / "ortho.tif", noise(80, 120))
+    image = tmp_path / "photo.png"
+    Image.fromarray(noise(60, 90).transpose(1, 2, 0)).save(image)
+    out = tmp_path / "out"
+    code = main(["detect", "--model", str(checkpoint), "--tile", "64", "--out", str(out), "--no-save", str(path),
+                 str(image)])
+    assert code == 0, capsys.readouterr().err
+    (raster_entry,) = json.loads((out / "ortho.json").read_text())
+    (image_entry,) = json.loads((out / "detections.json").read_text())
+    assert raster_entry["path"] == str(path) and image_entry["path"] == str(image)
+    assert (out / "ortho.geojson").exists()
