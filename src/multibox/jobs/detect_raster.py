@@ -5,8 +5,10 @@ The tiles are those of :func:`multibox.inference.windows.tile_windows`; each bat
 resized and run through the network, and only the network's outputs (K boxes and scores per tile,
 20 bytes per box) are kept; one :func:`multibox.inference.postprocess.merge_windows` over all tiles
 then prunes them exactly as :class:`multibox.inference.localizer.Localizer` does with ``windows="tiles"``
-on the decoded image. Memory: one batch of tile reads (tile x tile x 3 bytes each) and inputs, plus
-the outputs of all tiles (e.g. 2,500 tiles x 784 boxes = 39 MB).
+on the decoded image. Memory: one tile's pixels at a time (tile x tile x 3 bytes and a copy, until it is
+resized), one batch of resized inputs, GDAL's block cache (:func:`cache_mb`), and the outputs of all
+tiles (e.g. 2,500 tiles x 784 boxes = 39 MB). Measured: a 20000 x 20000 RGB GeoTIFF in 169 tiles of
+2000 px with the demo's model peaked at 1.14 GB of resident memory, against 0.96 GB for one 64 x 64 image.
 
 Writes, for a raster NAME.tif:
 
