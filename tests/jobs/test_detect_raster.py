@@ -211,3 +211,27 @@ def test_detect_cli_mixed_inputs_rasters_windowed_images_as_before(tmp_path, che
     (image_entry,) = json.loads((out / "detections.json").read_text())
     assert raster_entry["path"] == str(path) and image_entry["path"] == str(image)
     assert (out / "ortho.geojson").exists()
+
+
+def test_a_progress_bar_counts_the_tiles(tmp_path, monkeypatch):
+    bars = []
+
+    class Bar:
+        def __init__(self, total, desc, unit, **_):
+            self.total, self.desc, self.unit, self.n = total, desc, unit, 0
+            bars.append(self)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, n):
+            self.n += n
+
+    monkeypatch.setattr("multibox.jobs.detect_raster.tqdm", Bar)
+    path = write_tif(tmp_path / "ortho.tif", noise(100, 150))
+    detect_raster(Localizer(OneBox(), 32, "cpu"), path, tmp_path / "out", tile=48, overlap=0.25, batch_size=4)
+    (bar,) = bars
+    assert (bar.total, bar.n, bar.unit, bar.desc) == (4 * 3, 4 * 3, "tile", "detect ortho.tif")  # 4 x 3 tiles
