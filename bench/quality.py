@@ -75,6 +75,7 @@ CONFIGS: dict[str, tuple[str, dict]] = {
         "default", {"train.box_loss": "box", "train.positive_iou": 0.5, "train.alpha": 1.0, "data.cache_jitter": 0.75,
                     "model.image_size": None, "model.stride": None, "model.conv_head": "separable",
                     "model.feature_norm": "image"}),
+    "default + partial fine-tuning (backbone after the stride-8 level, lr x 0.1)": ("default", {"train.tune_backbone": True}),
     "default": ("default", {}),
     "paper": ("paper", {}),
 }

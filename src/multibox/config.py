@@ -100,6 +100,8 @@ class TrainConfig:
     cache_features: bool = True  # conv head: freeze the backbone, compute its features once per image and
     # augmentation, and train the head on windows of the cached maps (a crop of the image is a window of the map)
     window_cells: int = 16  # cached features: training windows of this many cells a side
+    tune_backbone: bool = False  # cached features: also train the backbone after its finest tap (partial fine-tuning; the cache holds that tap's maps)
+    backbone_lr: float = 0.1  # tuned backbone layers learn at train.lr x this
     cache_memory_gb: float = 3.0  # cached features: maps held in memory per process up to this; the rest spill to disk
     cache_dir: str | None = None  # cached features: folder for spilled maps (None: the system temp dir; removed after the run)
     batch_size: int = 8  # images (or cached-feature windows) per step (§4.1: 128)
@@ -244,7 +246,7 @@ FIELD_RANGES: dict[tuple[str, str], Range] = {
     ("train", "positive_iou"): Range(0, 1, open_low=True),
     ("train", "lr"): ABOVE_ZERO, ("train", "weight_decay"): NON_NEGATIVE, ("train", "warmup_steps"): NON_NEGATIVE,
     ("train", "window_cells"): POSITIVE, ("train", "batch_size"): POSITIVE, ("train", "steps"): POSITIVE,
-    ("train", "cache_memory_gb"): NON_NEGATIVE,
+    ("train", "cache_memory_gb"): NON_NEGATIVE, ("train", "backbone_lr"): NON_NEGATIVE,
     ("train", "epochs"): ABOVE_ZERO, ("train", "time_minutes"): ABOVE_ZERO, ("train", "seed"): NON_NEGATIVE,
     ("train", "alpha"): NON_NEGATIVE, ("train", "log_every"): POSITIVE, ("train", "checkpoint_every"): POSITIVE,
     ("train", "grad_clip"): ABOVE_ZERO, ("train", "cuda_workers"): NON_NEGATIVE,

@@ -95,3 +95,53 @@ def test_cached_features_see_the_pixels_whole_image_inference_sees():
     square = Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
     plain = torch.from_numpy(np.asarray(square.resize((64, 64), Image.BILINEAR)).copy()).permute(2, 0, 1)
     assert torch.equal(padded_input(square, 64)[0], plain)
+
+
+class SplitPooledBackbone(nn.Module):
+    """Two pooled stages with a split (front: stride 8, back: stride 16, both levels fused at 16): every
+    cell sees only its own pixels, so a window of the front map is exactly the crop's."""
+
+    stride, out_channels, front_stride, front_channels = 16, 7, 8, 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv8, self.conv16 = nn.Conv2d(3, 3, 1), nn.Conv2d(3, 4, 1)
+
+    def front(self, x):
+        return self.conv8(nn.functional.avg_pool2d(x, 8))
+
+    def back(self, x):
+        return torch.cat([nn.functional.avg_pool2d(x, 2), self.conv16(nn.functional.avg_pool2d(x, 2))], 1)
+
+    def back_modules(self):
+        return nn.ModuleList([self.conv16])
+
+    def forward(self, x):
+        return self.back(self.front(x))
+
+
+def test_the_partially_tuned_step_equals_the_end_to_end_step():
+    """train.tune_backbone: a window of the cached front map, run through the back layers and the head,
+    gives the crop's outputs, loss and gradients of the back layers (exact for a border-free backbone)."""
+    torch.manual_seed(0)
+    net = GridMultiBox(SplitPooledBackbone(), torch.tensor([[12.0, 12.0], [24.0, 20.0]]), image_size=64, hidden=8, depth=1)
+    image = torch.rand(1, 3, 64, 64)
+    front = net.front(image)[0].detach()  # [3, 8, 8] at stride 8
+    boxes = np.array([[20.0, 18.0, 40.0, 44.0], [8.0, 30.0, 30.0, 50.0]], np.float32)
+    samples = CachedWindows([CachedMap(front, boxes)], cells=4, stride=8, priors=net.grid_priors(2, 2))
+    window, window_boxes = samples.window(samples.maps[0], np.random.default_rng(1))
+    oy, ox = np.random.default_rng(1).integers(0, 5, 2)  # offsets in stride-8 cells
+    assert oy % 2 == 0 and ox % 2 == 0, "pick a seed whose window sits on the stride-16 grid"
+    crop = image[..., 8 * oy : 8 * oy + 32, 8 * ox : 8 * ox + 32]
+    gt = torch.from_numpy(window_boxes.astype(np.float32))[None]
+    assert gt.shape[1] > 0
+    targets = {"boxes": gt, "count": torch.tensor([gt.shape[1]]), "prior_match": match_priors(net.grid_priors(2, 2), gt[0])[None]}
+    loss = MultiBoxLoss()
+    grads = []
+    for outputs in (lambda: net(crop), lambda: net.forward_features(net.features_from_front(window[None]))):
+        net.zero_grad()
+        terms = loss(outputs(), targets)
+        sum(terms.values()).backward()
+        grads.append(net.backbone.conv16.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])
+    assert grads[0].abs().sum() > 0  # the back layers learn

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,10 +86,12 @@ def input_sizes(image_size: int, stride: int, scales: list[float]) -> list[int]:
     return sorted({max(stride, round(image_size * s / stride) * stride) for s in scales})
 
 
-def cache_bytes(model: GridMultiBox, num_images: int, sizes: list[int], num_transforms: int) -> int:
-    """fp16 bytes of every cached map."""
-    cells = sum((s // model.stride) ** 2 for s in sizes)
-    return 2 * model.backbone.out_channels * cells * num_images * num_transforms
+def cache_bytes(model: GridMultiBox, num_images: int, sizes: list[int], num_transforms: int, front: bool = False) -> int:
+    """fp16 bytes of every cached map (``front``: of the backbone's finest level, partial fine-tuning)."""
+    b = model.backbone
+    stride, channels = (b.front_stride, b.front_channels) if front else (model.stride, b.out_channels)
+    cells = sum((s // stride) ** 2 for s in sizes)
+    return 2 * channels * cells * num_images * num_transforms
 
 
 def cache_order(sizes: list[int], image_size: int, kinds: list[int]) -> list[tuple[int, list[int]]]:
@@ -103,37 +105,48 @@ def cache_order(sizes: list[int], image_size: int, kinds: list[int]) -> list[tup
     return passes
 
 
+@dataclass
+class Views:
+    """How each cached view is made: ``jitter``, the strength of :func:`multibox.data.photometric.jitter`
+    applied to every view but the image itself at the configured size (each view its own draw, seeded by
+    ``seed``, the image, the size and the transform); ``gray``, the share of those views turned grey;
+    ``front``: cache the backbone's finest level instead of the head's input (partial fine-tuning)."""
+
+    jitter: float = 0.0
+    seed: int = 0
+    gray: float = 0.0
+    front: bool = False
+
+
 @torch.no_grad()
 def cache_maps(model: GridMultiBox, dataset: DetectionDataset, sizes: list[int], kinds: list[int],
                device: torch.device, deadline: float | None = None, max_maps: int | None = None,
-               jitter: float = 0.0, seed: int = 0, gray: float = 0.0, indices: Sequence[int] | None = None,
-               store: MapStore | None = None, show: bool = False) -> list[CachedMap]:
+               views: Views | None = None, indices: Sequence[int] | None = None, store: MapStore | None = None,
+               show: bool = False) -> list[CachedMap]:
     """The backbone's maps of every readable training image x transform x input size, pass by pass
     (:func:`cache_order`); past ``deadline`` (time.monotonic()) no further pass starts, and a pass
     stops (after at least one image), so a time budget is never spent on caching alone. ``max_maps``:
-    stop once that many maps are cached (a short run draws no more windows than that). ``jitter``: the
-    strength of :func:`multibox.data.photometric.jitter` applied to every view but the image itself at the
-    configured size (each view its own draw, seeded by ``seed``, the image, the size and the transform),
-    ``gray`` the share of those views turned grey. ``indices``: the images to cache (default all; a
+    stop once that many maps are cached (a short run draws no more windows than that). ``views``: the
+    photometric jitter and what is cached (:class:`Views`). ``indices``: the images to cache (default all; a
     distributed rank's shard); ``store``: where the maps live (memory up to its budget, then disk);
     ``show``: a progress bar over the backbone passes (rank 0)."""
     model.eval()
+    views = Views() if views is None else views
     store = MapStore(budget=2**62) if store is None else store
     indices = range(len(dataset)) if indices is None else indices
     out: list[CachedMap] = []
     total = len(cache_order(sizes, model.image_size, kinds)) * len(indices)
     with tqdm(total=total, desc="caching features", unit="image", file=sys.stderr, disable=not show,
               leave=False, mininterval=1.0) as bar:
-        for cached in _cache_passes(model, dataset, sizes, kinds, device, deadline, max_maps, jitter, seed, gray,
-                                    indices, bar):
+        for cached in _cache_passes(model, dataset, sizes, kinds, device, deadline, max_maps, views, indices, bar):
             out.append(CachedMap(store.add(cached.features), cached.boxes))  # handle now, tensor after finish()
     store.finish()
     return [CachedMap(store.get(m.features), m.boxes) for m in out]
 
 
 def _cache_passes(model: GridMultiBox, dataset: DetectionDataset, sizes: list[int], kinds: list[int],
-                  device: torch.device, deadline: float | None, max_maps: int | None, jitter: float, seed: int,
-                  gray: float, indices: Sequence[int], bar: tqdm) -> Iterator[CachedMap]:
+                  device: torch.device, deadline: float | None, max_maps: int | None, views: Views,
+                  indices: Sequence[int], bar: tqdm) -> Iterator[CachedMap]:
     """Each map of :func:`cache_maps` in turn, with its stop rules (deadline, max_maps)."""
     passes, count = cache_order(sizes, model.image_size, kinds), 0
     for number, (size, group) in enumerate(passes):
@@ -143,7 +156,7 @@ def _cache_passes(model: GridMultiBox, dataset: DetectionDataset, sizes: list[in
                 print(f"feature cache: the time budget's share for caching is spent after {count} maps "
                       f"({number} of {len(passes)} passes over the images)", file=sys.stderr)
                 return
-            for cached in _cache_image(model, dataset, i, size, group, device, jitter, seed, gray):
+            for cached in _cache_image(model, dataset, i, size, group, device, views):
                 count += 1
                 yield cached
             bar.update(1)
@@ -155,7 +168,7 @@ def _cache_passes(model: GridMultiBox, dataset: DetectionDataset, sizes: list[in
 
 
 def _cache_image(model: GridMultiBox, dataset: DetectionDataset, index: int, size: int, kinds: list[int],
-                 device: torch.device, jitter: float = 0.0, seed: int = 0, gray: float = 0.0) -> list[CachedMap]:
+                 device: torch.device, views: Views) -> list[CachedMap]:
     """Image ``index``'s maps at input ``size`` under each transform of ``kinds`` (none if unreadable)."""
     try:
         image = dataset.load_image(index)
@@ -165,13 +178,13 @@ def _cache_image(model: GridMultiBox, dataset: DetectionDataset, index: int, siz
     record = dataset.records[index]
     positives = record.boxes[~record.ignore] * (image.width / record.width)
     pixels, scale = padded_input(image, size)
-    views = [dihedral(pixels, t) for t in kinds]
-    if jitter > 0 or gray > 0:  # the plain view at the configured size stays plain: the head also sees the photo as it is
-        views = [v if (t == 0 and size == model.image_size) else
-                 photometric.jitter(v, jitter, np.random.default_rng([seed, index, size, t]), gray)
-                 for v, t in zip(views, kinds)]
-    batch = torch.stack(views).to(device)  # [T, 3, S, S]
-    maps = model.features(batch).half().cpu()  # [T, C, G, G]
+    inputs = [dihedral(pixels, t) for t in kinds]
+    if views.jitter > 0 or views.gray > 0:  # the plain view at the configured size stays plain: the head also sees the photo as it is
+        inputs = [v if (t == 0 and size == model.image_size) else
+                  photometric.jitter(v, views.jitter, np.random.default_rng([views.seed, index, size, t]), views.gray)
+                  for v, t in zip(inputs, kinds)]
+    batch = torch.stack(inputs).to(device)  # [T, 3, S, S]
+    maps = (model.front(batch) if views.front else model.features(batch)).half().cpu()  # [T, C, G, G]
     return [CachedMap(maps[j], dihedral_boxes(positives * scale, size, t)) for j, t in enumerate(kinds)]
 
 
@@ -214,13 +227,15 @@ class CachedWindows(Dataset):
         return {"image": features, "boxes": boxes, "prior_match": match_priors(self.priors, boxes), "problems": []}
 
 
-def feature_sums(maps: list[CachedMap]) -> Tensor:
+@torch.no_grad()
+def feature_sums(maps: list[CachedMap], channels: int, after: Callable[[Tensor], Tensor] | None = None) -> Tensor:
     """Per-channel sums, sums of squares and the position count over every position of every cached
-    map: Tensor[2C + 1] float64 (summed over ranks, they give the statistics of all the shards)."""
-    channels = maps[0].features.shape[0] if maps else 0
+    map (each passed through ``after`` first, e.g. the tuned backbone layers, giving ``channels``):
+    Tensor[2C + 1] float64 (summed over ranks, they give the statistics of all the shards)."""
     sums = torch.zeros(2 * channels + 1, dtype=torch.float64)
     for m in maps:  # per map: sums in float64
-        f = m.features.double().flatten(1)  # [C, G*G]
+        f = m.features if after is None else after(m.features[None].float())[0]
+        f = f.double().flatten(1)  # [C, G*G]
         sums[:channels] += f.sum(1)
         sums[channels:-1] += f.square().sum(1)
         sums[-1] += f.shape[1]
@@ -235,11 +250,6 @@ def stats_from_sums(sums: Tensor) -> tuple[Tensor, Tensor]:
     return mean.float(), var.clamp(min=1e-12).sqrt().float()
 
 
-def feature_stats(maps: list[CachedMap]) -> tuple[Tensor, Tensor]:
-    """Per-channel mean and standard deviation Tensor[C] over every position of every cached map."""
-    return stats_from_sums(feature_sums(maps))
-
-
 @dataclass
 class CachePlan:
     """What :func:`plan_cache` decided: the input sizes to cache (empty: no cache) and where maps go."""
@@ -250,16 +260,16 @@ class CachePlan:
 
 
 def plan_cache(model: GridMultiBox, num_images: int, image_size: int, scales: list[float], kinds: list[int],
-               memory_budget: int, folder: Path) -> CachePlan:
+               memory_budget: int, folder: Path, front: bool = False) -> CachePlan:
     """The input sizes to cache: all scales, else the configured size alone, within memory (``memory_budget``
     bytes) plus the disk under ``folder`` (a share of its free space); else none (then the head trains end to
     end on image crops, and one line says why, with the numbers)."""
     room = int(DISK_SHARE * disk_room(folder))
     for sizes in (input_sizes(image_size, model.stride, scales), [image_size]):
-        need = cache_bytes(model, num_images, sizes, len(kinds))
+        need = cache_bytes(model, num_images, sizes, len(kinds), front)
         if need <= memory_budget + room:
             return CachePlan(sizes, need, min(need, memory_budget))
-    need = cache_bytes(model, num_images, [image_size], len(kinds))
+    need = cache_bytes(model, num_images, [image_size], len(kinds), front)
     print(f"feature cache: {num_images} images need {need / 2**30:.1f} GB of maps at {image_size} px, over "
           f"train.cache_memory_gb ({memory_budget / 2**30:.1f} GB) plus the free disk under {folder} "
           f"({room / 2**30:.1f} GB): training end to end on image crops instead (slower per step; set "
@@ -279,20 +289,24 @@ def cached_windows(cfg: Config, model: GridMultiBox, dataset: DetectionDataset) 
     t = cfg.train
     folder = Path(t.cache_dir) if t.cache_dir else Path(tempfile.gettempdir())
     plan = plan_cache(model, len(shard), cfg.model.image_size, list(cfg.data.cache_scales), kinds,
-                      int(t.cache_memory_gb * 2**30), folder)
+                      int(t.cache_memory_gb * 2**30), folder, front=t.tune_backbone)
     if not distributed.all_ranks(bool(plan.sizes)):  # every rank trains the same way
         return None
     device = resolve_device(t.device)
     deadline = None if t.time_minutes is None else time.monotonic() + 60 * t.time_minutes * CACHE_SHARE
     windows_drawn = t.steps * t.batch_size if t.steps is not None and t.epochs is None else None  # a short run's need
     store = MapStore(int(t.cache_memory_gb * 2**30), folder)
-    maps = cache_maps(model.to(device), dataset, plan.sizes, kinds, device, deadline, windows_drawn,
-                      cfg.data.cache_jitter, t.seed, cfg.data.cache_gray, shard, store, show=rank == 0)
+    views = Views(cfg.data.cache_jitter, t.seed, cfg.data.cache_gray, front=t.tune_backbone)
+    maps = cache_maps(model.to(device), dataset, plan.sizes, kinds, device, deadline, windows_drawn, views, shard,
+                      store, show=rank == 0)
     model.cpu()
     say_cache(store, len(maps), len(shard), rank, world_size)
-    model.feature_mean, model.feature_std = stats_from_sums(distributed.sum_over_ranks(feature_sums(maps)))
+    after = model.features_from_front if t.tune_backbone else None  # the head's input: through the tuned layers
+    sums = feature_sums(maps, model.backbone.out_channels, after)
+    model.feature_mean, model.feature_std = stats_from_sums(distributed.sum_over_ranks(sums))
+    stride = model.backbone.front_stride if t.tune_backbone else model.stride  # the cached maps' stride
     cells = t.window_cells
-    return CachedWindows(maps, cells, model.stride, model.grid_priors(cells, cells).cpu(), t.seed,
+    return CachedWindows(maps, cells * model.stride // stride, stride, model.grid_priors(cells, cells).cpu(), t.seed,
                          sharded=world_size > 1, store=store)
 
 

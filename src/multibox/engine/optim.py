@@ -26,4 +26,11 @@ def lr_factor(step: int, progress: float, warmup_steps: int, schedule: str) -> f
 
 
 def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
-    return BUILDERS[cfg.train.optimizer]([p for p in model.parameters() if p.requires_grad], cfg.train)
+    """The optimizer of the trainable parameters; a trained backbone's in a group of its own whose
+    learning rate is train.backbone_lr times the rest ("lr_scale", applied by the trainer each step):
+    pretrained layers move less than a freshly initialized head."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    backbone = [p for n, p in named if n.startswith("backbone.")]
+    rest = [p for n, p in named if not n.startswith("backbone.")]
+    groups = [{"params": rest, "lr_scale": 1.0}] + ([{"params": backbone, "lr_scale": cfg.train.backbone_lr}] if backbone else [])
+    return BUILDERS[cfg.train.optimizer](groups, cfg.train)

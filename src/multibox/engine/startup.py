@@ -49,6 +49,8 @@ def model_lines(cfg: Config, task: Task, dataset: DetectionDataset, given: tuple
     k = getattr(task.model, "num_boxes", None)
     head = f"{m.conv_head} conv head, stride {m.stride}" if m.head == "conv" else f"{m.head} head"
     frozen = ", frozen: features cached" if task.net is not None else ""
+    if task.net is not None and cfg.train.tune_backbone:
+        frozen = ", frozen up to its finest level (cached), tuned after it"
     lines.append(f"model: {m.kind}, {m.backbone} backbone{frozen}, {head}, K = {k} priors")
     lines.append(f"training: {length(cfg, task)}, batch {t.batch_size}, {t.optimizer} lr {t.lr:g}, seed {t.seed}")
     return lines

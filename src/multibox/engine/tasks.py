@@ -113,14 +113,24 @@ def cached_steps(num_maps: int, batch_size: int) -> int:
 
 
 class HeadOnFeatures(torch.nn.Module):
-    """The step's module when features are cached: the localizer's head on feature windows."""
+    """The step's module when features are cached: the localizer's head on feature windows; with
+    ``tuned`` (train.tune_backbone) windows of the backbone's finest level, run through the backbone's
+    remaining layers first. The backbone's batch norm keeps its ImageNet statistics (eval mode): a batch
+    of a few windows would only add noise to them."""
 
-    def __init__(self, model: GridMultiBox) -> None:
+    def __init__(self, model: GridMultiBox, tuned: bool = False) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.tuned = model, tuned
 
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.tuned:
+            features = self.model.features_from_front(features)
         return self.model.forward_features(features)
+
+    def train(self, mode: bool = True) -> HeadOnFeatures:
+        super().train(mode)
+        self.model.backbone.eval()
+        return self
 
 
 # The input size chosen from the data (model.image_size None): the median box reaches TARGET_BOX pixels
@@ -273,8 +283,10 @@ def grid_localizer_task(cfg: Config, dataset: DetectionDataset, state: dict | No
         loss = localizer_loss(cfg, True, model.priors.detach().cpu())
         return Task("localizer", model, loss, training_samples(cfg, dataset, model.priors), collate, extras)
     model.backbone.requires_grad_(False)
+    if cfg.train.tune_backbone:  # partial fine-tuning: the layers after the cached level learn too
+        model.backbone.back_modules().requires_grad_(True)
     loss = localizer_loss(cfg, True, windows.priors)  # every window has the priors of a cells x cells map
-    return Task("localizer", model, loss, windows, collate, extras, net=HeadOnFeatures(model),
+    return Task("localizer", model, loss, windows, collate, extras, net=HeadOnFeatures(model, cfg.train.tune_backbone),
                 default_steps=cached_steps(len(windows), cfg.train.batch_size), workers=0)
 
 

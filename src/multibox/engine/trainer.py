@@ -224,7 +224,7 @@ def set_learning_rate(run: Run, stop: StopRule) -> None:
     run.progress = stop.progress(run.step)
     factor = lr_factor(run.step, run.progress, t.warmup_steps, t.schedule)
     for group in run.optimizer.param_groups:
-        group["lr"] = t.lr * factor
+        group["lr"] = t.lr * factor * group.get("lr_scale", 1.0)
 
 
 class Best:

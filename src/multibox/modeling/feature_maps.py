@@ -60,14 +60,31 @@ class LiteMaps(nn.Module):
         self.blocks = nn.ModuleList(net._blocks[: last + 1])
         self.taps = {taps[s]: s for s in levels}
         self.stride, self.out_channels = stride, sum(channels[s] for s in levels)
+        # The split of partial fine-tuning: front() up to the finest tap (cached), back() after it (trained).
+        self.front_stride, self.front_channels, self._split = min(levels), channels[min(levels)], taps[min(levels)] + 1
 
     def forward(self, x: Tensor) -> Tensor:
-        x, levels = self.stem(x), {}
-        for i, block in enumerate(self.blocks):
+        return self.back(self.front(x))
+
+    def front(self, x: Tensor) -> Tensor:
+        """Image -> the finest tapped level Tensor[B, C_f, H/f, W/f] (f = front_stride)."""
+        x = self.stem(x)
+        for block in self.blocks[: self._split]:
+            x = block(x)
+        return x
+
+    def back(self, x: Tensor) -> Tensor:
+        """:meth:`front`'s output -> the fused map: the remaining blocks, every level tapped and fused."""
+        levels = {self.front_stride: x}
+        for i, block in enumerate(self.blocks[self._split :], start=self._split):
             x = block(x)
             if i in self.taps:
                 levels[self.taps[i]] = x
         return fuse(levels, self.stride)
+
+    def back_modules(self) -> nn.ModuleList:
+        """The blocks :meth:`back` runs (what partial fine-tuning trains)."""
+        return self.blocks[self._split :]
 
 
 class TinyMaps(nn.Module):
@@ -84,14 +101,29 @@ class TinyMaps(nn.Module):
             c_in = c_out
         self.stages, self.strides, self.levels = nn.ModuleList(stages), list(widths), tuple(levels)
         self.stride, self.out_channels = stride, sum(widths[s] for s in levels)
+        self.front_stride, self.front_channels = min(levels), widths[min(levels)]
+        self._split = self.strides.index(self.front_stride) + 1
 
     def forward(self, x: Tensor) -> Tensor:
-        levels = {}
-        for s, stage in zip(self.strides, self.stages):
+        return self.back(self.front(x))
+
+    def front(self, x: Tensor) -> Tensor:
+        """Image -> the finest tapped level (as :meth:`LiteMaps.front`)."""
+        for stage in self.stages[: self._split]:
+            x = stage(x)
+        return x
+
+    def back(self, x: Tensor) -> Tensor:
+        """:meth:`front`'s output -> the fused map."""
+        levels = {self.front_stride: x}
+        for s, stage in zip(self.strides[self._split :], self.stages[self._split :]):
             x = stage(x)
             if s in self.levels:
                 levels[s] = x
         return fuse(levels, self.stride)
+
+    def back_modules(self) -> nn.ModuleList:
+        return self.stages[self._split :]
 
 
 def build_feature_maps(name: str, weights: str | None = None, levels: tuple[int, ...] = (8, 16),

@@ -113,9 +113,18 @@ class GridMultiBox(nn.Module):
 
     def features(self, images: Tensor) -> Tensor:
         """The backbone's feature map Tensor[B, C, S/stride, S/stride] of images (normalized here)."""
+        return self.features_from_front(self.front(images))
+
+    def front(self, images: Tensor) -> Tensor:
+        """The backbone up to its finest level (what partial fine-tuning caches): Tensor[B, C_f, S/f, S/f]."""
         if images.dtype == torch.uint8:
             images = images.float() / 255
-        maps = self.backbone((images - self.mean) / self.std)
+        x = (images - self.mean) / self.std
+        return self.backbone.front(x) if hasattr(self.backbone, "front") else x  # a backbone without a split: all "back"
+
+    def features_from_front(self, front: Tensor) -> Tensor:
+        """:meth:`front`'s output (or a window of it) -> the head's input map (see :meth:`features`)."""
+        maps = self.backbone.back(front) if hasattr(self.backbone, "back") else self.backbone(front)
         if self.feature_norm == "image":
             maps = (maps - maps.mean((-2, -1), keepdim=True)) / (maps.std((-2, -1), keepdim=True) + 1e-5)
         return maps
