@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms
+from torchvision.ops import batched_nms, nms
 
 from multibox.boxes import clip_boxes, crop_to_image, order_corners
 from multibox.errors import UserError
@@ -144,6 +144,26 @@ def select(boxes: Tensor, scores: Tensor, nms_iou: float | None, top_k: int | No
     return select_flat(boxes.reshape(-1, 4), scores.reshape(-1), image_of, b, nms_iou, top_k)  # [B*K, 4], [B*K]
 
 
+PRE_NMS = 1000  # NMS first looks at this many of an image's best boxes (at least 10 x top_k), see nms_top_k
+
+
+def nms_top_k(boxes: Tensor, scores: Tensor, candidates: Tensor, iou: float, top_k: int) -> Tensor:
+    """The first ``top_k`` survivors of greedy NMS over ``candidates`` (indices into boxes Tensor[N, 4] and
+    scores Tensor[N], one image), sorted by score, without suppressing among all of them: a box's
+    fate in greedy NMS depends only on higher-scoring boxes, so NMS over the best M candidates keeps
+    exactly the survivors the full NMS keeps among them; once they hold top_k survivors, no lower-scoring
+    box can enter the top k. M starts at max(PRE_NMS, 10 top_k) and grows 4x until that holds (the conv
+    head's 7,744 priors: NMS over all of them took 169 ms, over the best 1,000 15 ms, same top 100)."""
+    order = candidates[torch.argsort(scores[candidates], descending=True, stable=True)]
+    m = max(PRE_NMS, 10 * top_k)
+    while True:
+        best = order[:m]
+        keep = best[nms(boxes[best], scores[best], iou)]
+        if len(keep) >= top_k or m >= len(order):
+            return keep[:top_k]
+        m *= 4
+
+
 def select_flat(boxes: Tensor, scores: Tensor, image_of: Tensor, num_images: int, nms_iou: float | None,
                 top_k: int | None, cut: Tensor | None = None, valid: Tensor | None = None) -> list[dict[str, Tensor]]:
     """:func:`select` of the boxes Tensor[N, 4] and scores Tensor[N] of several images, image_of
@@ -151,10 +171,12 @@ def select_flat(boxes: Tensor, scores: Tensor, image_of: Tensor, num_images: int
     with the kept boxes); only the boxes marked in ``valid`` (bool Tensor[N]) are candidates."""
     candidates = torch.arange(len(scores), device=scores.device) if valid is None else valid.nonzero()[:, 0]
     if nms_iou is None:
-        keep = torch.argsort(scores[candidates], descending=True, stable=True)
+        keep = candidates[torch.argsort(scores[candidates], descending=True, stable=True)]
+    elif top_k is not None:
+        keep = torch.cat([nms_top_k(boxes, scores, candidates[image_of[candidates] == i], nms_iou, top_k)
+                          for i in range(num_images)])  # a loop over images, not boxes
     else:  # sorted by score
-        keep = batched_nms(boxes[candidates], scores[candidates], image_of[candidates], nms_iou)
-    keep = candidates[keep]
+        keep = candidates[batched_nms(boxes[candidates], scores[candidates], image_of[candidates], nms_iou)]
     results = []
     for i in range(num_images):  # split the kept indices per image
         idx = keep[image_of[keep] == i][:top_k]
