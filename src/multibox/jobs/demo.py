@@ -49,7 +49,8 @@ def demo(out_dir: str | Path = "runs/demo", steps: int | None = DEMO_STEPS, minu
     cfg.train.device = device
     out = Path(out_dir)
     # the demo's own folder: a rerun replaces it (a fixed recipe); results.csv/png as `train` writes them
-    model_path = train(cfg, out, exist_ok=True, on_checkpoint=write_results)
+    last = train(cfg, out, exist_ok=True, on_checkpoint=write_results)
+    model_path = out / "best.pt" if (out / "best.pt").is_file() else last  # the weights `train` says to ship
     metrics = evaluate(model_path, out, split="test", device=device, multiscale=multiscale)
     draw_examples(model_path, cfg, out / "examples", device, multiscale=multiscale)
     return metrics
