@@ -3,6 +3,8 @@ bench/results.md).
 
 * bench/inference_speed.py: localizer images/s (eager, ONNX Runtime) against SSDlite320 and
   Faster R-CNN 320 with the same mobilenet_v3_large family of backbones; target >= 3x SSDlite;
+* bench/default_model.py: the default as trained on trees-dev against YOLO11n, eager / ONNX Runtime /
+  int8 (targets 1.5x eager, 3x ONNX Runtime);
 * bench/flops.py: achieved forward GFLOP/s against the fp32 matmul peak measured here; target >= 50 %;
 * bench/train_step.py: matching + loss share of a B = 128, K = 200 step (target <= 5 %) and data
   pipeline against model consumption (target >= 2x).
@@ -24,12 +26,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import default_model  # noqa: E402
 import flops  # noqa: E402
 import inference_speed  # noqa: E402
 import train_step  # noqa: E402
 from measure import Result, machine  # noqa: E402
 
-BENCHMARKS = {"inference": inference_speed.run, "flops": flops.run, "train step": train_step.run}
+BENCHMARKS = {"inference": inference_speed.run, "default model": default_model.run, "flops": flops.run,
+              "train step": train_step.run}
 
 
 def table(rows: list[Result]) -> str:
