@@ -1,5 +1,6 @@
 """A fair share of a busy CPU (issue 22 item 6): one training run timed alone and beside a busy process,
-with torch's default threads, `--threads` one fewer, and OpenMP's passive wait policy.
+with every CPU (torch's own default), one fewer, OpenMP's passive wait policy, and multibox's default (the
+CPUs less those busy when it starts, multibox.threads.default_threads).
 
     PYTHONPATH=src python bench/contention.py [--steps 120] [--repeats 1]
 
@@ -57,16 +58,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
     cpus = available_cpus()
-    conditions = [("alone", False, None, False), ("alone", False, max(1, cpus - 1), False),
-                  ("alone", False, None, True), ("beside a busy process", True, None, False),
-                  ("beside a busy process", True, max(1, cpus - 1), False), ("beside a busy process", True, None, True)]
+    fewer = max(1, cpus - 1)
+    conditions = [(where, load, threads, passive) for where, load in (("alone", False), ("beside a busy process", True))
+                  for threads, passive in ((cpus, False), (fewer, False), (cpus, True), (None, False))]
     print(f"{cpus} CPUs in this process's affinity; {args.steps} steps; best of {args.repeats}\n")
     print("| machine | threads | OpenMP wait | seconds |\n|---|---|---|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for n, (where, load, threads, passive) in enumerate(conditions):
             with busy(load):
                 best = min(timed_run(args.steps, threads, passive, tmp, n * 10 + r) for r in range(args.repeats))
-            print(f"| {where} | {threads or f'{cpus} (default)'} | {'passive' if passive else 'active (default)'} | "
+            print(f"| {where} | {threads or 'multibox default (CPUs less busy ones)'} | {'passive' if passive else 'active (default)'} | "
                   f"{best:.1f} |", flush=True)
 
 

@@ -58,8 +58,27 @@ def test_the_default_is_this_process_share_of_its_cpus(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5}, raising=False)
+    monkeypatch.setattr(threads, "busy_cpus", lambda: 0)  # a quiet machine of 6 CPUs
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
     assert threads.default_threads() == 6
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun, 4 processes on the node
     assert threads.default_threads() == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert threads.default_threads() == 3
+
+
+def test_cpus_other_processes_keep_busy_are_left_to_them(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads, "busy_cpus", lambda: 1)
+    assert threads.default_threads() == 1
+    monkeypatch.setattr(threads, "busy_cpus", lambda: 5)
+    assert threads.default_threads() == 1  # never below one
+    monkeypatch.setattr(threads, "busy_cpus", lambda: 0)
+    assert threads.default_threads() == 2
+
+
+def test_busy_cpus_reads_the_running_tasks():
+    assert 0 <= threads.busy_cpus(samples=3, interval=0.0) <= 10 * (os.cpu_count() or 1)

@@ -3,18 +3,19 @@
 Torch starts one OpenMP thread per core whatever else runs, and its threads spin while they wait for
 each other; on a busy machine they then wait for cores that another process holds (a 120-step run took
 3.5x longer beside one busy process, issue 22). The default is the CPUs this process may run on (its
-affinity, which taskset, cgroups' cpusets and schedulers set), so a job confined to some cores uses
-those; bench/contention.py measures the alternatives and docs/threads.md gives the numbers and the
-choice. Kept free of torch imports until a thread count is set, so `multibox --help` stays light.
+affinity, which taskset, cgroups' cpusets and schedulers set), less those other processes keep busy
+when it starts; bench/contention.py measures the alternatives and docs/threads.md gives the numbers and
+the choice. Kept free of torch imports until a thread count is set, so `multibox --help` stays light.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 from multibox.errors import UserError
 
-__all__ = ["available_cpus", "default_threads", "set_threads"]
+__all__ = ["available_cpus", "busy_cpus", "default_threads", "set_threads"]
 
 
 def available_cpus() -> int:
@@ -24,13 +25,32 @@ def available_cpus() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def busy_cpus(samples: int = 5, interval: float = 0.01) -> int:
+    """CPUs other processes keep busy right now: the median, over a few samples, of the runnable tasks in
+    /proc/loadavg ("r/t") less this process; 0 where that file does not exist. Not the load average,
+    which lags a minute behind (a run that just ended would still count)."""
+    try:
+        counts = []
+        for _ in range(samples):
+            with open("/proc/loadavg") as f:
+                counts.append(int(f.read().split()[3].split("/")[0]) - 1)
+            time.sleep(interval)
+    except (OSError, ValueError, IndexError):
+        return 0
+    return max(0, sorted(counts)[len(counts) // 2])
+
+
 def default_threads() -> int:
     """OMP_NUM_THREADS where set (torchrun sets 1 for several processes a node); else this process's share
-    of the CPUs it may run on (the affinity, divided among torchrun's LOCAL_WORLD_SIZE processes)."""
+    of the CPUs it may run on (the affinity, divided among torchrun's LOCAL_WORLD_SIZE processes), less
+    the CPUs other processes keep busy now: OpenMP threads that wait for a core another process holds
+    spin and stall each other (bench/contention.py: 2 threads beside one busy process took 23.4 s where 1
+    thread took 13.9 s; alone, 11.1 s with 2 and 13.3 s with 1)."""
     if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
         return int(os.environ["OMP_NUM_THREADS"])
     local = os.environ.get("LOCAL_WORLD_SIZE", "1")
-    return max(1, available_cpus() // (int(local) if local.isdigit() and int(local) > 0 else 1))
+    share = max(1, available_cpus() // (int(local) if local.isdigit() and int(local) > 0 else 1))
+    return max(1, min(share, (os.cpu_count() or share) - busy_cpus()))
 
 
 def set_threads(threads: int | None = None) -> int:
