@@ -55,3 +55,19 @@ def test_onnx_served_boxes_are_the_checkpoints(onnx_predictor, predictor, query)
 def test_a_classifier_beside_an_onnx_is_refused(onnx_model, checkpoints):
     with pytest.raises(UserError, match="an .onnx localizer runs without a classifier"):
         Predictor.from_checkpoints(onnx_model, checkpoints[1], device="cpu")
+
+
+def test_serve_picks_onnx_runtime_on_the_cpu_by_default(checkpoints, tmp_path):
+    """`serve` without --backend: on the CPU the checkpoint is exported at start-up and ONNX Runtime serves
+    it; torch when asked, with a classifier, or when the model already is an .onnx."""
+    from multibox.jobs.serve import serving_model
+
+    loc, cls = checkpoints
+    auto = serving_model(loc, None, "cpu", "auto", tmp_path)
+    assert auto == tmp_path / "model.onnx" and auto.is_file()
+    assert Predictor.from_checkpoints(auto, device="cpu").info["device"].startswith("onnxruntime")
+    assert serving_model(loc, None, "cpu", "torch", tmp_path / "t") == loc
+    assert serving_model(loc, cls, "cpu", "auto", tmp_path / "c") == loc  # a classifier needs the torch localizer
+    assert serving_model(auto, None, "cpu", "auto", tmp_path / "o") == auto
+    with pytest.raises(UserError, match="--classifier"):
+        serving_model(loc, cls, "cpu", "onnx", tmp_path / "x")

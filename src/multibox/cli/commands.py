@@ -292,7 +292,8 @@ def cmd_paper(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from multibox.jobs.serve import serve
 
-    serve(args.model, args.classifier, args.host, args.port, args.max_batch, args.max_wait_ms, args.token, args.device)
+    serve(args.model, args.classifier, args.host, args.port, args.max_batch, args.max_wait_ms, args.token, args.device,
+          args.backend)
     return 0
 
 

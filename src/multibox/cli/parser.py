@@ -366,6 +366,8 @@ def add_serve(sub, device: Parser) -> None:
     p.add_argument("--max-wait-ms", type=non_negative_float, default=5.0,
                    help="how long a request waits for others to share its forward pass (default 5)")
     p.add_argument("--token", help="require Authorization: Bearer TOKEN on the API")
+    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto", help="ONNX Runtime on the CPU (the checkpoint"
+                   " exported at start-up), torch on a GPU or with --classifier (default auto); or force one")
 
 
 def build_parser() -> Parser:
@@ -387,11 +389,7 @@ def build_parser() -> Parser:
 
 def add_threads(sub: argparse._SubParsersAction) -> None:
     """--threads on every command (each parser once: aliases share theirs), nested ones (data check) too."""
-    seen: set[int] = set()
-    for command in sub.choices.values():
-        if id(command) in seen:
-            continue
-        seen.add(id(command))
+    for command in {id(c): c for c in sub.choices.values()}.values():
         nested = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
         for action in nested:
             add_threads(action)
