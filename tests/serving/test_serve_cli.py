@@ -42,10 +42,10 @@ def test_serve_flags_reach_the_job(monkeypatch):
     calls = []
     monkeypatch.setattr(multibox.jobs.serve, "serve", lambda *args: calls.append(args))
     assert main(["serve", "--model", "run", "--classifier", "cls", "--host", "0.0.0.0", "--port", "0", "--max-batch",
-                 "4", "--max-wait-ms", "2.5", "--token", "t", "--device", "cpu", "--backend", "torch"]) == 0
-    assert calls == [("run", "cls", "0.0.0.0", 0, 4, 2.5, "t", "cpu", "torch")]
+                 "4", "--max-wait-ms", "2.5", "--token", "t", "--device", "cpu", "--backend", "torch", "--threads", "1"]) == 0
+    assert calls == [("run", "cls", "0.0.0.0", 0, 4, 2.5, "t", "cpu", "torch", 1)]
     main(["serve", "--model", "run"])
-    assert calls[-1] == ("run", None, "127.0.0.1", 8000, None, 5.0, None, "auto", "auto")
+    assert calls[-1] == ("run", None, "127.0.0.1", 8000, None, 5.0, None, "auto", "auto", None)
 
 
 def one_line_exit_2(argv: list[str], capsys) -> str:

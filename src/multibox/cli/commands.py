@@ -293,7 +293,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from multibox.jobs.serve import serve
 
     serve(args.model, args.classifier, args.host, args.port, args.max_batch, args.max_wait_ms, args.token, args.device,
-          args.backend)
+          args.backend, args.threads)
     return 0
 
 

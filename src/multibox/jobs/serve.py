@@ -95,10 +95,10 @@ GPU_BATCH = 8  # --max-batch on a GPU; on the CPU batches of a conv net measured
 
 def serve(model: str | Path, classifier: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000,
           max_batch: int | None = None, max_wait_ms: float = 5.0, token: str | None = None,
-          device: str = "auto", backend: str = "auto") -> None:
+          device: str = "auto", backend: str = "auto", threads: int | None = None) -> None:
     """Serve ``model`` (a checkpoint or a run folder; with ``classifier``, labelled boxes) until Ctrl-C.
     max_batch: most images in one forward pass (None: GPU_BATCH on a GPU, 1 on the CPU); backend: see
-    :func:`serving_model`."""
+    :func:`serving_model`; threads: of the forward pass (None: :func:`server_threads`)."""
     try:
         import uvicorn
 
@@ -123,7 +123,7 @@ def serve(model: str | Path, classifier: str | Path | None = None, host: str = "
     if max_batch is None:
         max_batch = GPU_BATCH if predictor.localizer.device.type == "cuda" else 1
     app = create_app(lambda: predictor, max_batch, max_wait_ms, token)
-    torch.set_num_threads(server_threads())  # once the server will run: the one forward-pass thread's pool
+    torch.set_num_threads(threads or server_threads())  # once the server will run: the one forward-pass thread's pool
     shown = f"[{host}]" if ":" in host else host
     batching = f"batches of up to {max_batch}" if max_batch > 1 else "one image per forward pass"
     print(f"serving {predictor.info['localizer']['file']} on http://{shown}:{sock.getsockname()[1]}/ "
