@@ -249,7 +249,8 @@ def forward_ceiling(model: Path, batch: int, device: str) -> tuple[float, float]
 
     torch.set_num_threads(server_threads())
     with tempfile.TemporaryDirectory() as tmp:  # the backend `serve` picks by default (ONNX Runtime on the CPU)
-        localizer = load_localizer(serving_model(model, None, device, "auto", Path(tmp)), device, spinning=False)
+        path, runtime = serving_model(model, None, device, "auto", Path(tmp))
+        localizer = load_localizer(path, device, spinning=False, runtime=runtime)
         return ceiling_of(localizer, batch)
 
 

@@ -62,12 +62,16 @@ def test_serve_picks_onnx_runtime_on_the_cpu_by_default(checkpoints, tmp_path):
     it; torch when asked, with a classifier, or when the model already is an .onnx."""
     from multibox.jobs.serve import serving_model
 
+    from importlib.util import find_spec
+
     loc, cls = checkpoints
-    auto = serving_model(loc, None, "cpu", "auto", tmp_path)
+    auto, runtime = serving_model(loc, None, "cpu", "auto", tmp_path)
     assert auto == tmp_path / "model.onnx" and auto.is_file()
-    assert Predictor.from_checkpoints(auto, device="cpu").info["device"].startswith("onnxruntime")
-    assert serving_model(loc, None, "cpu", "torch", tmp_path / "t") == loc
-    assert serving_model(loc, cls, "cpu", "auto", tmp_path / "c") == loc  # a classifier needs the torch localizer
-    assert serving_model(auto, None, "cpu", "auto", tmp_path / "o") == auto
+    assert runtime == ("openvino" if find_spec("openvino") else "onnxruntime")  # the fastest installed
+    assert Predictor.from_checkpoints(auto, device="cpu", runtime=runtime).info["device"].startswith(runtime)
+    assert serving_model(loc, None, "cpu", "onnx", tmp_path / "r") == (tmp_path / "r" / "model.onnx", "onnxruntime")
+    assert serving_model(loc, None, "cpu", "torch", tmp_path / "t")[0] == loc
+    assert serving_model(loc, cls, "cpu", "auto", tmp_path / "c")[0] == loc  # a classifier needs the torch localizer
+    assert serving_model(auto, None, "cpu", "auto", tmp_path / "o")[0] == auto
     with pytest.raises(UserError, match="--classifier"):
         serving_model(loc, cls, "cpu", "onnx", tmp_path / "x")

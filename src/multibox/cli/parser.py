@@ -366,8 +366,8 @@ def add_serve(sub, device: Parser) -> None:
     p.add_argument("--max-wait-ms", type=non_negative_float, default=5.0,
                    help="how long a request waits for others to share its forward pass (default 5)")
     p.add_argument("--token", help="require Authorization: Bearer TOKEN on the API")
-    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto", help="ONNX Runtime on the CPU (the checkpoint"
-                   " exported at start-up), torch on a GPU or with --classifier (default auto); or force one")
+    p.add_argument("--backend", choices=["auto", "torch", "onnx", "openvino"], default="auto", help="OpenVINO where installed, "
+                   "else ONNX Runtime, on the CPU (exported at start-up); torch on a GPU or with --classifier (default auto)")
 
 
 def build_parser() -> Parser:

@@ -45,19 +45,22 @@ def refuse_onnx_classifier(model: str | Path, classifier: str | Path | None) -> 
 
 
 def load_localizer(path: str | Path, device: str = "auto", *, spinning: bool = True, windows: str | None = None,
-                   tile: float | None = None, overlap: float = 0.2, tta: str | None = None) -> Localizer:
+                   tile: float | None = None, overlap: float = 0.2, tta: str | None = None,
+                   runtime: str = "onnxruntime") -> Localizer:
     """The localizer of ``path`` (.onnx, checkpoint or run folder) on ``device`` ("auto", "cpu", "cuda",
     ...); windows / tile / overlap / tta as :class:`Localizer` (default windows: the trained mode);
-    ``spinning``: ONNX Runtime's threads busy-wait between runs (turn off for serving)."""
-    return load_with_record(path, device, spinning=spinning, windows=windows, tile=tile, overlap=overlap, tta=tta)[0]
+    ``spinning``: ONNX Runtime's threads busy-wait between runs (turn off for serving); ``runtime``: what
+    runs an .onnx, "onnxruntime" or "openvino"."""
+    return load_with_record(path, device, spinning=spinning, windows=windows, tile=tile, overlap=overlap, tta=tta,
+                            runtime=runtime)[0]
 
 
 def load_with_record(path: str | Path, device: str = "auto", *, spinning: bool = True, windows: str | None = None,
-                     tile: float | None = None, overlap: float = 0.2,
-                     tta: str | None = None) -> tuple[Localizer, ModelRecord]:
+                     tile: float | None = None, overlap: float = 0.2, tta: str | None = None,
+                     runtime: str = "onnxruntime") -> tuple[Localizer, ModelRecord]:
     """:func:`load_localizer` and the file's :class:`ModelRecord`."""
     if is_onnx(path):
-        loc = OnnxLocalizer.from_file(path, device, windows, tile, overlap, tta, spinning=spinning)
+        loc = OnnxLocalizer.from_file(path, device, windows, tile, overlap, tta, spinning=spinning, runtime=runtime)
         return loc, onnx_record(loc.metadata)
     state = load_checkpoint(path)
     model, cfg = model_from_checkpoint(state)

@@ -32,6 +32,7 @@ from multibox.inference.export import NMS_IOU, read_metadata
 from multibox.inference.localizer import Localizer
 
 INSTALL_HINT = "running an .onnx model needs ONNX Runtime: pip install 'multibox[export]'"
+RUNTIMES = ("onnxruntime", "openvino")  # what runs an exported .onnx
 
 
 def cpu_cores() -> int:
@@ -114,10 +115,20 @@ class OnnxLocalizer(Localizer):
     @classmethod
     def from_file(cls, path: str | Path, device: str = "auto", windows: str | None = None, tile: float | None = None,
                   overlap: float = 0.2, tta: str | None = None, threads: int | None = None,
-                  spinning: bool = True) -> OnnxLocalizer:
+                  spinning: bool = True, runtime: str = "onnxruntime") -> OnnxLocalizer:
         """The localizer of the .onnx at ``path``; ``windows`` defaults to the mode it was trained with
-        (as :meth:`Localizer.from_checkpoint`); threads / spinning: :func:`session_options`."""
-        session = open_session(path, device, threads, spinning)
+        (as :meth:`Localizer.from_checkpoint`); threads / spinning: :func:`session_options`; runtime:
+        "onnxruntime" or "openvino" (:mod:`multibox.inference.openvino_session`, CPU only)."""
+        if runtime not in RUNTIMES:
+            raise UserError(f"runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
+        if runtime == "openvino":
+            from multibox.inference.openvino_session import OpenVinoSession
+
+            if str(device).startswith("cuda"):
+                raise UserError(f"device {device!r}: the OpenVINO runtime runs on the CPU here; use onnxruntime")
+            session = OpenVinoSession(path, threads or cpu_cores())
+        else:
+            session = open_session(path, device, threads, spinning)
         meta = read_metadata(session.get_modelmeta().custom_metadata_map) or sidecar_metadata(Path(path))
         return cls(session, int(meta["image_size"]), int(meta["num_boxes"]), float(meta["nms_iou"]),
                    windows or meta["windows"], tile, overlap, tta, meta)

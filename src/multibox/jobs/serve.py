@@ -62,32 +62,44 @@ def quiet_server(config):
     return QuietServer(config)
 
 
-BACKENDS = ("auto", "torch", "onnx")
+BACKENDS = ("auto", "torch", "onnx", "openvino")
 
 
-def serving_model(model: str | Path, classifier: str | Path | None, device: str, backend: str, folder: Path) -> Path:
-    """The model file the server loads. backend "onnx" (and "auto" on the CPU when onnxruntime is installed
-    and no classifier is given): the checkpoint exported to ``folder``/model.onnx at start-up (checked against
-    it, as `multibox export` does), run in ONNX Runtime, which ran the default 3.8x faster than eager torch
-    (README, Performance); "torch", a GPU, a classifier or an .onnx given: the file as it is."""
+def serving_backend(classifier: str | Path | None, device: str, backend: str) -> str:
+    """``backend`` resolved: "auto" is OpenVINO on the CPU where installed (1.83x ONNX Runtime's rate on the
+    default's network, bench/openvino_vs_ort.py), else ONNX Runtime (3.8x eager torch, README Performance),
+    else torch; torch on a GPU or with a classifier (which needs the torch localizer)."""
     from multibox.engine.precision import resolve_device
-    from multibox.inference.loading import is_onnx
-    from multibox.serving.predictor import resolve_checkpoint
 
     if backend not in BACKENDS:
         raise UserError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if backend != "auto":
+        if backend != "torch" and classifier is not None:
+            raise UserError(f"backend {backend}: an exported localizer cannot be paired with --classifier "
+                            "(use --backend torch)")
+        return backend
+    if classifier is not None or resolve_device(device).type != "cpu":
+        return "torch"
+    return next((b for b, module in (("openvino", "openvino"), ("onnx", "onnxruntime")) if find_spec(module)), "torch")
+
+
+def serving_model(model: str | Path, classifier: str | Path | None, device: str, backend: str,
+                  folder: Path) -> tuple[Path, str]:
+    """(the model file the server loads, the runtime of an .onnx). Backends "onnx" / "openvino"
+    (:func:`serving_backend`): the checkpoint exported to ``folder``/model.onnx at start-up (checked against
+    it, as `multibox export` does); "torch", or an .onnx given: the file as it is."""
+    from multibox.inference.loading import is_onnx
+    from multibox.serving.predictor import resolve_checkpoint
+
+    chosen = serving_backend(classifier, device, backend)
+    runtime = "openvino" if chosen == "openvino" else "onnxruntime"
     path = resolve_checkpoint(model)
-    if is_onnx(path) or backend == "torch":
-        return path
-    if backend == "auto" and (classifier is not None or resolve_device(device).type != "cpu"
-                              or find_spec("onnxruntime") is None):
-        return path
-    if classifier is not None:
-        raise UserError("backend onnx: an exported localizer cannot be paired with --classifier (use --backend torch)")
+    if is_onnx(path) or chosen == "torch":
+        return path, runtime
     from multibox.jobs.export import export_job
 
     export_job(path, "onnx", folder / "model.onnx")
-    return folder / "model.onnx"
+    return folder / "model.onnx", runtime
 
 
 GPU_BATCH = 8  # --max-batch on a GPU; on the CPU batches of a conv net measured slower per image (docs/serving.md)
@@ -114,8 +126,8 @@ def serve(model: str | Path, classifier: str | Path | None = None, host: str = "
     sock = bind(host, port)  # first: a taken port is said before minutes of exporting
     exported = tempfile.TemporaryDirectory(prefix="multibox-serve-")  # lives as long as the server
     try:
-        predictor = Predictor.from_checkpoints(serving_model(model, classifier, device, backend, Path(exported.name)),
-                                               classifier, device)
+        path, runtime = serving_model(model, classifier, device, backend, Path(exported.name))
+        predictor = Predictor.from_checkpoints(path, classifier, device, runtime)
     except BaseException:
         sock.close()
         exported.cleanup()

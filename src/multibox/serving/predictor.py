@@ -69,11 +69,12 @@ class Predictor:
 
     @classmethod
     def from_checkpoints(cls, model: str | Path, classifier: str | Path | None = None,
-                         device: str = "auto") -> Predictor:
-        """Load a localizer checkpoint (or run folder, or exported .onnx) and optionally a classifier, as `multibox detect` does."""
+                         device: str = "auto", runtime: str = "onnxruntime") -> Predictor:
+        """Load a localizer checkpoint (or run folder, or exported .onnx, run by ``runtime``) and optionally
+        a classifier, as `multibox detect` does."""
         refuse_onnx_classifier(model, classifier)
         model_path = resolve_checkpoint(model)
-        localizer = load_localizer(model_path, device, spinning=False)
+        localizer = load_localizer(model_path, device, spinning=False, runtime=runtime)
         dev = localizer.device
         info = {"localizer": model_info(localizer, model_path)}
         info["localizer"] |= {"num_boxes": localizer.num_boxes, "windows": localizer.windows}
@@ -82,7 +83,7 @@ class Predictor:
             cls_path = resolve_checkpoint(classifier)
             detector = Detector.from_checkpoints(model_path, cls_path, dev, located=localizer)
             info["classifier"] = checkpoint_info(load_checkpoint(cls_path), cls_path) | {"region": detector.region}
-        info["device"] = f"onnxruntime {localizer.session.get_providers()[0]}" if is_onnx(model_path) else str(dev)
+        info["device"] = f"{runtime} {localizer.session.get_providers()[0]}" if is_onnx(model_path) else str(dev)
         return cls(localizer, detector, info)
 
     @property
