@@ -35,3 +35,18 @@ def test_detect_writes_annotation_files_that_read_back(tmp_path, tiny_cfg):
 def test_unknown_format_fails_before_detect(tmp_path, capsys):
     assert main(["detect", "--model", str(tmp_path / "none.pt"), "--format", "voc,xml", str(tmp_path)]) == 2
     assert "unknown annotation format(s) xml" in capsys.readouterr().err
+
+
+def test_annotations_take_the_training_datas_one_class_name(tmp_path):
+    """A localizer trained on one class ("Tree") labels its boxes with it; with several classes, `object`."""
+    from fixtures.models import train_tiny
+
+    from multibox.engine.checkpoint import load_checkpoint, save_checkpoint
+    from multibox.jobs.annotate import training_class_name
+
+    path, _ = train_tiny(tmp_path / "loc")
+    state = load_checkpoint(path)
+    assert len(state["class_names"]) > 1 and training_class_name(path) is None
+    state["class_names"] = ["Tree"]
+    save_checkpoint(tmp_path / "one.pt", state)
+    assert training_class_name(tmp_path / "one.pt") == ["Tree"]

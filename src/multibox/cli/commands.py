@@ -194,7 +194,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from multibox.engine.run_dir import RUNS_ROOT, output_dir
     from multibox.data.annotation_writers import parse_formats
     from multibox.errors import Interrupted
-    from multibox.jobs.annotate import annotation_writers
+    from multibox.jobs.annotate import annotation_writers, training_class_name
     from multibox.jobs.detect import detect
     from multibox.jobs.detect_log import DetectFolderInUse, latest_run
 
@@ -203,7 +203,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     writers: list = []  # built once the class names are known; written as the images stream
 
     def make_writers(class_names: list[str] | None) -> list:
-        writers.extend(annotation_writers(formats, args.save_txt, args.save_conf, out, class_names, str(args.model)))
+        names = class_names or training_class_name(args.model)  # the classifier's, else the training data's one class
+        writers.extend(annotation_writers(formats, args.save_txt, args.save_conf, out, names, str(args.model)))
         return writers
 
     try:

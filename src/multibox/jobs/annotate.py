@@ -23,6 +23,25 @@ def _class_names(entries: list[dict], class_names: list[str] | None) -> list[str
     return sorted(set(found)) or ["object"]
 
 
+def training_class_name(model_path: str | Path) -> list[str] | None:
+    """[the training data's one class name] of a localizer checkpoint, run folder or exported .onnx: the
+    localizer is class-agnostic, so a one-class dataset's name (e.g. "Tree") is what its boxes are; None
+    for several classes or a file that does not say (the writers then use ``object``)."""
+    path = Path(model_path)
+    if path.suffix.lower() == ".onnx":
+        import onnx
+
+        from multibox.inference.export import read_metadata
+
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        names = (read_metadata(props) or {}).get("class_names")
+    else:
+        from multibox.engine.checkpoint import load_checkpoint
+
+        names = load_checkpoint(path).get("class_names")
+    return list(names) if names and len(names) == 1 else None
+
+
 def annotation_writers(formats: list[str], save_txt: bool, save_conf: bool, out_dir: Path,
                        class_names: list[str] | None, model_version: str) -> list:
     """The writers for ``formats`` (and yolo with ``save_txt``); empty when none was asked."""
