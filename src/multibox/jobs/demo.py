@@ -11,7 +11,7 @@ from multibox.engine.precision import resolve_device
 from multibox.engine.trainer import train
 from multibox.inference.localizer import Localizer
 from multibox.jobs.evaluate import evaluate
-from multibox.reports.plots import draw_boxes
+from multibox.reports.plots import draw_for_viewing
 from multibox.reports.training_curves import write_results
 
 DEMO_STEPS = 1500  # head steps on cached features: a fixed count, so the numbers do not depend on the machine
@@ -58,10 +58,11 @@ def demo(out_dir: str | Path = "runs/demo", steps: int | None = DEMO_STEPS, minu
 
 def draw_examples(model_path: Path, cfg: Config, out: Path, device: str, n: int = 8, top_k: int = 10,
                   multiscale: bool = False) -> None:
-    """Test images with the top-k boxes (red) and the ground truth (green)."""
+    """Test images with those of the top-k boxes scoring at least the drawing threshold (red; scores with 2
+    decimals) and the ground truth (green), upscaled to a readable size."""
     dataset = load_split(cfg, "test")
     localizer = Localizer.from_checkpoint(model_path, resolve_device(device), "multiscale" if multiscale else None)
     out.mkdir(parents=True, exist_ok=True)
     images = [dataset.load_image(i) for i in range(min(n, len(dataset)))]
     for i, (image, (boxes, scores)) in enumerate(zip(images, localizer.predict_batch(images, top_k))):
-        draw_boxes(image, boxes, scores, gt_boxes=dataset.records[i].boxes).save(out / f"test_{i:02d}.png")
+        draw_for_viewing(image, boxes, scores, gt_boxes=dataset.records[i].boxes).save(out / f"test_{i:02d}.png")

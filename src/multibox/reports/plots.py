@@ -142,12 +142,16 @@ def view_scale(width: int, height: int, min_side: int = VIEW_MIN_SIDE) -> float:
 
 def draw_for_viewing(image: Image.Image, boxes, scores=None, labels: list[str] | None = None,
                      class_ids: list[int] | None = None, min_score: float = DRAW_CONF,
-                     min_side: int = VIEW_MIN_SIDE) -> Image.Image:
-    """:func:`draw_boxes` (boxes [N, 4] xyxy pixels of ``image``, scores [N]) on ``image`` upscaled so
-    its longer side is at least ``min_side`` pixels; only boxes scoring at least ``min_score``."""
+                     min_side: int = VIEW_MIN_SIDE, gt_boxes=None) -> Image.Image:
+    """:func:`draw_boxes` (boxes [N, 4] xyxy pixels of ``image``, scores [N], optional ground truth
+    gt_boxes [M, 4]) on ``image`` upscaled so its longer side is at least ``min_side`` pixels; only boxes
+    scoring at least ``min_score``."""
     factor = view_scale(image.width, image.height, min_side)
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if gt_boxes is not None:
+        gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
     if factor > 1:
         size = (round(image.width * factor), round(image.height * factor))
         image, boxes = image.resize(size, Image.BILINEAR), boxes * factor
-    return draw_boxes(image, boxes, scores, labels=labels, class_ids=class_ids, min_score=min_score)
+        gt_boxes = None if gt_boxes is None else gt_boxes * factor
+    return draw_boxes(image, boxes, scores, labels=labels, class_ids=class_ids, min_score=min_score, gt_boxes=gt_boxes)
