@@ -28,18 +28,25 @@ def training_class_name(model_path: str | Path) -> list[str] | None:
     localizer is class-agnostic, so a one-class dataset's name (e.g. "Tree") is what its boxes are; None
     for several classes or a file that does not say (the writers then use ``object``)."""
     path = Path(model_path)
+    try:
+        names = _stored_class_names(path)
+    except (UserError, ImportError, OSError, ValueError):  # the model itself was loaded (and judged) by detect
+        return None
+    return list(names) if names and len(names) == 1 else None
+
+
+def _stored_class_names(path: Path) -> list[str] | None:
+    """The class names a checkpoint or an export's metadata records (None where it records none)."""
     if path.suffix.lower() == ".onnx":
         import onnx
 
         from multibox.inference.export import read_metadata
 
         props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-        names = (read_metadata(props) or {}).get("class_names")
-    else:
-        from multibox.engine.checkpoint import load_checkpoint
+        return (read_metadata(props) or {}).get("class_names")
+    from multibox.engine.checkpoint import load_checkpoint
 
-        names = load_checkpoint(path).get("class_names")
-    return list(names) if names and len(names) == 1 else None
+    return load_checkpoint(path).get("class_names")
 
 
 def annotation_writers(formats: list[str], save_txt: bool, save_conf: bool, out_dir: Path,
