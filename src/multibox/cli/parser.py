@@ -393,6 +393,8 @@ def add_threads(sub: argparse._SubParsersAction) -> None:
         nested = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
         for action in nested:
             add_threads(action)
-        if not nested:
-            command.add_argument("--threads", type=int, metavar="N",
-                                 help="CPU threads for torch (default: from the CPU affinity: the CPUs this process may use, or OMP_NUM_THREADS)")
+        if not nested and command.prog.endswith(" demo"):  # fixed, so its numbers do not move with the load
+            command.add_argument("--threads", type=int, metavar="N", default=2, help="CPU threads for torch (default 2)")
+        elif not nested:
+            command.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: from the CPU "
+                                 "affinity, less CPUs busy at start, or OMP_NUM_THREADS; docs/threads.md)")
