@@ -1,6 +1,7 @@
 """The model users get, against YOLO11n (issue 19's acceptance): the default trained on trees-dev's `train`
 split (its data-chosen input), one 400 px tile at a time through the Python APIs, eager, ONNX Runtime and
-ONNX Runtime int8 (what `multibox export --int8` writes and `detect --model model.onnx` runs), beside YOLO11n
+ONNX Runtime int8 (what `multibox export --int8` writes and `detect --model model.onnx` runs), OpenVINO
+where installed, and `multibox detect --model model.onnx` end to end on 200 tiles, beside YOLO11n
 (built from its YAML: speed only) at Ultralytics' default imgsz 640, all in this one process.
 
 Training the model is part of the run (a few minutes on 2 cores), so the row is always the current
@@ -13,11 +14,13 @@ import tempfile
 from pathlib import Path
 
 from default_vs_yolo import TILES, rate
+from detect_stream import measure, tile_folder
 from measure import Result
 
 from multibox.config import Config
 from multibox.data.images import open_image
 from multibox.engine.trainer import train
+from multibox.errors import UserError
 from multibox.inference.loading import load_localizer
 from multibox.jobs.export import export_job
 
@@ -56,4 +59,51 @@ def run(threads: int) -> list[Result]:
             rows.append(Result(f"default on trees-dev ({size} px), {name}, 1 image at a time vs YOLO11n at 640",
                                ours, reference, "images/s", target))
             print(f"  {rows[-1].name}: {ours:.1f} vs {reference:.1f} images/s", flush=True)
+        rows += flops_row(model, size)
+        rows += openvino_row(Path(tmp) / "model.onnx", images, reference, size)
+        rows += detect_rows(Path(tmp) / "model.onnx", Path(tmp), reference)
     return rows
+
+
+def flops_row(model_path: Path, size: int) -> list[Result]:
+    """GFLOP of one forward pass at the trained input, and the head's share (torch.utils.flop_counter)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from multibox.engine.checkpoint import load_checkpoint, model_from_checkpoint
+
+    model, _ = model_from_checkpoint(load_checkpoint(model_path))
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model.eval()(torch.zeros(1, 3, size, size))
+    total = counter.get_total_flops()
+    head = sum(n for name, ops in counter.get_flop_counts().items() if name.endswith(".head") for n in ops.values())
+    print(f"  FLOPs: {total / 1e9:.2f} GFLOP per image, head {head / 1e9:.2f} ({100 * head / total:.0f} %)", flush=True)
+    return [Result(f"default on trees-dev ({size} px): the head's GFLOP of the whole forward pass", head / 1e9,
+                   total / 1e9, "GFLOP", percent=True)]
+
+
+def openvino_row(onnx: Path, images: list, reference: float, size: int) -> list[Result]:
+    """The same .onnx run by OpenVINO (what `serve` prefers on the CPU), where it is installed."""
+    try:
+        loc = load_localizer(onnx, "cpu", runtime="openvino")
+    except UserError as exc:
+        print(f"  OpenVINO row: skipped ({exc})")
+        return []
+    ours = rate(lambda im: loc.predict(im, top_k=100), images)
+    print(f"  OpenVINO: {ours:.1f} images/s", flush=True)
+    return [Result(f"default on trees-dev ({size} px), OpenVINO, 1 image at a time vs YOLO11n at 640", ours, reference,
+                   "images/s")]
+
+
+def detect_rows(onnx: Path, tmp: Path, reference: float) -> list[Result]:
+    """`multibox detect --model model.onnx --no-save` on 200 tiles, each in a fresh process
+    (bench/detect_stream.py): against the model alone (target 80 %) and against YOLO11n (target 3x)."""
+    folder = tile_folder(tmp, 200)
+    alone, detect = (measure(kind, str(onnx), folder, tmp / kind, 1) for kind in ("model", "detect"))
+    print(f"  detect --model model.onnx: {detect['images_per_s']:.1f} images/s, peak RSS {detect['peak_rss_mb']:.0f} MB; "
+          f"model alone {alone['images_per_s']:.1f}", flush=True)
+    return [Result("multibox detect --model model.onnx --no-save, 200 tiles, vs the model alone", detect["images_per_s"],
+                   alone["images_per_s"], "images/s", 0.8, percent=True),
+            Result("multibox detect --model model.onnx --no-save, 200 tiles, vs YOLO11n at 640", detect["images_per_s"],
+                   reference, "images/s", 3.0)]

@@ -196,7 +196,7 @@ def run(threads: int) -> list[Result]:
     """Table rows: each of our variants against SSDlite (target 3x) and Faster R-CNN, per batch size,
     and the default model against SSDlite320, YOLO11n and selective search."""
     rates = measure(threads)
-    rows = default_rows()
+    rows = default_rows(320) + default_rows(640)  # the default architecture at both of YOLO's usual inputs
     for (name, b), (rate, how) in rates.items():
         if not name.startswith("ours"):
             continue
