@@ -15,7 +15,7 @@ import time
 
 from multibox.errors import UserError
 
-__all__ = ["available_cpus", "busy_cpus", "default_threads", "set_threads"]
+__all__ = ["available_cpus", "busy_cpus", "default_threads", "omp_threads", "set_threads"]
 
 
 def available_cpus() -> int:
@@ -40,14 +40,20 @@ def busy_cpus(samples: int = 5, interval: float = 0.01) -> int:
     return max(0, sorted(counts)[len(counts) // 2])
 
 
+def omp_threads() -> int | None:
+    """OMP_NUM_THREADS when it holds a positive count (torchrun sets 1 for several processes a node), else None."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
 def default_threads() -> int:
     """OMP_NUM_THREADS where set (torchrun sets 1 for several processes a node); else this process's share
     of the CPUs it may run on (the affinity, divided among torchrun's LOCAL_WORLD_SIZE processes), less
     the CPUs other processes keep busy now: OpenMP threads that wait for a core another process holds
     spin and stall each other (bench/contention.py: 2 threads beside one busy process took 23.4 s where 1
     thread took 13.9 s; alone, 11.1 s with 2 and 13.3 s with 1)."""
-    if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
-        return int(os.environ["OMP_NUM_THREADS"])
+    if omp_threads() is not None:
+        return omp_threads()
     local = os.environ.get("LOCAL_WORLD_SIZE", "1")
     share = max(1, available_cpus() // (int(local) if local.isdigit() and int(local) > 0 else 1))
     return max(1, min(share, (os.cpu_count() or share) - busy_cpus()))

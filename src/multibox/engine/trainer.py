@@ -37,6 +37,7 @@ from multibox.engine.stop import StopRule, budget_line, check_stop_given, should
 from multibox.engine.tasks import TASKS, Task, classifier_task, crop_sampler, localizer_task
 from multibox.errors import Interrupted, UserError
 from multibox.modeling.losses import weighted_total
+from multibox.threads import available_cpus
 
 # torch.compile arguments; tests swap in {"backend": "eager"} to check the wiring without a C++ build.
 COMPILE_OPTIONS: dict = {}
@@ -108,8 +109,7 @@ def loader_workers(run: Run) -> int:
     workers = run.cfg.data.num_workers if run.task.workers is None else run.task.workers
     if run.device.type != "cuda" or run.task.workers is not None:
         return workers
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    per_process = max(1, cores // run.world.local_world_size - 1)  # one core stays with the training loop
+    per_process = max(1, available_cpus() // run.world.local_world_size - 1)  # one core stays with the training loop
     return max(workers, min(run.cfg.train.cuda_workers, per_process))
 
 

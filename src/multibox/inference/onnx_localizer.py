@@ -19,7 +19,6 @@ threads would burn the cores the HTTP workers need).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -30,23 +29,19 @@ from torch import Tensor
 from multibox.errors import UserError
 from multibox.inference.export import NMS_IOU, read_metadata
 from multibox.inference.localizer import Localizer
+from multibox.threads import available_cpus
 
 INSTALL_HINT = "running an .onnx model needs ONNX Runtime: pip install 'multibox[export]'"
 RUNTIMES = ("onnxruntime", "openvino")  # what runs an exported .onnx
 
 
-def cpu_cores() -> int:
-    """The cores this process may run on (a container's or taskset's limit, not the machine's count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def session_options(threads: int | None = None, spinning: bool = True) -> Any:
-    """onnxruntime.SessionOptions: ``threads`` intra-op threads (default: :func:`cpu_cores`), one
+    """onnxruntime.SessionOptions: ``threads`` intra-op threads (default: :func:`multibox.threads.available_cpus`), one
     inter-op thread (the graph is a chain), all graph optimisations; ``spinning`` False for serving."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or cpu_cores()
+    options.intra_op_num_threads = threads or available_cpus()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -126,7 +121,7 @@ class OnnxLocalizer(Localizer):
 
             if str(device).startswith("cuda"):
                 raise UserError(f"device {device!r}: the OpenVINO runtime runs on the CPU here; use onnxruntime")
-            session = OpenVinoSession(path, threads or cpu_cores())
+            session = OpenVinoSession(path, threads or available_cpus())
         else:
             session = open_session(path, device, threads, spinning)
         meta = read_metadata(session.get_modelmeta().custom_metadata_map) or sidecar_metadata(Path(path))

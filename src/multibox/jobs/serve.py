@@ -9,7 +9,6 @@ uvicorn gracefully (requests in flight finish) and the command returns normally.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import socket
 import tempfile
@@ -18,6 +17,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from multibox.errors import UserError
+from multibox.threads import available_cpus, omp_threads
 
 INSTALL_HINT = 'the server needs FastAPI and uvicorn: pip install "multibox[serve]"'
 
@@ -25,10 +25,7 @@ INSTALL_HINT = 'the server needs FastAPI and uvicorn: pip install "multibox[serv
 def server_threads() -> int:
     """Torch threads for the one forward-pass thread: OMP_NUM_THREADS when set, else every core
     (forward passes never overlap, so they do not compete for cores with each other)."""
-    value = os.environ.get("OMP_NUM_THREADS", "")
-    if value.isdigit() and int(value) > 0:
-        return int(value)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return omp_threads() or available_cpus()
 
 
 def bind(host: str, port: int) -> socket.socket:
