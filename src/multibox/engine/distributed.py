@@ -161,22 +161,12 @@ def mean_over_ranks(tensor: Tensor) -> Tensor:
     """
     if not active():
         return tensor
-    total = tensor.detach().clone()
-    dist.all_reduce(total)  # SUM: Gloo has no AVG
-    return total / dist.get_world_size()
+    return sum_over_ranks(tensor.detach()) / dist.get_world_size()  # SUM then divide: Gloo has no AVG
 
 
 def rank_and_size() -> tuple[int, int]:
     """(this process's rank, the number of ranks) of the process group; (0, 1) without one."""
     return (dist.get_rank(), dist.get_world_size()) if active() else (0, 1)
-
-
-def all_ranks(flag: bool) -> bool:
-    """True on every rank when ``flag`` is True on all of them."""
-    if not active():
-        return flag
-    values = gather_objects(bool(flag))
-    return all(values)
 
 
 def sum_over_ranks(tensor: Tensor) -> Tensor:

@@ -86,7 +86,8 @@ def input_sizes(image_size: int, stride: int, scales: list[float]) -> list[int]:
     return sorted({max(stride, round(image_size * s / stride) * stride) for s in scales})
 
 
-def cache_bytes(model: GridMultiBox, num_images: int, sizes: list[int], num_transforms: int, front: bool = False) -> int:
+def cache_bytes(model: GridMultiBox, num_images: int, sizes: list[int], num_transforms: int,
+                front: bool = False) -> int:
     """fp16 bytes of every cached map (``front``: of the backbone's finest level, partial fine-tuning)."""
     b = model.backbone
     stride, channels = (b.front_stride, b.front_channels) if front else (model.stride, b.out_channels)
@@ -134,14 +135,13 @@ def cache_maps(model: GridMultiBox, dataset: DetectionDataset, sizes: list[int],
     views = Views() if views is None else views
     store = MapStore(budget=2**62) if store is None else store
     indices = range(len(dataset)) if indices is None else indices
-    out: list[CachedMap] = []
     total = len(cache_order(sizes, model.image_size, kinds)) * len(indices)
     with tqdm(total=total, desc="caching features", unit="image", file=sys.stderr, disable=not show,
               leave=False, mininterval=1.0) as bar:
-        for cached in _cache_passes(model, dataset, sizes, kinds, device, deadline, max_maps, views, indices, bar):
-            out.append(CachedMap(store.add(cached.features), cached.boxes))  # handle now, tensor after finish()
+        passes = _cache_passes(model, dataset, sizes, kinds, device, deadline, max_maps, views, indices, bar)
+        kept = [(store.add(c.features), c.boxes) for c in passes]  # (handle, boxes): the tensor comes after finish()
     store.finish()
-    return [CachedMap(store.get(m.features), m.boxes) for m in out]
+    return [CachedMap(store.get(handle), boxes) for handle, boxes in kept]
 
 
 def _cache_passes(model: GridMultiBox, dataset: DetectionDataset, sizes: list[int], kinds: list[int],
@@ -179,7 +179,8 @@ def _cache_image(model: GridMultiBox, dataset: DetectionDataset, index: int, siz
     positives = record.boxes[~record.ignore] * (image.width / record.width)
     pixels, scale = padded_input(image, size)
     inputs = [dihedral(pixels, t) for t in kinds]
-    if views.jitter > 0 or views.gray > 0:  # the plain view at the configured size stays plain: the head also sees the photo as it is
+    # the plain view at the configured size stays plain: the head also sees the photo as it is
+    if views.jitter > 0 or views.gray > 0:
         inputs = [v if (t == 0 and size == model.image_size) else
                   photometric.jitter(v, views.jitter, np.random.default_rng([views.seed, index, size, t]), views.gray)
                   for v, t in zip(inputs, kinds)]
@@ -250,17 +251,8 @@ def stats_from_sums(sums: Tensor) -> tuple[Tensor, Tensor]:
     return mean.float(), var.clamp(min=1e-12).sqrt().float()
 
 
-@dataclass
-class CachePlan:
-    """What :func:`plan_cache` decided: the input sizes to cache (empty: no cache) and where maps go."""
-
-    sizes: list[int]
-    total: int  # bytes of this process's maps
-    in_memory: int  # of which in memory (the rest spills to disk)
-
-
 def plan_cache(model: GridMultiBox, num_images: int, image_size: int, scales: list[float], kinds: list[int],
-               memory_budget: int, folder: Path, front: bool = False) -> CachePlan:
+               memory_budget: int, folder: Path, front: bool = False) -> list[int]:
     """The input sizes to cache: all scales, else the configured size alone, within memory (``memory_budget``
     bytes) plus the disk under ``folder`` (a share of its free space); else none (then the head trains end to
     end on image crops, and one line says why, with the numbers)."""
@@ -268,13 +260,13 @@ def plan_cache(model: GridMultiBox, num_images: int, image_size: int, scales: li
     for sizes in (input_sizes(image_size, model.stride, scales), [image_size]):
         need = cache_bytes(model, num_images, sizes, len(kinds), front)
         if need <= memory_budget + room:
-            return CachePlan(sizes, need, min(need, memory_budget))
+            return sizes
     need = cache_bytes(model, num_images, [image_size], len(kinds), front)
     print(f"feature cache: {num_images} images need {need / 2**30:.1f} GB of maps at {image_size} px, over "
           f"train.cache_memory_gb ({memory_budget / 2**30:.1f} GB) plus the free disk under {folder} "
           f"({room / 2**30:.1f} GB): training end to end on image crops instead (slower per step; set "
           "train.cache_dir to a larger disk, or train.cache_features: false to silence this)", file=sys.stderr)
-    return CachePlan([], need, 0)
+    return []
 
 
 CACHE_SHARE = 0.4  # with a --time budget, caching features may take at most this share of it
@@ -288,17 +280,17 @@ def cached_windows(cfg: Config, model: GridMultiBox, dataset: DetectionDataset) 
     shard = range(rank, len(dataset), world_size)  # each rank caches and trains on its own images
     t = cfg.train
     folder = Path(t.cache_dir) if t.cache_dir else Path(tempfile.gettempdir())
-    plan = plan_cache(model, len(shard), cfg.model.image_size, list(cfg.data.cache_scales), kinds,
-                      int(t.cache_memory_gb * 2**30), folder, front=t.tune_backbone)
-    if not distributed.all_ranks(bool(plan.sizes)):  # every rank trains the same way
+    budget, device = int(t.cache_memory_gb * 2**30), resolve_device(t.device)
+    sizes = plan_cache(model, len(shard), cfg.model.image_size, list(cfg.data.cache_scales), kinds, budget, folder,
+                       front=t.tune_backbone)
+    if distributed.any_rank(not sizes, device):  # every rank trains the same way
         return None
-    device = resolve_device(t.device)
     deadline = None if t.time_minutes is None else time.monotonic() + 60 * t.time_minutes * CACHE_SHARE
     windows_drawn = t.steps * t.batch_size if t.steps is not None and t.epochs is None else None  # a short run's need
-    store = MapStore(int(t.cache_memory_gb * 2**30), folder)
     views = Views(cfg.data.cache_jitter, t.seed, cfg.data.cache_gray, front=t.tune_backbone)
-    maps = cache_maps(model.to(device), dataset, plan.sizes, kinds, device, deadline, windows_drawn, views, shard,
-                      store, show=rank == 0)
+    store = MapStore(budget, folder)
+    maps = cache_maps(model.to(device), dataset, sizes, kinds, device, deadline, windows_drawn, views, shard, store,
+                      show=rank == 0)
     model.cpu()
     say_cache(store, len(maps), len(shard), rank, world_size)
     after = model.features_from_front if t.tune_backbone else None  # the head's input: through the tuned layers
