@@ -44,9 +44,8 @@ class StepLog:
         self.names = list(terms)
         self.pending.append(torch.stack(list(terms.values())))
         self.window_images += batch * self.run.world.world_size
-        if self.timed:
+        if self.timed:  # the step is shown in the postfix of each log line (write)
             self.bar.update(round(100 * self.stop.progress(self.run.step), 1) - self.bar.n)
-            self.bar.set_postfix_str(f"step {self.run.step}", refresh=False)
         else:
             self.bar.update(1)
         if self.run.step % self.every == 0:

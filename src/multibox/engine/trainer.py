@@ -254,14 +254,17 @@ class Best:
     def interrupted(self) -> None:
         """A stopped run with no best.pt yet (no validation before Ctrl-C) leaves the weights it has as
         best.pt (val_score None), so the printed next commands work; a validated best.pt is kept."""
-        run = self.run
-        if run.world.is_main and not (run.out / BEST).exists() and run.step:
-            run.best_step = run.step
-            save_checkpoint(run.out / BEST, run.weights_only() | {"val_score": None})
+        if not (self.run.out / BEST).exists() and self.run.step:
+            self.last_as_best()
 
     def finish(self) -> None:
         """At the end of a run with nothing to score on: best.pt = the last weights."""
-        if self.validate is None and self.run.world.is_main:
+        if self.validate is None:
+            self.last_as_best()
+
+    def last_as_best(self) -> None:
+        """best.pt = the current weights, unscored (rank 0 writes)."""
+        if self.run.world.is_main:
             self.run.best_step = self.run.step
             save_checkpoint(self.run.out / BEST, self.run.weights_only() | {"val_score": None})
 
@@ -294,6 +297,7 @@ def fit(run: Run, dataset: DetectionDataset, validate: Validate | None = None, s
         on_checkpoint: OnCheckpoint | None = None) -> Path:
     """The training loop of a set-up run; returns the last checkpoint's path (RUN/last.pt)."""
     loader = make_loader(run, dataset)
+    run.session_start = started or run.session_start  # the budget counts set-up (caching) too, so does the time spent
     stop = stop_rule(run.cfg, loader.batch_sampler.steps_per_epoch, started, run.task.default_steps,
                      run.elapsed_before, run.progress)
     if nothing_to_do(run, stop):
