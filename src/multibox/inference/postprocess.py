@@ -167,18 +167,17 @@ def nms_top_k(boxes: Tensor, scores: Tensor, candidates: Tensor, iou: float, top
 def select_flat(boxes: Tensor, scores: Tensor, image_of: Tensor, num_images: int, nms_iou: float | None,
                 top_k: int | None, cut: Tensor | None = None, valid: Tensor | None = None) -> list[dict[str, Tensor]]:
     """:func:`select` of the boxes Tensor[N, 4] and scores Tensor[N] of several images, image_of
-    Tensor[N] naming each box's image: one batched_nms call for them all (``cut`` Tensor[N] travels
-    with the kept boxes); only the boxes marked in ``valid`` (bool Tensor[N]) are candidates."""
+    Tensor[N] naming each box's image: with ``top_k``, :func:`nms_top_k` per image; without, one batched_nms
+    call for them all (``cut`` Tensor[N] travels with the kept boxes); only the boxes marked in ``valid``
+    (bool Tensor[N]) are candidates."""
     candidates = torch.arange(len(scores), device=scores.device) if valid is None else valid.nonzero()[:, 0]
-    if nms_iou is None:
-        keep = candidates[torch.argsort(scores[candidates], descending=True, stable=True)]
-    elif top_k is not None:
-        keep = torch.cat([nms_top_k(boxes, scores, candidates[image_of[candidates] == i], nms_iou, top_k)
-                          for i in range(num_images)])  # a loop over images, not boxes
-    else:  # sorted by score
-        keep = candidates[batched_nms(boxes[candidates], scores[candidates], image_of[candidates], nms_iou)]
-    results = []
-    for i in range(num_images):  # split the kept indices per image
-        idx = keep[image_of[keep] == i][:top_k]
-        results.append({"boxes": boxes[idx], "scores": scores[idx]} | ({} if cut is None else {"cut": cut[idx]}))
-    return results
+    if nms_iou is not None and top_k is not None:  # per image, over its best candidates first (exact)
+        kept = [nms_top_k(boxes, scores, candidates[image_of[candidates] == i], nms_iou, top_k)
+                for i in range(num_images)]  # a loop over images, not boxes
+    else:
+        if nms_iou is None:
+            keep = candidates[torch.argsort(scores[candidates], descending=True, stable=True)]
+        else:  # sorted by score
+            keep = candidates[batched_nms(boxes[candidates], scores[candidates], image_of[candidates], nms_iou)]
+        kept = [keep[image_of[keep] == i][:top_k] for i in range(num_images)]  # split the kept indices per image
+    return [{"boxes": boxes[idx], "scores": scores[idx]} | ({} if cut is None else {"cut": cut[idx]}) for idx in kept]
