@@ -203,6 +203,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     writers: list = []  # built once the class names are known; written as the images stream
 
     def make_writers(class_names: list[str] | None) -> list:
+        if not formats and not args.save_txt:  # no annotation files: no second read of the model for a name
+            return writers
         names = class_names or training_class_name(args.model)  # the classifier's, else the training data's one class
         writers.extend(annotation_writers(formats, args.save_txt, args.save_conf, out, names, str(args.model)))
         return writers
