@@ -60,11 +60,12 @@ def config(out_steps: int, compile_model: bool = False, preload: bool = False) -
 
 
 class Utilisation:
-    """Samples the GPU's utilisation (percent) in a thread: nvidia-smi, else torch.cuda.utilization."""
+    """Samples the GPU's utilisation (percent) in a thread: nvidia-smi, else torch.cuda.utilization; no
+    samples without a GPU (bench/gpu_default.py's CPU test runs through here too)."""
 
     def __init__(self, period: float = 0.2) -> None:
         self.period, self.samples, self.stop = period, [], threading.Event()
-        index = torch.cuda.current_device()
+        index = torch.cuda.current_device() if torch.cuda.is_available() else 0
         self.command = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-i", str(index)]
 
     def read(self) -> float | None:

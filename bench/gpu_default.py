@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent))  # its GPU sampler is gpu_check's
+from gpu_check import Utilisation  # noqa: E402
 
 from multibox.cli import main as cli_main
 from multibox.config import Config
@@ -39,32 +40,9 @@ from multibox.engine.tasks import grid_localizer_task
 from multibox.engine.trainer import train
 
 
-class Busy:
-    """GPU utilisation (percent) sampled in a thread with nvidia-smi; no samples without a GPU."""
-
-    def __init__(self, period: float = 0.2) -> None:
-        self.period, self.samples, self.stop = period, [], threading.Event()
-
-    def loop(self) -> None:
-        command = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-i", "0"]
-        while not self.stop.is_set():
-            try:
-                self.samples.append(float(subprocess.run(command, capture_output=True, text=True, timeout=5).stdout.split()[0]))
-            except (OSError, ValueError, IndexError, subprocess.SubprocessError):
-                return  # no nvidia-smi (the CPU): nothing to sample
-            self.stop.wait(self.period)
-
-    def __enter__(self) -> Busy:
-        self.thread = threading.Thread(target=self.loop, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join()
-
-    def share(self) -> str:
-        return f"{sum(self.samples) / len(self.samples):.0f} %" if self.samples else "n/a"
+def busy_share(util: Utilisation) -> str:
+    """The mean GPU utilisation sampled while the block ran, or "n/a" without a GPU (no samples)."""
+    return f"{util.mean_since(0.0):.0f} %" if util.samples else "n/a"
 
 
 def config(args: argparse.Namespace, steps: int, cached: bool = True) -> Config:
@@ -105,18 +83,18 @@ def steady_rate(run_dir: Path) -> float:
 def head_steps(args: argparse.Namespace, tmp: Path) -> dict:
     """The default's training: head steps on cached windows."""
     cfg = config(args, args.steps)
-    with Busy() as busy:
+    with Utilisation() as busy:
         train(cfg, tmp / "head")
     rate = steady_rate(tmp / "head")
-    return {"steps_per_s": rate / cfg.train.batch_size, "images_per_s": rate, "gpu_busy": busy.share()}
+    return {"steps_per_s": rate / cfg.train.batch_size, "images_per_s": rate, "gpu_busy": busy_share(busy)}
 
 
 def end_to_end(args: argparse.Namespace, tmp: Path) -> dict:
     """The conv head trained with its backbone (no cache), AMP auto."""
     cfg = config(args, max(20, args.steps // 5), cached=False)
-    with Busy() as busy:
+    with Utilisation() as busy:
         train(cfg, tmp / "e2e")
-    return {"images_per_s": steady_rate(tmp / "e2e"), "gpu_busy": busy.share(), "amp": cfg.train.amp}
+    return {"images_per_s": steady_rate(tmp / "e2e"), "gpu_busy": busy_share(busy), "amp": cfg.train.amp}
 
 
 def detect_rate(args: argparse.Namespace, tmp: Path) -> dict:
@@ -129,13 +107,13 @@ def detect_rate(args: argparse.Namespace, tmp: Path) -> dict:
         dataset.load_image(i).save(folder / f"scene{i:04d}.png")
     command = ["detect", "--model", str(tmp / "head" / "last.pt"), str(folder), "--out", str(tmp / "detect"),
                "--device", args.device, "--top-k", "100"]
-    with Busy() as busy:
+    with Utilisation() as busy:
         start = time.perf_counter()
         code = cli_main(command)
         seconds = time.perf_counter() - start
     if code:
         raise SystemExit(f"detect exited {code}")
-    return {"images_per_s": len(dataset) / seconds, "gpu_busy": busy.share()}
+    return {"images_per_s": len(dataset) / seconds, "gpu_busy": busy_share(busy)}
 
 
 def table(results: dict) -> str:
