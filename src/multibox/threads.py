@@ -50,10 +50,11 @@ def default_threads() -> int:
     """OMP_NUM_THREADS where set (torchrun sets 1 for several processes a node); else this process's share
     of the CPUs it may run on (the affinity, divided among torchrun's LOCAL_WORLD_SIZE processes), less
     the CPUs other processes keep busy now: OpenMP threads that wait for a core another process holds
-    spin and stall each other (bench/contention.py: 2 threads beside one busy process took 23.4 s where 1
-    thread took 13.9 s; alone, 11.1 s with 2 and 13.3 s with 1)."""
-    if omp_threads() is not None:
-        return omp_threads()
+    spin and stall each other (docs/threads.md, bench/contention.py: 2 threads beside one busy process took
+    24.2 s where 1 thread took 13.8 s; alone, 9.8 s with 2 and 13.4 s with 1)."""
+    omp = omp_threads()
+    if omp is not None:
+        return omp
     local = os.environ.get("LOCAL_WORLD_SIZE", "1")
     share = max(1, available_cpus() // (int(local) if local.isdigit() and int(local) > 0 else 1))
     return max(1, min(share, (os.cpu_count() or share) - busy_cpus()))
