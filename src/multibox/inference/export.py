@@ -161,6 +161,13 @@ def embed_metadata(path: Path, metadata: dict[str, Any]) -> None:
     onnx.save(model, str(path))
 
 
+def file_props(path: str | Path) -> dict[str, str]:
+    """The metadata map of the .onnx at ``path`` (its metadata_props), read without its weights' external data."""
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
 def read_metadata(props: dict[str, str]) -> dict[str, Any] | None:
     """The embedded :func:`export_metadata` from an ONNX model's metadata map, None when it has none."""
     return json.loads(props[METADATA_KEY]) if METADATA_KEY in props else None

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from multibox.errors import UserError
+from multibox.inference.export import file_props
 
 INSTALL_HINT = 'running an .onnx model in OpenVINO needs it: pip install "multibox[openvino]"'
 
@@ -27,7 +28,7 @@ class OpenVinoSession:
 
     def __init__(self, path: str | Path, threads: int) -> None:
         try:
-            import onnx
+            import onnx  # noqa: F401 - file_props needs it; missing is the install hint's case
             import openvino as ov
         except ImportError:
             raise UserError(INSTALL_HINT) from None
@@ -37,12 +38,11 @@ class OpenVinoSession:
         try:
             self.compiled = core.compile_model(core.read_model(str(path)), "CPU",
                                                {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
-            props = onnx.load(str(path), load_external_data=False).metadata_props
-        except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError, protobuf its DecodeError: any is a bad file
+            self.metadata = file_props(path)
+        except Exception as exc:  # noqa: BLE001 - RuntimeError (OpenVINO), DecodeError (protobuf): a bad file
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"{path}: not an ONNX model OpenVINO can load ({first})") from None
         self.request = self.compiled.create_infer_request()
-        self.metadata = {p.key: p.value for p in props}
 
     def run(self, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         results = self.request.infer(feeds)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from multibox.data.annotation_writers import make_writers
 from multibox.errors import UserError
+from multibox.inference.export import file_props, read_metadata
+from multibox.inference.loading import is_onnx
 
 __all__ = ["annotation_writers", "write_annotations"]
 
@@ -37,13 +39,8 @@ def training_class_name(model_path: str | Path) -> list[str] | None:
 
 def _stored_class_names(path: Path) -> list[str] | None:
     """The class names a checkpoint or an export's metadata records (None where it records none)."""
-    if path.suffix.lower() == ".onnx":
-        import onnx
-
-        from multibox.inference.export import read_metadata
-
-        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-        return (read_metadata(props) or {}).get("class_names")
+    if is_onnx(path):
+        return (read_metadata(file_props(path)) or {}).get("class_names")
     from multibox.engine.checkpoint import load_checkpoint
 
     return load_checkpoint(path).get("class_names")
