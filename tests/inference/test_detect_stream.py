@@ -22,17 +22,8 @@ from PIL import Image
 
 import multibox.jobs.detect as job
 import multibox.jobs.detect_stream as streaming
-from multibox.cli import main
 from multibox.engine.trainer import train
-
-
-def run(argv, capsys):
-    """(exit code, stderr) of `multibox ARGV`."""
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr().err
+from tests.inference.test_detect_command import run  # (exit code, stderr) of `multibox ARGV`
 
 
 def colour_images(folder: Path, count: int, side: int = 24) -> list[Path]:
@@ -171,7 +162,6 @@ def slow(*args, **kwargs):
     predict, names = real(*args, **kwargs)
     return (lambda images: (time.sleep(0.25), predict(images))[1]), names
 job.detection_predictor = slow
-from multibox.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
