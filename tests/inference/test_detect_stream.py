@@ -162,6 +162,7 @@ def slow(*args, **kwargs):
     predict, names = real(*args, **kwargs)
     return (lambda images: (time.sleep(0.25), predict(images))[1]), names
 job.detection_predictor = slow
+from multibox.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
