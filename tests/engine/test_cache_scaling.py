@@ -14,7 +14,6 @@ weights.
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,7 @@ from multibox.engine.map_store import MapStore
 from multibox.engine.tasks import grid_localizer_task
 from multibox.engine.trainer import train
 from multibox.errors import Interrupted
+from tests.engine.test_distributed import free_port
 
 STEPS = 4
 
@@ -105,12 +105,6 @@ def test_sharded_ranks_draw_their_own_items_at_distinct_positions(items, batch):
     for _ in range(5):
         next(fresh)
     assert next(resumed) == next(fresh)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def shard_worker(rank: int, world_size: int, port: int, root: str) -> None:
