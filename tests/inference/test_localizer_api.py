@@ -90,3 +90,27 @@ def test_to_pil_grey_and_bad_files(tmp_path):
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     with pytest.raises(UserError, match="bad.jpg"):
         to_pil(tmp_path / "bad.jpg")
+
+
+def test_a_fused_network_gives_the_same_detections_and_a_shared_model_is_left_alone():
+    """Folded batch norms and the NHWC layout (what loaded localizers use on the CPU) change speed, not
+    boxes; a localizer built around a model it does not own (training's validation) leaves the model as it is."""
+    from multibox.modeling.localizer import build_grid_model
+
+    torch.manual_seed(0)
+    model = build_grid_model("tiny", torch.tensor([[8.0, 8.0], [20.0, 14.0]]), image_size=64, head="separable",
+                             hidden=16)
+    images = [torch.randint(0, 256, (3, 50 + 9 * i, 64), dtype=torch.uint8) for i in range(3)]
+    shared = Localizer(model, 64, "cpu")
+    plain = [shared.predict(im, top_k=20) for im in images]
+    norms = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert shared.memory_format is None and norms > 0
+    assert all(p.is_contiguous() for p in model.parameters())
+    owner = Localizer(model, 64, "cpu", fuse=True)  # rewrites the model it is given: its own
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) < norms
+    assert any(p.dim() == 4 and not p.is_contiguous() for p in model.parameters())  # NHWC
+    for (boxes, scores), im in zip(plain, images):
+        boxes_cl, scores_cl = owner.predict(im, top_k=20)
+        assert len(boxes) == len(boxes_cl) > 0
+        torch.testing.assert_close(boxes_cl, boxes, atol=1e-3, rtol=0)
+        torch.testing.assert_close(scores_cl, scores, atol=1e-5, rtol=0)

@@ -66,7 +66,7 @@ def load_with_record(path: str | Path, device: str = "auto", *, spinning: bool =
     model, cfg = model_from_checkpoint(state)
     counts = state.get("prior_match_counts", torch.zeros(model.num_boxes, dtype=torch.int64))
     loc = Localizer(model, cfg.model.image_size, resolve_device(device), windows=windows or cfg.model.windows,
-                    tile=tile, overlap=overlap, tta=tta)
+                    tile=tile, overlap=overlap, tta=tta, fuse=True)
     return loc, ModelRecord(cfg, model.priors.detach().cpu(), counts)
 
 
