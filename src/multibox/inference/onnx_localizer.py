@@ -106,6 +106,7 @@ class OnnxLocalizer(Localizer):
         self._num_boxes = num_boxes
         # post-processing runs on the CPU: the session hands its outputs back as numpy
         self.configure(image_size, "cpu", nms_iou, windows, tile, overlap, tta)
+        self.torch_threads = 1  # torch only cuts windows and merges boxes here (multibox.threads.torch_threads)
 
     @classmethod
     def from_file(cls, path: str | Path, device: str = "auto", windows: str | None = None, tile: float | None = None,
