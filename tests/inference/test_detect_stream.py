@@ -128,7 +128,9 @@ def test_a_mended_file_takes_its_place_in_input_order(tmp_path, fake_model, caps
     assert [e["path"] for e in entries] == [str(p) for p in paths]  # input order, not the order run
     assert [json.loads(line)["path"] for line in (out / "detections.jsonl").read_text().splitlines()] == \
         [str(paths[0]), str(paths[2]), str(paths[1])]
-    assert text == json.dumps(entries, indent=1) and not (out / "skipped.json").exists()
+    lines = text.splitlines()  # one entry a line, as the JSONL holds it
+    assert lines[0] == "[" and lines[-1] == "]" and [json.loads(line.rstrip(",")) for line in lines[1:-1]] == entries
+    assert not (out / "skipped.json").exists()
     assert all("drawing" not in e for e in entries) and not (out / "images").exists()
     paths[0].unlink()  # a file gone from the folder: its line stays in the JSONL, said at the end
     code, err = run(detect_argv(model, out, "--no-save", "--resume", str(tmp_path / "imgs")), capsys)
@@ -214,9 +216,9 @@ def test_the_jsonl_is_valid_after_kill_9_and_resume_completes_it(tiny_model, tmp
 # ---- memory: bounded and flat in the number of images ---------------------------------------------------
 
 
-def peak_of_stream(paths: list[Path], out: Path, monkeypatch) -> tuple[int, int]:
+def peak_of_stream(paths: list[Path], out: Path, monkeypatch, workers: int = 2) -> tuple[int, int]:
     """(most decoded images alive at once, tracemalloc peak bytes) of streaming ``paths`` through a slow
-    fake network, 4 images a batch."""
+    fake network, 4 images a batch, ``workers`` decoding threads."""
     live, lock = [0], threading.Lock()  # decoded images not yet freed (PIL images cannot go in a WeakSet)
     real_open = streaming.open_image
 
@@ -245,7 +247,7 @@ def peak_of_stream(paths: list[Path], out: Path, monkeypatch) -> tuple[int, int]
         sink = streaming.Sink(out, log, None, [p.stem for p in paths], save=False)
         tracemalloc.start()
         try:
-            assert streaming.stream(todo, slow_predict, sink, batch_size=4, workers=2) == []
+            assert streaming.stream(todo, slow_predict, sink, batch_size=4, workers=workers) == []
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
@@ -266,3 +268,25 @@ def test_memory_of_detect_does_not_grow_with_the_folder(tmp_path, monkeypatch):
     # 450 images more: the Python heap's peak grows by less than keeping 45 of them would (the pixels,
     # outside tracemalloc's view, are bounded by the count above)
     assert many_bytes - few_bytes < 45 * per_image, (few_bytes, many_bytes, per_image)
+
+
+def test_decoding_in_turn_gives_the_same_lines_as_decoding_threads(tmp_path, monkeypatch):
+    """workers=0 (detect's default on a CPU): every image decoded on the calling thread when asked for,
+    the same JSONL in the same order as with decoding threads, an unreadable file skipped alike, and at
+    most the batch in hand plus those waiting to be written alive at once."""
+    paths = colour_images(tmp_path / "imgs", 9, side=16)
+    paths[4].write_bytes(b"not an image")
+    lines = {}
+    for workers in (0, 2):
+        out = tmp_path / f"w{workers}"
+        out.mkdir()
+        with open(out / "d.jsonl", "w") as log:
+            sink = streaming.Sink(out, log, None, [p.stem for p in paths], save=False)
+            skipped = streaming.stream(list(enumerate(paths)), lambda ims: [fake_det(im) for im in ims], sink,
+                                       batch_size=2, workers=workers)
+        assert [s["path"] for s in skipped] == [str(paths[4])]
+        lines[workers] = (out / "d.jsonl").read_text().splitlines()
+    assert len(lines[0]) == 8 and lines[0] == lines[2]
+    most, _ = peak_of_stream(colour_images(tmp_path / "more", 40, side=16), tmp_path / "in_turn", monkeypatch,
+                             workers=0)
+    assert 4 <= most <= 3 * 4 + 1  # the batch in hand + 2 batches waiting to be written + 1

@@ -96,7 +96,7 @@ def detect(model_path: str | Path, inputs: list[str], out_dir: str | Path, class
            tile: float | None = None, overlap: float = 0.2, min_score: float = 0.0, iou: float | None = None,
            max_det: int | None = None, tta: str | None = None, draw_conf: float = DRAW_CONF, resume: bool = False,
            exist_ok: bool = False, writers: list | Callable[[list[str] | None], list] | None = None,
-           workers: int = READ_WORKERS) -> Path:
+           workers: int | None = None) -> Path:
     """`multibox detect`: OUT_DIR/detections.json (entries of :func:`multibox.inference.entries.detection_entry`
     plus "drawing"), built as it goes in OUT_DIR/detections.jsonl (:mod:`multibox.jobs.detect_log`), and
     with ``draw`` OUT_DIR/images/*.png (boxes scoring at least ``draw_conf``, small images upscaled).
@@ -110,7 +110,8 @@ def detect(model_path: str | Path, inputs: list[str], out_dir: str | Path, class
     folder holding a run. writers: annotation writers (``add(entry, path, width, height)``,
     ``close()``), or a function of the class names returning them; on resume the images already done are
     fed first. Unreadable images are named on stderr, skipped, and listed in OUT_DIR/skipped.json.
-    batch_size: images per network run (default :func:`default_batch` of the device).
+    batch_size: images per network run (default :func:`default_batch` of the device); workers: decoding
+    threads (default :func:`default_workers` of the device).
     """
     check_options(min_score, iou, top_k, max_det)
     check_draw_conf(draw_conf)
@@ -128,7 +129,8 @@ def detect(model_path: str | Path, inputs: list[str], out_dir: str | Path, class
         (out / "images").mkdir(exist_ok=True)
     with open(out / detect_log.JSONL, "a", encoding="utf-8") as log:
         sink = Sink(out, log, names, drawing_names(files), draw, draw_conf, writers)
-        skipped = run_with_progress(todo, predict, sink, batch_size or default_batch(device), workers,
+        skipped = run_with_progress(todo, predict, sink, batch_size or default_batch(device),
+                                    default_workers(device) if workers is None else workers,
                                     len(files) - len(todo))
     for writer in writers:
         writer.close()
@@ -139,6 +141,14 @@ def default_batch(device: str) -> int:
     """Images per network run: 16 on a GPU; 1 on a CPU, where a batched forward does not pay (issue 19:
     1.23x when serving on 2 cores) and 16 images at the default input cost 800 MB more (bench/detect_stream.py)."""
     return 16 if resolve_device(device).type == "cuda" else 1
+
+
+def default_workers(device: str) -> int:
+    """Decoding threads: READ_WORKERS beside a GPU; none on a CPU, whose cores the network's threads
+    already keep busy, so the images are decoded between network runs: a decoding thread there takes a
+    core from one of the network's threads mid-run, which then waits (2 cores, ONNX Runtime, 200 tiles:
+    82-85 images/s decoding in turn, 79-81 with two threads)."""
+    return READ_WORKERS if resolve_device(device).type == "cuda" else 0
 
 
 def check_draw_conf(draw_conf: float) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import textwrap
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,10 +117,11 @@ def write_skipped(out: Path, skipped: list[dict]) -> None:
 
 
 def write_final(out: Path, paths: list[str]) -> tuple[int, int]:
-    """OUT/detections.json from the JSONL: one entry per input path that has one, in the order of
-    ``paths`` (formatted as ``json.dumps(entries, indent=1)``); (entries written, lines of the JSONL
-    left out: files no longer among the inputs). Only the byte offsets of the lines are held, never
-    all entries."""
+    """OUT/detections.json from the JSONL: a JSON list with one entry per input path that has one, in the
+    order of ``paths``, each entry on its own line exactly as its JSONL line holds it; (entries written,
+    lines of the JSONL left out: files no longer among the inputs). Only the byte offsets of the lines
+    are held, never all entries, and the lines are copied, not parsed and printed again (an indented
+    dump of 200 tiles' 100 boxes took a tenth of `detect`'s time)."""
     log = out / JSONL
     where: dict[str, list[int]] = defaultdict(list)
     start = 0
@@ -129,14 +129,13 @@ def write_final(out: Path, paths: list[str]) -> tuple[int, int]:
         where[entry["path"]].append(start)
         start = end
     count = 0
-    with log.open("rb") as source, atomic_path(out / FINAL) as tmp, open(tmp, "w", encoding="utf-8") as sink:
-        sink.write("[")
-        for path in paths:  # a loop over images, each read back from its line
+    with log.open("rb") as source, atomic_path(out / FINAL) as tmp, open(tmp, "wb") as sink:
+        sink.write(b"[")
+        for path in paths:  # a loop over images, each copied from its line
             if not where.get(path):
                 continue
             source.seek(where[path].pop(0))
-            entry = json.loads(source.readline())
-            sink.write(("," if count else "") + "\n" + textwrap.indent(json.dumps(entry, indent=1), " "))
+            sink.write((b"," if count else b"") + b"\n" + source.readline().rstrip(b"\n"))
             count += 1
-        sink.write("\n]" if count else "]")
+        sink.write(b"\n]" if count else b"]")
     return count, sum(len(offsets) for offsets in where.values())

@@ -4,7 +4,8 @@ Three kinds of work overlap, so the network is rarely kept waiting:
 
 * **Decoding** in a pool of worker threads (PIL releases the GIL while it decodes), at most
   ``max(2 x batch_size, 2 x workers)`` images read ahead of the network, handed over in the order of
-  the inputs.
+  the inputs; with no workers (`detect`'s default on a CPU, whose cores the network uses) between
+  network runs on the calling thread.
 * **The network** on the calling thread, one batch at a time.
 * **Writing** in one worker thread, in order: the drawing (optional), the image's line of
   ``OUT/detections.jsonl`` (flushed at once, after its drawing: a line means the image is done), and
@@ -62,8 +63,12 @@ def read(path: Path) -> Image.Image | UserError:
 def decoded(todo: list[tuple[int, Path]], workers: int,
             ahead: int) -> Iterator[tuple[int, Path, Image.Image | UserError]]:
     """(position, path, image or error) of each ``todo`` item in order, decoded by ``workers`` threads
-    with at most ``ahead`` items in flight (read, or waiting to be taken)."""
-    pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="detect-read")
+    with at most ``ahead`` items in flight (read, or waiting to be taken); ``workers`` 0: decoded by the
+    calling thread, each when it is asked for."""
+    if workers == 0:
+        yield from ((index, path, read(path)) for index, path in todo)
+        return
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="detect-read")
     pending: deque[tuple[int, Path, Future]] = deque()
     items = iter(todo)
     try:
