@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import torch
+from measure import yolo11n
 
 from multibox.data.images import open_image
 from multibox.engine.checkpoint import checkpoint_config, load_checkpoint
@@ -38,6 +39,23 @@ def rate(predict, images: list, passes: int = 3) -> float:
     return len(images) / best
 
 
+def interleaved_rates(predictors: dict, images: list, rounds: int = 3) -> dict:
+    """{name: images/s} of each ``predictors[name]`` (image -> anything) over ``images``, measured in
+    ``rounds`` rounds that each time one pass of every predictor in turn (after one warm-up call each),
+    each credited with its fastest pass: a slower or faster spell of the machine falls on all sides
+    alike, where timing one side after the other would give it to one of them."""
+    for predict in predictors.values():
+        predict(images[0])
+    best = dict.fromkeys(predictors, float("inf"))
+    for _ in range(rounds):
+        for name, predict in predictors.items():
+            start = time.perf_counter()
+            for image in images:
+                predict(image)
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: len(images) / seconds for name, seconds in best.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", help="multibox checkpoints (best.pt)")
@@ -47,13 +65,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     images = [open_image(p) for p in sorted(Path(args.images).glob("*.jpg"))]
-    try:
-        from ultralytics import YOLO
-
-        yolo = YOLO("yolo11n.yaml")
+    yolo = yolo11n(args.threads)
+    if yolo is not None:
         reference = rate(lambda im: yolo.predict(im, imgsz=640, verbose=False), images)
         print(f"YOLO11n, imgsz 640: {reference:.1f} images/s")
-    except ImportError:
+    else:
         reference = None
         print("YOLO11n: ultralytics not installed (make bench installs it into .bench-deps)")
     for path in args.models:

@@ -14,8 +14,8 @@ at 220 px gets [B, 3, 220, 220]) to per-image boxes: ours includes the sigmoid, 
 the top 10; the references include their own transform (resize, normalise) and post-processing as
 torchvision ships them.
 
-The default model (conv head on EfficientNet-Lite0's fused stride-8/16 features, whole image, NMS 0.5,
-top 100) is timed at batch 1 and 320 px against SSDlite320 (target: at least its speed), Ultralytics'
+The default model (the separable conv head on EfficientNet-Lite0's fused stride-8/16 features, at stride 16,
+whole image, NMS 0.5, top 100) is timed at batch 1 and 320 px against SSDlite320 (target: at least its speed), Ultralytics'
 YOLO11n built from its YAML (random weights: speed only; measured when the bench-only ``ultralytics``
 package is installed) and OpenCV's selective search (fast mode).
 
@@ -32,8 +32,11 @@ import numpy as np
 import torch
 import torchvision
 
+import measure
 from measure import Result, fastest
 from measure import main as bench_main
+
+from multibox.config import ModelConfig
 from multibox.inference import export
 from multibox.modeling.localizer import build_grid_model, build_model
 from multibox.inference.postprocess import postprocess
@@ -130,9 +133,15 @@ def measure(threads: int) -> dict[tuple[str, int], tuple[float, str]]:
 
 
 def default_model(size: int) -> torch.nn.Module:
-    """The default localizer (conv head on EfficientNet-Lite0's fused stride-8/16 features), random head."""
+    """The default localizer as `train` builds it (model config's defaults: the separable conv head, 256
+    channels, 3 layers, on EfficientNet-Lite0's fused stride-8/16 features), random head, at stride 16:
+    what the data rule gives where objects are large enough for ``size`` (stride 8, for small objects
+    such as trees-dev's crowns, is default_model.py's row of the model trained there)."""
+    cfg = ModelConfig()
     torch.manual_seed(0)
-    return build_grid_model("efficientnet_lite0", torch.tensor([[24.0, 24], [48, 48], [80, 72], [120, 128]]), size).eval()
+    return build_grid_model(cfg.backbone, torch.tensor([[24.0, 24], [48, 48], [80, 72], [120, 128]]), size,
+                            levels=tuple(cfg.levels), stride=16, hidden=cfg.conv_hidden, depth=cfg.conv_depth,
+                            head=cfg.conv_head).eval()
 
 
 def eager_default(model: torch.nn.Module, size: int, layout: str) -> Callable[[torch.Tensor], list]:
@@ -149,14 +158,12 @@ def eager_default(model: torch.nn.Module, size: int, layout: str) -> Callable[[t
 
 
 def yolo11n(size: int) -> Callable[[torch.Tensor], list] | None:
-    """Ultralytics' YOLO11n built from its YAML (random weights: speed only), its own NMS; None when the
-    bench-only dependency is missing (pip install ultralytics)."""
-    try:
-        from ultralytics import YOLO
-    except ImportError:
+    """Ultralytics' YOLO11n (measure.yolo11n: random weights, at this process's torch threads), its own
+    NMS; None when the bench-only dependency is missing (pip install ultralytics)."""
+    model = measure.yolo11n(torch.get_num_threads())
+    if model is None:
         print("  YOLO11n: skipped (pip install ultralytics to measure it)", flush=True)
         return None
-    model = YOLO("yolo11n.yaml")
     return lambda images: model.predict(images, imgsz=size, verbose=False, device="cpu")
 
 
@@ -183,12 +190,12 @@ def default_rows(size: int = 320) -> list[Result]:
     """The default model at batch 1 against SSDlite320 (target: at least its speed), YOLO11n and selective search."""
     ours, how = best_layout(lambda layout: eager_default(default_model(size), size, layout), 1, size)
     ssd, ssd_how = best_layout(lambda layout: torchvision_detector(REFERENCES["SSDlite320"], layout), 1, size)
-    rows = [Result(f"inference, default model {size}px ({how}) vs SSDlite320 ({ssd_how}), batch 1", ours, ssd, "images/s", 1.0)]
+    rows = [Result(f"inference, default model (stride 16) {size}px ({how}) vs SSDlite320 ({ssd_how}), batch 1", ours, ssd, "images/s", 1.0)]
     for name, make in (("YOLO11n", yolo11n), ("selective search (fast)", selective_search)):
         run = make(size)
         if run is not None:
             rate = images_per_s(run, 1, size)
-            rows.append(Result(f"inference, default model {size}px vs {name}, batch 1", ours, rate, "images/s"))
+            rows.append(Result(f"inference, default model (stride 16) {size}px vs {name}, batch 1", ours, rate, "images/s"))
     return rows
 
 

@@ -93,3 +93,21 @@ def main(run: Callable[[int], list[Result]], doc: str, value: str, ratio: str) -
     torch.set_num_threads(args.threads)
     for row in run(args.threads):
         print(f"{row.name}: {row.ours:{value}} vs {row.reference:{value}} {row.unit} = {ratio.format(row.ratio)}")
+
+
+def yolo11n(threads: int):
+    """Ultralytics' YOLO11n built from its YAML (random weights: speed only), set up for CPU prediction and
+    running on ``threads`` torch threads; None without the bench-only ``ultralytics`` package.
+
+    Ultralytics sets OMP_NUM_THREADS=1 when imported (where unset) and, when its predictor is set up (the
+    first predict), torch's threads to cores - 1: one on a 2-core machine, for the whole process, so
+    every model timed after it ran on one thread. The comparison is at ``threads`` on both sides."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    try:
+        from ultralytics import YOLO
+    except ImportError:
+        return None
+    model = YOLO("yolo11n.yaml")
+    model.predict(torch.zeros(1, 3, 64, 64), imgsz=64, verbose=False, device="cpu")  # sets its predictor up
+    torch.set_num_threads(threads)
+    return model

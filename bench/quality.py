@@ -76,6 +76,8 @@ CONFIGS: dict[str, tuple[str, dict]] = {
                     "model.image_size": None, "model.stride": None, "model.conv_head": "separable",
                     "model.feature_norm": "image"}),
     "default + partial fine-tuning (backbone after the stride-8 level, lr x 0.1)": ("default", {"train.tune_backbone": True}),
+    "default + EfficientNet-Lite2": ("default", {"model.backbone": "efficientnet_lite2"}),
+    "default + EfficientNet-Lite1": ("default", {"model.backbone": "efficientnet_lite1"}),
     "default": ("default", {}),
     "paper": ("paper", {}),
 }
