@@ -1,4 +1,4 @@
-"""`multibox detect --model model.onnx`: the file `export` writes runs through ONNX Runtime (via
+"""`multibox detect --model model.onnx`: the file `export` writes runs through ONNX Runtime or OpenVINO (via
 :func:`multibox.inference.loading.load_localizer`) and gives the checkpoint's detections within export's
 tolerance; a classifier beside an .onnx is one line, exit 2."""
 
@@ -28,21 +28,24 @@ def exported(tmp_path_factory):
     return checkpoint, folder / "model.onnx"
 
 
-def detections(model, images, out, capsys) -> list[dict]:
+def detections(model, images, out, capsys, *more: str) -> list[dict]:
     code = main(["detect", "--model", str(model), "--out", str(out), "--device", "cpu", "--top-k", "16", "--no-save",
-                 *map(str, images)])
+                 *more, *map(str, images)])
     assert code == 0, capsys.readouterr().err
     return json.loads((out / "detections.json").read_text())
 
 
-def test_detect_runs_an_onnx_as_its_checkpoint(exported, tmp_path, capsys):
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_detect_runs_an_onnx_as_its_checkpoint(exported, tmp_path, capsys, runtime):
+    if runtime == "openvino":
+        pytest.importorskip("openvino")
     checkpoint, onnx = exported
     images = []
     for i, size in enumerate([(96, 64), (64, 64), (120, 90)]):
         images.append(tmp_path / f"{i}.png")
         Image.effect_noise(size, 40 + 20 * i).convert("RGB").save(images[-1])
     want = detections(checkpoint, images, tmp_path / "pt", capsys)
-    got = detections(onnx, images, tmp_path / "onnx", capsys)
+    got = detections(onnx, images, tmp_path / "onnx", capsys, "--runtime", runtime)
     assert [e["path"] for e in got] == [e["path"] for e in want] == [str(p) for p in images]
     for g, w in zip(got, want):
         boxes, ref = torch.tensor(g["boxes"]), torch.tensor(w["boxes"])
@@ -61,3 +64,4 @@ def test_a_classifier_beside_an_onnx_is_one_line(exported, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "classifier" in err
     assert not (tmp_path / "d").exists()  # refused before the output folder is touched
+

@@ -182,7 +182,8 @@ def detect_rasters(args: argparse.Namespace) -> bool:
     args.out = output_dir(args.out, "detect")
     for raster in rasters:  # one raster at a time: memory is one batch of tiles
         written = detect_raster(args.model, raster, args.out, args.tile, args.overlap, args.bands, args.top_k,
-                                args.conf, args.iou, args.max_det, args.device, args.tta, vector_formats=maps)
+                                args.conf, args.iou, args.max_det, args.device, args.tta, vector_formats=maps,
+                                runtime=args.runtime)
         print("; ".join(f"{kind}: {path}" for kind, path in written.items()))
     args.inputs = [item for item in args.inputs if item not in rasters]
     return not args.inputs
@@ -214,7 +215,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
         path = detect(args.model, args.inputs, out, args.classifier, args.top_k, args.device, args.batch,
                       draw=args.save, multiscale=args.multiscale, mode=args.mode, region=args.region,
                       **window_args(args), min_score=args.conf, iou=args.iou, max_det=args.max_det,
-                      draw_conf=args.draw_conf, resume=args.resume, exist_ok=args.exist_ok, writers=make_writers)
+                      draw_conf=args.draw_conf, resume=args.resume, exist_ok=args.exist_ok, writers=make_writers,
+                      runtime=args.runtime)
     except DetectFolderInUse as exc:  # the library names its parameters; here they are flags
         message = str(exc)
         for parameter, flag in flags.items():

@@ -66,14 +66,15 @@ def drawing_names(files: list[Path]) -> list[str]:
 
 
 def detection_predictor(model_path: str | Path, classifier: str | Path | None, device: str, top_k: int,
-                        windows: dict, mode: str, region: str | None,
-                        options: dict) -> tuple[Predict, list[str] | None]:
+                        windows: dict, mode: str, region: str | None, options: dict,
+                        runtime: str = "onnxruntime") -> tuple[Predict, list[str] | None]:
     """(images -> per-image detection dicts, class names or None) for `detect`; windows: the
     Localizer's windows / tile / overlap / tta; options: min_score, iou, max_det. The localizer comes
     from :func:`multibox.inference.loading.load_localizer` (an .onnx runs in ONNX Runtime); the
-    classifier, when given, is a torch checkpoint beside a checkpoint localizer."""
+    classifier, when given, is a torch checkpoint beside a checkpoint localizer; runtime: what runs an .onnx
+    ("onnxruntime" or "openvino")."""
     refuse_onnx_classifier(model_path, classifier)
-    localizer = load_localizer(model_path, device, **windows)
+    localizer = load_localizer(model_path, device, **windows, runtime=runtime)
     if classifier is not None:
         detector = Detector.from_checkpoints(model_path, classifier, resolve_device(device), top_k, mode, region,
                                              located=localizer)
@@ -96,7 +97,7 @@ def detect(model_path: str | Path, inputs: list[str], out_dir: str | Path, class
            tile: float | None = None, overlap: float = 0.2, min_score: float = 0.0, iou: float | None = None,
            max_det: int | None = None, tta: str | None = None, draw_conf: float = DRAW_CONF, resume: bool = False,
            exist_ok: bool = False, writers: list | Callable[[list[str] | None], list] | None = None,
-           workers: int | None = None) -> Path:
+           workers: int | None = None, runtime: str = "onnxruntime") -> Path:
     """`multibox detect`: OUT_DIR/detections.json (entries of :func:`multibox.inference.entries.detection_entry`
     plus "drawing"), built as it goes in OUT_DIR/detections.jsonl (:mod:`multibox.jobs.detect_log`), and
     with ``draw`` OUT_DIR/images/*.png (boxes scoring at least ``draw_conf``, small images upscaled).
@@ -111,14 +112,16 @@ def detect(model_path: str | Path, inputs: list[str], out_dir: str | Path, class
     ``close()``), or a function of the class names returning them; on resume the images already done are
     fed first. Unreadable images are named on stderr, skipped, and listed in OUT_DIR/skipped.json.
     batch_size: images per network run (default :func:`default_batch` of the device); workers: decoding
-    threads (default :func:`default_workers` of the device).
+    threads (default :func:`default_workers` of the device); runtime: what runs an .onnx model,
+    "onnxruntime" or "openvino" (faster per image on the CPU, but it compiles the model when it loads:
+    0.7 s here, so it pays from a few hundred images on; README, Performance).
     """
     check_options(min_score, iou, top_k, max_det)
     check_draw_conf(draw_conf)
     files = expand_inputs(inputs)
     spec = {"windows": "multiscale" if multiscale else windows, "tile": tile, "overlap": overlap, "tta": tta}
     options = {"min_score": min_score, "iou": iou, "max_det": max_det}
-    predict, names = detection_predictor(model_path, classifier, device, top_k, spec, mode, region, options)
+    predict, names = detection_predictor(model_path, classifier, device, top_k, spec, mode, region, options, runtime)
     out = Path(out_dir)  # touched only once the models load
     done = detect_log.claim(out, detect_args(model_path, classifier, top_k, spec, mode, region, options), resume,
                             exist_ok)

@@ -126,7 +126,7 @@ def detect_raster(model: str | Path | Localizer, raster_path: str | Path, out_di
                   overlap: float = 0.2, bands: list[int] | str | None = None, top_k: int = 10, min_score: float = 0.0,
                   iou: float | None = None, max_det: int | None = None, device: str = "auto", tta: str | None = None,
                   batch_size: int = 16, vector_formats: list[str] | tuple = (),
-                  name: str | None = None) -> dict[str, Path]:
+                  name: str | None = None, runtime: str = "onnxruntime") -> dict[str, Path]:
     """Detect over the GeoTIFF/TIFF ``raster_path`` tile by tile; the files written (module docstring),
     by kind: {"geojson", "json", and each of ``vector_formats`` ("gpkg", "shp")}.
 
@@ -134,14 +134,15 @@ def detect_raster(model: str | Path | Localizer, raster_path: str | Path, out_di
     (fraction of a tile): the tiles; bands: three band numbers (red, green, blue) or one (grey), a list or
     "1,2,3" (default 1,2,3);
     top_k / max_det / min_score / iou: as :func:`multibox.jobs.detect.detect`; name: the output stem
-    (default the raster's).
+    (default the raster's); runtime: what runs an .onnx model, "onnxruntime" or "openvino".
     """
     check_options(min_score, iou, top_k, max_det)
     if not tile or tile <= 0:
         raise UserError(f"tile {tile}: expected a tile side in pixels > 0")
     check_vector_formats(vector_formats)  # a missing pyogrio/fiona fails before the raster is read
     if not isinstance(model, Localizer):
-        model = load_localizer(model, device, windows="tiles", tile=tile, overlap=overlap, tta=tta)
+        model = load_localizer(model, device, windows="tiles", tile=tile, overlap=overlap, tta=tta,
+                               runtime=runtime)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with RasterWindows(raster_path, bands, cache_mb=cache_mb(tile)) as raster:
