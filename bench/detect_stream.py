@@ -5,7 +5,7 @@ flat from 50 to 500 images). Not a timed test: the ratio within one run is what 
 The tiles are trees-dev's 400 px JPEGs copied to as many files as asked. Each row runs in a fresh process:
 
 * ``model only``: the images decoded beforehand, then ``predict_batch`` in batches of ``--batch`` (the
-  calls detect makes), timed: the network's ceiling for detect;
+  calls detect makes), timed: the network's ceiling for detect (an .onnx in ONNX Runtime on both sides);
 * ``detect``: :func:`multibox.jobs.detect.detect` end to end (decoding, network, JSONL, detections.json;
   drawings with --save), timed from the call, the model's loading included;
 * ``detect --no-save`` at 50 and 500 images: the process's peak RSS.
@@ -40,7 +40,10 @@ def tile_folder(root: Path, count: int) -> Path:
 
 def child(kind: str, model: str, folder: str, out: str, batch: int) -> dict:
     """One measurement in this process: images/s and peak RSS (MB)."""
+    from multibox.inference.loading import is_onnx
+
     files = sorted(Path(folder).glob("*.jpg"))
+    runtime = "onnxruntime" if is_onnx(model) else "torch"  # detect's default for an .onnx
     if kind == "model":
         from multibox.data.images import open_image
         from multibox.inference.loading import load_localizer
@@ -59,7 +62,8 @@ def child(kind: str, model: str, folder: str, out: str, batch: int) -> dict:
         detect(model, [folder], out, top_k=100, device="cpu", batch_size=batch, draw=kind == "detect-save")
         seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"kind": kind, "images": len(files), "images_per_s": len(files) / seconds, "peak_rss_mb": peak_mb}
+    return {"kind": kind, "images": len(files), "images_per_s": len(files) / seconds, "peak_rss_mb": peak_mb,
+            "runtime": runtime}
 
 
 def measure(kind: str, model: str, folder: Path, out: Path, batch: int) -> dict:
