@@ -32,8 +32,8 @@ import numpy as np
 import torch
 import torchvision
 
-import measure
 from measure import Result, fastest
+from measure import yolo11n as ready_yolo11n
 from measure import main as bench_main
 
 from multibox.config import ModelConfig
@@ -160,7 +160,7 @@ def eager_default(model: torch.nn.Module, size: int, layout: str) -> Callable[[t
 def yolo11n(size: int) -> Callable[[torch.Tensor], list] | None:
     """Ultralytics' YOLO11n (measure.yolo11n: random weights, at this process's torch threads), its own
     NMS; None when the bench-only dependency is missing (pip install ultralytics)."""
-    model = measure.yolo11n(torch.get_num_threads())
+    model = ready_yolo11n(torch.get_num_threads())
     if model is None:
         print("  YOLO11n: skipped (pip install ultralytics to measure it)", flush=True)
         return None

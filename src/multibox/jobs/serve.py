@@ -64,7 +64,7 @@ BACKENDS = ("auto", "torch", "onnx", "openvino")
 
 def serving_backend(classifier: str | Path | None, device: str, backend: str) -> str:
     """``backend`` resolved: "auto" is OpenVINO on the CPU where installed (1.83x ONNX Runtime's rate on the
-    default's network, bench/openvino_vs_ort.py), else ONNX Runtime (3.7x eager torch in README Performance),
+    default's network, bench/openvino_vs_ort.py), else ONNX Runtime (1.6x the eager torch model in README Performance),
     else torch; torch on a GPU or with a classifier (which needs the torch localizer)."""
     from multibox.engine.precision import resolve_device
 
