@@ -78,6 +78,8 @@ CONFIGS: dict[str, tuple[str, dict]] = {
     "default + partial fine-tuning (backbone after the stride-8 level, lr x 0.1)": ("default", {"train.tune_backbone": True}),
     "default + EfficientNet-Lite2": ("default", {"model.backbone": "efficientnet_lite2"}),
     "default + EfficientNet-Lite1": ("default", {"model.backbone": "efficientnet_lite1"}),
+    "default, 500 head steps": ("default", {"train.steps": 500}),
+    "default, no grey views": ("default", {"data.cache_gray": 0.0}),
     "default": ("default", {}),
     "paper": ("paper", {}),
 }
