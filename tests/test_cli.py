@@ -77,4 +77,4 @@ def test_detect_on_a_directory_writes_json_and_images(tmp_path, tiny_cfg):
         assert len(e["boxes"]) == len(e["scores"]) <= 3
         for x1, y1, x2, y2 in e["boxes"]:
             assert 0 <= x1 <= x2 <= e["width"] and 0 <= y1 <= y2 <= e["height"]
-    assert sorted(p.name for p in (tmp_path / "det" / "images").iterdir()) == ["a.png", "b.png"]
+    assert sorted(p.name for p in (tmp_path / "det" / "images").iterdir()) == ["a.jpg", "b.jpg"]

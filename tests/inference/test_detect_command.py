@@ -123,7 +123,7 @@ def test_same_file_names_in_two_folders_keep_both_drawings(models, tmp_path, cap
     entries = json.loads((tmp_path / "d" / "detections.json").read_text())
     drawings = [e["drawing"] for e in entries]
     assert len(set(drawings)) == 3 and all((tmp_path / "d" / d).is_file() for d in drawings)
-    assert sorted(p.name for p in (tmp_path / "d" / "images").iterdir()) == ["a_x.png", "a_x_2.png", "b_x.png"]
+    assert sorted(p.name for p in (tmp_path / "d" / "images").iterdir()) == ["a_x.jpg", "a_x_2.jpg", "b_x.jpg"]
     assert {e["path"] for e in entries} == {str(tmp_path / "a" / "x.jpg"), str(tmp_path / "a" / "x.png"),
                                             str(tmp_path / "b" / "x.jpg")}
 
