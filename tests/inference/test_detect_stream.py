@@ -296,3 +296,29 @@ def test_decoding_in_turn_gives_the_same_lines_as_decoding_threads(tmp_path, mon
     most, _ = peak_of_stream(colour_images(tmp_path / "more", 40, side=16), tmp_path / "in_turn", monkeypatch,
                              workers=0)
     assert 4 <= most <= 3 * 4 + 1  # the batch in hand + 2 batches waiting to be written + 1
+
+
+def test_a_staged_predict_gives_the_same_lines_with_its_network_in_a_thread(tmp_path):
+    """Staged (an exported model on a CPU): batch i's network runs in its own thread while batch i - 1 is
+    finished; the JSONL is the one predict-in-turn writes, unreadable files skipped alike, every network
+    call off the calling thread."""
+    paths = colour_images(tmp_path / "imgs", 11, side=16)
+    paths[3].write_bytes(b"not an image")
+    threads = []
+
+    def network(state):
+        threads.append(threading.current_thread().name)
+        return [fake_det(im) for im in state]
+
+    staged = streaming.Staged(prepare=list, network=network, finish=lambda state, outputs: outputs)
+    lines = {}
+    for name, predict in (("in turn", lambda ims: [fake_det(im) for im in ims]), ("staged", staged)):
+        out = tmp_path / name.replace(" ", "_")
+        out.mkdir()
+        with open(out / "d.jsonl", "w") as log:
+            sink = streaming.Sink(out, log, None, [p.stem for p in paths], save=False)
+            skipped = streaming.stream(list(enumerate(paths)), predict, sink, batch_size=3, workers=0)
+        assert [s["path"] for s in skipped] == [str(paths[3])]
+        lines[name] = (out / "d.jsonl").read_text().splitlines()
+    assert len(lines["staged"]) == 10 and lines["staged"] == lines["in turn"]
+    assert len(threads) == 4 and all(t.startswith("detect-network") for t in threads)

@@ -159,9 +159,13 @@ class Localizer:
         xyxy, counts Tensor[B] (windows per image), sizes Tensor[B, 2] (width, height) -> B dicts
         {"boxes", "scores"} on the CPU; ``iou``: the NMS threshold (default: this localizer's)."""
         with torch_threads(self.torch_threads):
-            outputs = self.forward_windows(inputs)
-            dets = merge_windows(outputs, windows.to(self.device), sizes.to(self.device), iou or self.nms_iou, top_k,
-                                 counts=counts, drop_cut=self.windows == "tiles", min_score=min_score)
+            return self.merge(self.forward_windows(inputs), windows, counts, sizes, top_k, min_score, iou)
+
+    def merge(self, outputs: dict[str, Tensor], windows: Tensor, counts: Tensor, sizes: Tensor,
+              top_k: int | None = None, min_score: float = 0.0, iou: float | None = None) -> list[dict[str, Tensor]]:
+        """:meth:`run`'s second half: the network's outputs of prepared windows -> B dicts on the CPU."""
+        dets = merge_windows(outputs, windows.to(self.device), sizes.to(self.device), iou or self.nms_iou, top_k,
+                             counts=counts, drop_cut=self.windows == "tiles", min_score=min_score)
         return [{k: v.cpu() for k, v in d.items()} for d in dets]
 
     def predict_batch(self, images: list[ImageLike] | Tensor, top_k: int | None = 10, min_score: float = 0.0,
@@ -183,12 +187,19 @@ class Localizer:
 
     def _predict_pils(self, pils: list[Image.Image], top_k: int | None, min_score: float,
                       iou: float | None) -> list[tuple[Tensor, Tensor]]:
+        inputs, windows, counts, sizes = self.prepare(pils)
+        dets = self.run(inputs, windows, counts, sizes, top_k, min_score, iou)
+        return [(d["boxes"], d["scores"]) for d in dets]
+
+    def prepare(self, pils: list[Image.Image]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """RGB images -> what :meth:`run` takes: (inputs Tensor[T, 3, S, S] uint8, windows Tensor[T, 4],
+        counts Tensor[B], sizes Tensor[B, 2]); with :meth:`forward_windows` and :meth:`merge`, the three
+        stages of :meth:`predict_batch` (`detect` overlaps them: :mod:`multibox.jobs.detect_stream`)."""
         windows = [self.image_windows(im.width, im.height) for im in pils]  # per image Tensor[W, 4]
         inputs = torch.cat([window_inputs(im, w, self.image_size) for im, w in zip(pils, windows)])  # [T, 3, S, S]
         sizes = torch.tensor([im.size for im in pils], dtype=torch.float32)  # [B, 2] (width, height)
         counts = torch.tensor([len(w) for w in windows], dtype=torch.int64)
-        dets = self.run(inputs, torch.cat(windows), counts, sizes, top_k, min_score, iou)
-        return [(d["boxes"], d["scores"]) for d in dets]
+        return inputs, torch.cat(windows), counts, sizes
 
     def predict(self, image: ImageLike, top_k: int | None = 10, min_score: float = 0.0, iou: float | None = None,
                 max_det: int | None = None) -> tuple[Tensor, Tensor]:

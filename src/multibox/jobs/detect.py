@@ -24,11 +24,12 @@ from tqdm import tqdm
 from multibox.engine.precision import resolve_device
 from multibox.errors import Interrupted, UserError
 from multibox.inference.detector import Detector
-from multibox.inference.loading import load_localizer, refuse_onnx_classifier
-from multibox.inference.postprocess import check_options
+from multibox.inference.loading import is_onnx, load_localizer, refuse_onnx_classifier
+from multibox.inference.localizer import Localizer
+from multibox.inference.postprocess import check_options, fewest
 from multibox.jobs import detect_log
 from multibox.jobs.detect_log import model_identity
-from multibox.jobs.detect_stream import READ_WORKERS, Predict, Sink, say, stream
+from multibox.jobs.detect_stream import READ_WORKERS, Predict, Sink, Staged, say, stream
 from multibox.reports.plots import DRAW_CONF
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
@@ -76,13 +77,30 @@ def detection_predictor(model_path: str | Path, classifier: str | Path | None, d
     classifier, when given, is a torch checkpoint beside a checkpoint localizer; runtime: what runs an .onnx
     ("onnxruntime" or "openvino")."""
     refuse_onnx_classifier(model_path, classifier)
-    localizer = load_localizer(model_path, device, **windows, runtime=runtime)
+    staged = is_onnx(model_path) and resolve_device(device).type == "cpu"
+    # staged: the network's threads must not spin, or they take the core the other stages run on
+    localizer = load_localizer(model_path, device, **windows, runtime=runtime, spinning=not staged)
+    if staged:
+        return staged_predictor(localizer, top_k, options), None
     if classifier is not None:
         detector = Detector.from_checkpoints(model_path, classifier, resolve_device(device), top_k, mode, region,
                                              located=localizer)
         return lambda images: detector.detect_batch(images, **options), detector.class_names
     return lambda images: [{"boxes": b, "scores": s}
                            for b, s in localizer.predict_batch(images, top_k, **options)], None
+
+
+def staged_predictor(localizer: Localizer, top_k: int, options: dict) -> Staged:
+    """An exported localizer's predict in three stages (:class:`detect_stream.Staged`): the same
+    detections as ``localizer.predict_batch(images, top_k, **options)``."""
+    limit = fewest(top_k, options["max_det"])
+
+    def finish(state: tuple, outputs: dict) -> list[dict]:
+        return [{"boxes": d["boxes"], "scores": d["scores"]}
+                for d in localizer.merge(outputs, *state[1:], limit, options["min_score"], options["iou"])]
+
+    return Staged(localizer.prepare, lambda state: localizer.forward_windows(state[0]), finish,
+                  localizer.torch_threads)
 
 
 def detect_args(model_path: str | Path, classifier: str | Path | None, top_k: int, spec: dict, mode: str,
