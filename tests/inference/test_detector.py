@@ -125,7 +125,7 @@ def test_from_checkpoints_and_cli_detect_write_names_and_ids(checkpoints, tmp_pa
     assert n == len(entry["scores"]) == len(entry["labels"]) == len(entry["label_ids"]) == len(entry["label_scores"]) <= 5
     assert all(detector.class_names[i] == name for i, name in zip(entry["label_ids"], entry["labels"]))
     assert entry["scores"] == sorted(entry["scores"], reverse=True)
-    assert (tmp_path / "det" / "images" / "a.png").is_file()
+    assert (tmp_path / "det" / "images" / "a.jpg").is_file()
 
 
 def test_detect_flag_mistakes_exit_2_with_one_line(checkpoints, tmp_path, capsys):
