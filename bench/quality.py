@@ -80,6 +80,8 @@ CONFIGS: dict[str, tuple[str, dict]] = {
     "default + EfficientNet-Lite1": ("default", {"model.backbone": "efficientnet_lite1"}),
     "default, 500 head steps": ("default", {"train.steps": 500}),
     "default, no grey views": ("default", {"data.cache_gray": 0.0}),
+    "default, no jitter": ("default", {"data.cache_jitter": 0.0, "data.cache_gray": 0.0}),
+    "default, §3 positives only": ("default", {"train.positive_iou": None}),
     "default": ("default", {}),
     "paper": ("paper", {}),
 }
