@@ -16,9 +16,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from default_vs_yolo import TILES, interleaved_rates
+from default_vs_yolo import TILES
 from detect_stream import measure, tile_folder
-from measure import Result, yolo11n
+from measure import Result, interleaved_rates, yolo11n
 
 from multibox.config import Config
 from multibox.data.images import open_image
@@ -55,7 +55,7 @@ def run(threads: int) -> list[Result]:
         backends = {"eager": (model, 1.5), "ONNX Runtime": (Path(tmp) / "model.onnx", None),
                     "ONNX Runtime int8": (Path(tmp) / "model.int8.onnx", None)}
         locs = {name: load_localizer(path, "cpu") for name, (path, _) in backends.items()}
-        # every side timed in the same rounds, after the training (default_vs_yolo.interleaved_rates)
+        # every side timed in the same rounds, after the training (measure.interleaved_rates)
         rates = interleaved_rates({"YOLO11n": lambda im: yolo.predict(im, imgsz=640, verbose=False)}
                                   | {name: (lambda im, loc=loc: loc.predict(im, top_k=100)) for name, loc in locs.items()},
                                   images)

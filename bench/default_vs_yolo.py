@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import torch
-from measure import yolo11n
+from measure import interleaved_rates, yolo11n
 
 from multibox.data.images import open_image
 from multibox.engine.checkpoint import checkpoint_config, load_checkpoint
@@ -25,41 +24,6 @@ from multibox.inference.loading import load_localizer
 from multibox.jobs.export import export_job
 
 TILES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "trees-dev" / "JPEGImages"
-
-
-def rate(predict, images: list, passes: int = 3) -> float:
-    """Images/s of ``predict`` over ``images``, one at a time (fastest pass, after one warm-up call)."""
-    predict(images[0])
-    best = float("inf")
-    for _ in range(passes):
-        start = time.perf_counter()
-        for image in images:
-            predict(image)
-        best = min(best, time.perf_counter() - start)
-    return len(images) / best
-
-
-PAUSE_S = 0.5  # before each timed pass (interleaved_rates)
-
-
-def interleaved_rates(predictors: dict, images: list, rounds: int = 3) -> dict:
-    """{name: images/s} of each ``predictors[name]`` (image -> anything) over ``images``, measured in
-    ``rounds`` rounds that each time one pass of every predictor in turn (after one warm-up call each),
-    each credited with its fastest pass: a slower or faster spell of the machine falls on all sides
-    alike, where timing one side after the other would give it to one of them. A pause before each pass
-    lets the previous side's idle threads stop spinning (torch's OpenMP threads spin for a while after
-    their last op and took cores from the ONNX Runtime pass after them)."""
-    for predict in predictors.values():
-        predict(images[0])
-    best = dict.fromkeys(predictors, float("inf"))
-    for _ in range(rounds):
-        for name, predict in predictors.items():
-            time.sleep(PAUSE_S)
-            start = time.perf_counter()
-            for image in images:
-                predict(image)
-            best[name] = min(best[name], time.perf_counter() - start)
-    return {name: len(images) / seconds for name, seconds in best.items()}
 
 
 def main() -> None:
@@ -73,7 +37,7 @@ def main() -> None:
     images = [open_image(p) for p in sorted(Path(args.images).glob("*.jpg"))]
     yolo = yolo11n(args.threads)
     if yolo is not None:
-        reference = rate(lambda im: yolo.predict(im, imgsz=640, verbose=False), images)
+        reference = interleaved_rates({"YOLO11n": lambda im: yolo.predict(im, imgsz=640, verbose=False)}, images)["YOLO11n"]
         print(f"YOLO11n, imgsz 640: {reference:.1f} images/s")
     else:
         reference = None
@@ -91,7 +55,7 @@ def main() -> None:
                     backends.append(("ONNX Runtime int8", onnx.with_suffix(".int8.onnx")))
             for name, model in backends:
                 loc = load_localizer(model, "cpu")
-                ours = rate(lambda im: loc.predict(im, top_k=100), images)
+                ours = interleaved_rates({name: lambda im: loc.predict(im, top_k=100)}, images)[name]
                 ratio = f", {ours / reference:.2f}x YOLO11n" if reference else ""
                 print(f"{path} {name} ({about}): {ours:.1f} images/s{ratio}", flush=True)
 

@@ -111,3 +111,26 @@ def yolo11n(threads: int):
     model.predict(torch.zeros(1, 3, 64, 64), imgsz=64, verbose=False, device="cpu")  # sets its predictor up
     torch.set_num_threads(threads)
     return model
+
+
+PAUSE_S = 0.5  # before each timed pass (interleaved_rates)
+
+
+def interleaved_rates(predictors: dict, images: list, rounds: int = 3) -> dict:
+    """{name: images/s} of each ``predictors[name]`` (image -> anything) over ``images``, measured in
+    ``rounds`` rounds that each time one pass of every predictor in turn (after one warm-up call each),
+    each credited with its fastest pass: a slower or faster spell of the machine falls on all sides
+    alike, where timing one side after the other would give it to one of them. A pause before each pass
+    lets the previous side's idle threads stop spinning (torch's OpenMP threads spin for a while after
+    their last op and took cores from the ONNX Runtime pass after them)."""
+    for predict in predictors.values():
+        predict(images[0])
+    best = dict.fromkeys(predictors, float("inf"))
+    for _ in range(rounds):
+        for name, predict in predictors.items():
+            time.sleep(PAUSE_S)
+            start = time.perf_counter()
+            for image in images:
+                predict(image)
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: len(images) / seconds for name, seconds in best.items()}

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import time
 from pathlib import Path
 
 import torch
+from measure import interleaved_rates
 
 from multibox.data.images import open_image
 from multibox.inference.loading import load_localizer
@@ -27,19 +27,10 @@ TILES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "trees-
 
 
 def rates(predictors: list, images: list, passes: int = 3) -> list[float]:
-    """Images/s of each predictor over ``images``, one at a time: the fastest of ``passes`` passes, the
-    predictors taking turns within each pass (so a change of the machine's load hits all alike), after
-    one warm-up call each."""
-    for predict in predictors:
-        predict(images[0])
-    best = [float("inf")] * len(predictors)
-    for _ in range(passes):
-        for i, predict in enumerate(predictors):
-            start = time.perf_counter()
-            for image in images:
-                predict(image)
-            best[i] = min(best[i], time.perf_counter() - start)
-    return [len(images) / t for t in best]
+    """Images/s of each predictor over ``images``, one at a time (:func:`measure.interleaved_rates`: the
+    fastest of ``passes`` passes, the predictors taking turns within each pass)."""
+    speeds = interleaved_rates(dict(enumerate(predictors)), images, passes)
+    return [speeds[i] for i in range(len(predictors))]
 
 
 def load(path: str, threads: int):
