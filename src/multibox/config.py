@@ -32,6 +32,7 @@ CROPS = ("auto", "coverage", "max_square")  # training crops (§4.1 coverage buc
 CLASSIFIER_REGIONS = ("max", "min")  # square around a box: §4.2.2 max, §4.4.1 min
 DETECTOR_MODES = ("voc", "ilsvrc")  # §4.2.2 (NMS 0.5, every class) and §4.4.1 (NMS 0.4, best box per class)
 EXPORT_FORMATS = ("onnx", "torchscript")
+RUNTIMES = ("onnxruntime", "openvino")  # what runs an exported .onnx (`detect --runtime`)
 MODEL_KINDS = ("localizer", "one-box-per-class")  # what `train` trains: DeepMultiBox, or §4.4.2's competitor
 WINDOW_MODES = ("whole", "center", "multiscale", "tiles")  # what the localizer looks at: the padded image, §4.1, §4.3, tiles
 TTA_MODES = ("flip", "dihedral")  # test-time augmentation: + the mirror image; + the mirrors and 90-degree rotations

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from multibox import __version__
 from multibox.cli.did_you_mean import choice_hint, flag_hint, key_value_hint
 from multibox.config import (AMP_MODES, BACKBONES, CLASSIFIER_REGIONS, DETECTOR_MODES, EXPORT_FORMATS, MODEL_KINDS,
-                             OPTIMIZERS, PRESETS, SELECT_RANKINGS, TTA_MODES, WINDOW_MODES, Config)
+                             OPTIMIZERS, PRESETS, RUNTIMES, SELECT_RANKINGS, TTA_MODES, WINDOW_MODES, Config)
 
 
 def number(cast: type, minimum: float, strict: bool) -> Callable[[str], float]:
@@ -277,7 +277,7 @@ def add_detect(sub, device: Parser) -> None:
                         "(default voc)")
     p.add_argument("--region", choices=CLASSIFIER_REGIONS,
                    help="square around each box (default: from the classifier checkpoint)")
-    p.add_argument("--runtime", choices=["onnxruntime", "openvino"], default="onnxruntime", help="what runs an .onnx "
+    p.add_argument("--runtime", choices=RUNTIMES, default=RUNTIMES[0], help="what runs an .onnx "
                    "--model (default onnxruntime; openvino: faster per image, 0.7 s more to load, for long runs)")
     add_max_pixels(p)
     p.add_argument("--bands", metavar="1,2,3",

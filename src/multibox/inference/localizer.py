@@ -182,13 +182,8 @@ class Localizer:
         pils = [to_pil(im) for im in image_list(images)]
         if not pils:
             return []
-        with torch_threads(self.torch_threads):
-            return self._predict_pils(pils, fewest(top_k, max_det), min_score, iou)
-
-    def _predict_pils(self, pils: list[Image.Image], top_k: int | None, min_score: float,
-                      iou: float | None) -> list[tuple[Tensor, Tensor]]:
-        inputs, windows, counts, sizes = self.prepare(pils)
-        dets = self.run(inputs, windows, counts, sizes, top_k, min_score, iou)
+        with torch_threads(self.torch_threads):  # the windows' resizing too, not only run()
+            dets = self.run(*self.prepare(pils), fewest(top_k, max_det), min_score, iou)
         return [(d["boxes"], d["scores"]) for d in dets]
 
     def prepare(self, pils: list[Image.Image]) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -26,13 +26,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from multibox.config import RUNTIMES
 from multibox.errors import UserError
 from multibox.inference.export import NMS_IOU, read_metadata
 from multibox.inference.localizer import Localizer
 from multibox.threads import available_cpus
 
 INSTALL_HINT = "running an .onnx model needs ONNX Runtime: pip install 'multibox[export]'"
-RUNTIMES = ("onnxruntime", "openvino")  # what runs an exported .onnx
 
 
 def session_options(threads: int | None = None, spinning: bool = True) -> Any:

@@ -96,8 +96,7 @@ def staged_predictor(localizer: Localizer, top_k: int, options: dict) -> Staged:
     limit = fewest(top_k, options["max_det"])
 
     def finish(state: tuple, outputs: dict) -> list[dict]:
-        return [{"boxes": d["boxes"], "scores": d["scores"]}
-                for d in localizer.merge(outputs, *state[1:], limit, options["min_score"], options["iou"])]
+        return localizer.merge(outputs, *state[1:], limit, options["min_score"], options["iou"])
 
     return Staged(localizer.prepare, lambda state: localizer.forward_windows(state[0]), finish,
                   localizer.torch_threads)

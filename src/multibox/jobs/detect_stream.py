@@ -58,10 +58,6 @@ class Staged:
     finish: Callable[[object, object], list[dict]]
     torch_threads: int | None = None  # torch's threads while the stages run (multibox.threads.torch_threads)
 
-    def __call__(self, images: list[Image.Image]) -> list[dict]:
-        state = self.prepare(images)
-        return self.finish(state, self.network(state))
-
 
 def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
     """Lists of ``size`` consecutive items (the last one shorter)."""
