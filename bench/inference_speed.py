@@ -140,7 +140,7 @@ def default_model(size: int) -> torch.nn.Module:
     cfg = ModelConfig()
     torch.manual_seed(0)
     return build_grid_model(cfg.backbone, torch.tensor([[24.0, 24], [48, 48], [80, 72], [120, 128]]), size,
-                            levels=tuple(cfg.levels), stride=16, hidden=cfg.conv_hidden, depth=cfg.conv_depth,
+                            levels=cfg.levels, stride=16, hidden=cfg.conv_hidden, depth=cfg.conv_depth,
                             head=cfg.conv_head).eval()
 
 

@@ -45,6 +45,9 @@ PROTOCOLS = {"same": ("train", "val"), "sites": ("train_yell", "val_sites")}
 # they were measured against (docs/quality.md keeps the history).
 OLD_LOSS = {"train.box_loss": "image", "train.positive_iou": None, "train.alpha": 0.3}
 BEFORE = OLD_LOSS | {"data.cache_jitter": 0.0, "model.conv_head": "dense", "model.image_size": None, "model.stride": 16}
+# Rows measured when every map fused the backbone's stride-8 and stride-16 levels (before levels followed
+# the map's stride, feature_maps.default_levels) keep them, so that they still mean what they measured.
+L816 = {"model.levels": [8, 16]}
 CONFIGS: dict[str, tuple[str, dict]] = {
     # the default of the previous release: Eq. 1 loss, §3 positives only, no jitter, dense head, S from the rule
     "before": ("default", BEFORE),
@@ -54,34 +57,39 @@ CONFIGS: dict[str, tuple[str, dict]] = {
     "box loss + IoU positives + jitter": ("default", BEFORE | {"train.box_loss": "box", "train.positive_iou": 0.5,
                                                               "train.alpha": 1.0, "data.cache_jitter": 0.75}),
     "... + stride 8 at half the input size (the data rule), separable head": (
-        "default", {"train.box_loss": "box", "train.positive_iou": 0.5, "train.alpha": 1.0, "data.cache_jitter": 0.75,
+        "default", L816 | {"train.box_loss": "box", "train.positive_iou": 0.5, "train.alpha": 1.0, "data.cache_jitter": 0.75,
                     "model.image_size": None, "model.stride": None, "model.conv_head": "separable"}),
-    "... + 416 px, stride 8, separable head": ("default", {"train.box_loss": "box", "train.positive_iou": 0.5,
+    "... + 416 px, stride 8, separable head": ("default", L816 | {"train.box_loss": "box", "train.positive_iou": 0.5,
                                                           "train.alpha": 1.0, "data.cache_jitter": 0.75,
                                                           "model.image_size": 416, "model.stride": 8,
                                                           "model.conv_head": "separable"}),
     "... + strong jitter (1.0, a third grey), scales 0.6-1.5": (
-        "default", {"train.box_loss": "box", "train.positive_iou": 0.5, "train.alpha": 1.0, "data.cache_jitter": 1.0,
+        "default", L816 | {"train.box_loss": "box", "train.positive_iou": 0.5, "train.alpha": 1.0, "data.cache_jitter": 1.0,
                     "data.cache_gray": 0.3, "data.cache_scales": [0.6, 0.8, 1.0, 1.25, 1.5],
                     "model.image_size": None, "model.stride": None, "model.conv_head": "separable"}),
     "... data rule, dense head": (
-        "default", {"train.box_loss": "box", "train.positive_iou": 0.5, "train.alpha": 1.0, "data.cache_jitter": 0.75,
+        "default", L816 | {"train.box_loss": "box", "train.positive_iou": 0.5, "train.alpha": 1.0, "data.cache_jitter": 0.75,
                     "model.image_size": None, "model.stride": None, "model.conv_head": "dense"}),
     "... data rule, separable head, EfficientNet-Lite2": (
-        "default", {"train.box_loss": "box", "train.positive_iou": 0.5, "train.alpha": 1.0, "data.cache_jitter": 0.75,
+        "default", L816 | {"train.box_loss": "box", "train.positive_iou": 0.5, "train.alpha": 1.0, "data.cache_jitter": 0.75,
                     "model.image_size": None, "model.stride": None, "model.conv_head": "separable",
                     "model.backbone": "efficientnet_lite2"}),
     "... data rule, separable head, per-image feature norm": (
-        "default", {"train.box_loss": "box", "train.positive_iou": 0.5, "train.alpha": 1.0, "data.cache_jitter": 0.75,
+        "default", L816 | {"train.box_loss": "box", "train.positive_iou": 0.5, "train.alpha": 1.0, "data.cache_jitter": 0.75,
                     "model.image_size": None, "model.stride": None, "model.conv_head": "separable",
                     "model.feature_norm": "image"}),
-    "default + partial fine-tuning (backbone after the stride-8 level, lr x 0.1)": ("default", {"train.tune_backbone": True}),
-    "default + EfficientNet-Lite2": ("default", {"model.backbone": "efficientnet_lite2"}),
-    "default + EfficientNet-Lite1": ("default", {"model.backbone": "efficientnet_lite1"}),
-    "default, 500 head steps": ("default", {"train.steps": 500}),
-    "default, no grey views": ("default", {"data.cache_gray": 0.0}),
-    "default, no jitter": ("default", {"data.cache_jitter": 0.0, "data.cache_gray": 0.0}),
-    "default, §3 positives only": ("default", {"train.positive_iou": None}),
+    "default + partial fine-tuning (backbone after the stride-8 level, lr x 0.1)": ("default", L816 | {"train.tune_backbone": True}),
+    "default + EfficientNet-Lite2": ("default", L816 | {"model.backbone": "efficientnet_lite2"}),
+    "default + EfficientNet-Lite1": ("default", L816 | {"model.backbone": "efficientnet_lite1"}),
+    "default, 500 head steps": ("default", L816 | {"train.steps": 500}),
+    "default, no grey views": ("default", L816 | {"data.cache_gray": 0.0}),
+    "default, no jitter": ("default", L816 | {"data.cache_jitter": 0.0, "data.cache_gray": 0.0}),
+    "default, §3 positives only": ("default", L816 | {"train.positive_iou": None}),
+    # the levels fused at stride 8 (levels 8 + 16 at stride 8 is the "... + strong jitter" row)
+    "default, levels 8": ("default", {"model.levels": [8]}),
+    "default, levels 2 + 4 + 8": ("default", {"model.levels": [2, 4, 8]}),
+    "default, levels 4 + 8 + 16": ("default", {"model.levels": [4, 8, 16]}),
+    "default, levels 8 + 16 + 32": ("default", {"model.levels": [8, 16, 32]}),
     "default": ("default", {}),
     "paper": ("paper", {}),
 }

@@ -53,7 +53,7 @@ def untrained_checkpoint(path: Path, arch: str, image_size: int) -> Path:
     if arch == "default":
         m.image_size = image_size
         shapes = torch.tensor([[24.0, 24], [48, 48], [80, 72], [120, 128]])
-        model = build_grid_model(m.backbone, shapes, image_size, None, tuple(m.levels), m.stride, m.conv_hidden,
+        model = build_grid_model(m.backbone, shapes, image_size, None, m.levels, m.stride, m.conv_hidden,
                                  m.conv_depth)
     else:
         m.backbone, m.image_size, m.num_boxes, m.hidden_dim = "tiny", 64, 16, 64

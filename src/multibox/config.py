@@ -60,7 +60,7 @@ class ModelConfig:
     grid: int = 4  # spatial grid the backbone's feature map is pooled to before the fully connected head
     shapes_per_cell: int = 4  # conv head: A prior shapes per cell, from k-means on the training boxes' sizes
     stride: int | None = None  # conv head: the feature map's stride in input pixels (8 or 16); None: from the data (engine.tasks.auto_geometry)
-    levels: list[int] = field(default_factory=lambda: [8, 16])  # conv head: backbone strides fused into the map
+    levels: list[int] | None = None  # conv head: backbone strides fused into the map (None: the map's stride and the next finer one)
     conv_hidden: int = 256  # conv head: channels of its 3x3 convolutions
     conv_depth: int = 3  # conv head: number of 3x3 convolutions
     feature_norm: str = "dataset"  # conv head: standardize features with the training maps' statistics ("dataset") or each image's own ("image")

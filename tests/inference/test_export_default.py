@@ -23,7 +23,7 @@ def test_default_model_exports_to_onnx_within_a_pixel(tmp_path, capsys):
     m = cfg.model
     torch.manual_seed(0)
     shapes = torch.tensor([[16.0, 16.0], [32.0, 24.0], [24.0, 40.0], [64.0, 64.0]])
-    model = build_grid_model(m.backbone, shapes, m.image_size, m.weights, tuple(m.levels), m.stride, m.conv_hidden,
+    model = build_grid_model(m.backbone, shapes, m.image_size, m.weights, m.levels, m.stride, m.conv_hidden,
                              m.conv_depth, m.conv_head)
     for p in model.head.parameters():  # a trained head is not at its init: residuals and logits far from 0
         torch.nn.init.normal_(p, std=0.05)

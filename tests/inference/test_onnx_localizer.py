@@ -70,7 +70,7 @@ def conv_checkpoint(tmp_path) -> tuple:
     m = cfg.model
     torch.manual_seed(0)
     shapes = torch.tensor([[8.0, 8.0], [20.0, 14.0], [14.0, 24.0]])
-    model = build_grid_model("tiny", shapes, SIZE, None, tuple(m.levels), m.stride, m.conv_hidden, m.conv_depth,
+    model = build_grid_model("tiny", shapes, SIZE, None, m.levels, m.stride, m.conv_hidden, m.conv_depth,
                              m.conv_head, m.feature_norm)
     for p in model.head.parameters():
         torch.nn.init.normal_(p, std=0.1)

@@ -290,7 +290,7 @@ def model_from_checkpoint(state: dict[str, Any], kind: str | None = "localizer")
 
         model = build_classifier(m.backbone, len(state["class_names"]), weights, m.hidden_dim, m.grid)
     elif m.head == "conv":
-        model = build_grid_model(m.backbone, state["model"]["shapes"], m.image_size, weights, tuple(m.levels), m.stride,
+        model = build_grid_model(m.backbone, state["model"]["shapes"], m.image_size, weights, m.levels, m.stride,
                                  m.conv_hidden, m.conv_depth, m.conv_head, m.feature_norm)
     else:
         model = build_model(m.backbone, state["model"]["priors"], weights, m.hidden_dim, m.grid)

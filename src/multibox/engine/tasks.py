@@ -23,6 +23,7 @@ from multibox.engine.checkpoint import checkpoint_kind
 from multibox.engine.feature_cache import cached_windows
 from multibox.errors import UserError
 from multibox.modeling.classifier import build_classifier
+from multibox.modeling.feature_maps import default_levels
 from multibox.modeling.localizer import GridMultiBox, build_grid_model, build_model
 from multibox.modeling.losses import ClassifierLoss, MultiBoxLoss, OneBoxPerClassLoss
 from multibox.modeling.matcher import match_priors
@@ -183,14 +184,16 @@ def auto_geometry(dataset: DetectionDataset, image_size: int | None, stride: int
 
 
 def resolve_config(cfg: Config, dataset: DetectionDataset) -> Config:
-    """The settings left to the data, filled in (the run saves the resolved config): the input size
-    and the conv head's stride (the classifier's size is set by :func:`classifier_task`)."""
+    """The settings left to the data, filled in (the run saves the resolved config): the input size,
+    the conv head's stride and the levels it fuses (the classifier's size is set by :func:`classifier_task`)."""
     m = cfg.model
     if m.head != "conv":
         m.image_size = m.image_size or PAPER_IMAGE_SIZE
         m.stride = m.stride or 16
     elif m.image_size is None or m.stride is None:
         m.image_size, m.stride = auto_geometry(dataset, m.image_size, m.stride)
+    if m.head == "conv" and m.levels is None:
+        m.levels = list(default_levels(m.stride))
     return cfg
 
 
@@ -274,7 +277,7 @@ def grid_localizer_task(cfg: Config, dataset: DetectionDataset, state: dict | No
     otherwise end to end on §4.1 crops, matched to the full input's grid priors."""
     m = cfg.model
     shapes = distributed.from_main(lambda: fit_shapes(cfg, dataset)) if state is None else state["model"]["shapes"]
-    model = build_grid_model(m.backbone, shapes, m.image_size, m.weights, tuple(m.levels), m.stride, m.conv_hidden,
+    model = build_grid_model(m.backbone, shapes, m.image_size, m.weights, m.levels, m.stride, m.conv_hidden,
                              m.conv_depth, m.conv_head, m.feature_norm)
     cfg.model.num_boxes = int(model.num_boxes)  # the conv head's K follows its map: config.yaml records it
     extras = {"prior_match_counts": torch.zeros(model.num_boxes, dtype=torch.int64), "class_names": list(dataset.class_names)}

@@ -10,6 +10,8 @@ Every module exposes ``out_channels`` (C) and ``stride`` (s).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -126,10 +128,20 @@ class TinyMaps(nn.Module):
         return self.stages[self._split :]
 
 
-def build_feature_maps(name: str, weights: str | None = None, levels: tuple[int, ...] = (8, 16),
+def default_levels(stride: int) -> tuple[int, int]:
+    """The levels fused when none are given: the map's own stride and the next finer one ((4, 8) at
+    stride 8, (8, 16) at 16). On photos of another site the stride-16 stage's ImageNet features carry the
+    training site's look more than a crown's: at stride 8, levels 4 and 8 found more of another site's
+    crowns than 8 and 16 (docs/quality.md), and the backbone stops after its stride-8 stage."""
+    return (stride // 2, stride)
+
+
+def build_feature_maps(name: str, weights: str | None = None, levels: Sequence[int] | None = None,
                        stride: int = 16) -> nn.Module:
     """The feature-map backbone called ``name`` (one of CONV_HEAD_BACKBONES), tapped at ``levels``
-    (strides) and fused at ``stride``; weights as for :func:`multibox.modeling.backbones.build_backbone`."""
+    (strides; None: :func:`default_levels`) and fused at ``stride``; weights as for
+    :func:`multibox.modeling.backbones.build_backbone`."""
+    levels = default_levels(stride) if levels is None else tuple(levels)
     if name not in CONV_HEAD_BACKBONES:
         raise UserError(f"backbone {name!r}: the conv head needs one of {', '.join(CONV_HEAD_BACKBONES)} "
                         "(or model.head: fc)")

@@ -14,6 +14,8 @@ their own modules. Input normalization is part of the model, so exported graphs 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
@@ -134,9 +136,10 @@ class GridMultiBox(nn.Module):
 
 
 def build_grid_model(backbone: str, shapes: Tensor, image_size: int, weights: str | None = None,
-                     levels: tuple[int, ...] = (8, 16), stride: int = 16, hidden: int = 128,
+                     levels: Sequence[int] | None = None, stride: int = 16, hidden: int = 128,
                      depth: int = 2, head: str = "dense", feature_norm: str = "dataset") -> GridMultiBox:
     """A conv-head localizer with the named feature-map backbone and prior shapes Tensor[A, 2] (pixels);
+    levels: the backbone strides fused (None: :func:`multibox.modeling.feature_maps.default_levels`);
     head: the ConvHead's kind ("dense" or "separable"); feature_norm: see :class:`GridMultiBox`."""
-    return GridMultiBox(build_feature_maps(backbone, weights, tuple(levels), stride), shapes, image_size, hidden, depth,
+    return GridMultiBox(build_feature_maps(backbone, weights, levels, stride), shapes, image_size, hidden, depth,
                         head, feature_norm)
