@@ -44,3 +44,15 @@ def test_resolve_config_fills_both_and_the_fc_head_keeps_its_size():
     fc = Config.preset("paper")
     resolve_config(fc, dataset(400, 36))
     assert fc.model.image_size == 220 and fc.model.stride == 16
+
+
+def test_the_fused_levels_follow_the_stride_unless_set():
+    small, photos = dataset(400, 36), dataset(640, 160)
+    cfg = resolve_config(Config(), small)
+    assert cfg.model.stride == 8 and cfg.model.levels == [4, 8]  # the map's stride and the next finer one
+    cfg = resolve_config(Config(), photos)
+    assert cfg.model.stride == 16 and cfg.model.levels == [8, 16]
+    cfg = Config()
+    cfg.model.levels = [8, 16]
+    assert resolve_config(cfg, small).model.levels == [8, 16]  # a user's levels are kept
+    assert resolve_config(Config.preset("paper"), small).model.levels is None  # the FC head fuses no levels

@@ -2,9 +2,10 @@
 
 The translation-invariant head (the authors' next step, MultiBox v2 and SSD) predicts boxes per cell
 of a feature map, so it needs the map itself, not a pooled vector. Objects in users' photos are often
-small (tree crowns of 15-60 px), so the map is fine (stride 16 by default, 8 possible) and carries
-features of two depths: the backbone's stride-8 and stride-16 stages, the coarser one upsampled and the
-finer one average-pooled to the map's stride, concatenated (a two-level pyramid in one tensor).
+small (tree crowns of 15-60 px), so the map is fine (stride 16 or 8, from the data) and carries
+features of two depths (:func:`default_levels`: the map's stride and the next finer one, e.g. the
+backbone's stride-8 and stride-16 stages for a stride-16 map), the coarser one upsampled and the finer
+one average-pooled to the map's stride, concatenated (a two-level pyramid in one tensor).
 Every module exposes ``out_channels`` (C) and ``stride`` (s).
 """
 
