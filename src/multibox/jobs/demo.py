@@ -23,7 +23,8 @@ def demo_config(steps: int | None = DEMO_STEPS, minutes: float | None = None) ->
     on the machine) or a wall-clock budget.
 
     From the default preset: the input stays at the scenes' 160 px, the feature map is stride 8 (20 x 20
-    cells, the scenes' objects span few cells at 16) with a 128-channel dense head, the paper's loss, one
+    cells, the scenes' objects span few cells at 16) fusing the backbone's stride-8 and 16 levels, with a
+    128-channel dense head, the paper's loss, one
     scale, no rotations and no photometric jitter cached (the scenes' shapes have an up), training windows
     of 20 cells (the whole scene). The settings
     were chosen on the val split (docs/quality.md); the paper's configuration is `multibox train --preset paper`.
@@ -36,6 +37,9 @@ def demo_config(steps: int | None = DEMO_STEPS, minutes: float | None = None) ->
     # 10 boxes fell from 87.5 % to 81.8 % (docs/quality.md)
     cfg.model.conv_head, cfg.data.cache_jitter, cfg.data.cache_gray = "dense", 0.0, 0.0
     cfg.train.box_loss, cfg.train.positive_iou, cfg.train.alpha = "image", None, 0.3
+    # and the stride-8 and stride-16 levels (its objects reach most of the scene): with the levels that a
+    # stride-8 map fuses by default (4 + 8), 87.0 % at 10 boxes instead of 89.5 %, PR AP50 0.653 vs 0.730
+    cfg.model.levels = [8, 16]
     cfg.train.window_cells, cfg.train.steps, cfg.train.time_minutes = 20, steps, minutes
     cfg.train.checkpoint_every = 500
     return cfg
