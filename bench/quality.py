@@ -44,10 +44,12 @@ PROTOCOLS = {"same": ("train", "val"), "sites": ("train_yell", "val_sites")}
 # default as it is now; the others change one thing (or say what they add) relative to the defaults
 # they were measured against (docs/quality.md keeps the history).
 OLD_LOSS = {"train.box_loss": "image", "train.positive_iou": None, "train.alpha": 0.3}
-BEFORE = OLD_LOSS | {"data.cache_jitter": 0.0, "model.conv_head": "dense", "model.image_size": None, "model.stride": 16}
+# Rows measured before the head's input dropout (model.feature_dropout) keep it off.
+NO_DROPOUT = {"model.feature_dropout": 0.0}
+BEFORE = NO_DROPOUT | OLD_LOSS | {"data.cache_jitter": 0.0, "model.conv_head": "dense", "model.image_size": None, "model.stride": 16}
 # Rows measured when every map fused the backbone's stride-8 and stride-16 levels (before levels followed
 # the map's stride, feature_maps.default_levels) keep them, so that they still mean what they measured.
-L816 = {"model.levels": [8, 16]}
+L816 = NO_DROPOUT | {"model.levels": [8, 16]}
 CONFIGS: dict[str, tuple[str, dict]] = {
     # the default of the previous release: Eq. 1 loss, §3 positives only, no jitter, dense head, S from the rule
     "before": ("default", BEFORE),
@@ -86,10 +88,12 @@ CONFIGS: dict[str, tuple[str, dict]] = {
     "default, no jitter": ("default", L816 | {"data.cache_jitter": 0.0, "data.cache_gray": 0.0}),
     "default, §3 positives only": ("default", L816 | {"train.positive_iou": None}),
     # the levels fused at stride 8 (levels 8 + 16 at stride 8 is the "... + strong jitter" row)
-    "default, levels 8": ("default", {"model.levels": [8]}),
-    "default, levels 2 + 4 + 8": ("default", {"model.levels": [2, 4, 8]}),
-    "default, levels 4 + 8 + 16": ("default", {"model.levels": [4, 8, 16]}),
-    "default, levels 8 + 16 + 32": ("default", {"model.levels": [8, 16, 32]}),
+    "default, levels 4 + 8": ("default", NO_DROPOUT | {"model.levels": [4, 8]}),  # the default when levels began to follow the stride
+    "default, levels 4 + 8, feature dropout 0.3": ("default", {"model.levels": [4, 8], "model.feature_dropout": 0.3}),
+    "default, levels 8": ("default", NO_DROPOUT | {"model.levels": [8]}),
+    "default, levels 2 + 4 + 8": ("default", NO_DROPOUT | {"model.levels": [2, 4, 8]}),
+    "default, levels 4 + 8 + 16": ("default", NO_DROPOUT | {"model.levels": [4, 8, 16]}),
+    "default, levels 8 + 16 + 32": ("default", NO_DROPOUT | {"model.levels": [8, 16, 32]}),
     "default": ("default", {}),
     "paper": ("paper", {}),
 }

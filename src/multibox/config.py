@@ -63,6 +63,7 @@ class ModelConfig:
     levels: list[int] | None = None  # conv head: backbone strides fused into the map (None: the map's stride and the next finer one)
     conv_hidden: int = 256  # conv head: channels of its 3x3 convolutions
     conv_depth: int = 3  # conv head: number of 3x3 convolutions
+    feature_dropout: float = 0.0  # conv head: share of the head's input channels dropped while training (whole channels; 0.3: more of another site's crowns, fewer of the training photo's; docs/quality.md)
     feature_norm: str = "dataset"  # conv head: standardize features with the training maps' statistics ("dataset") or each image's own ("image")
     conv_head: str = "separable"  # conv head: "separable" (depthwise 3x3 + 1x1: ~10x fewer FLOPs than "dense" 3x3 convolutions)
     windows: str = "whole"  # what the localizer looks at in an image, one of WINDOW_MODES ("center": §4.1, the paper's)
@@ -239,7 +240,7 @@ IMAGE_SIZE = Range(32, 4096)
 FIELD_RANGES: dict[tuple[str, str], Range] = {
     ("model", "num_boxes"): POSITIVE, ("model", "image_size"): IMAGE_SIZE, ("model", "hidden_dim"): NON_NEGATIVE,
     ("model", "grid"): POSITIVE, ("model", "shapes_per_cell"): POSITIVE, ("model", "stride"): Range(2, 64),
-    ("model", "levels"): Range(2, 64), ("model", "conv_hidden"): POSITIVE, ("model", "conv_depth"): POSITIVE,
+    ("model", "levels"): Range(2, 64), ("model", "conv_hidden"): POSITIVE, ("model", "conv_depth"): POSITIVE, ("model", "feature_dropout"): Range(0, 0.9),
     ("data", "holdout"): Range(0, 0.9), ("data", "val_images"): NON_NEGATIVE, ("data", "synthetic_sizes"): NON_NEGATIVE,
     ("data", "synthetic_image_size"): Range(16, 4096), ("data", "synthetic_seed"): NON_NEGATIVE,
     ("data", "cache_scales"): ABOVE_ZERO, ("data", "num_workers"): NON_NEGATIVE,

@@ -91,3 +91,19 @@ def test_the_separable_head_sees_the_same_context_at_a_fraction_of_the_cost():
             head(torch.rand(1, 152, 44, 44))
         flops.append(counter.get_total_flops())
     assert flops[1] * 8 < flops[0]
+
+
+def test_input_dropout_drops_whole_channels_while_training_and_nothing_at_inference():
+    torch.manual_seed(0)
+    plain = ConvHead(8, 2, hidden=16, depth=1)
+    dropped = ConvHead(8, 2, hidden=16, depth=1, dropout=0.5)
+    dropped.load_state_dict(plain.state_dict())  # no parameters of its own: the same state loads
+    x = torch.randn(2, 8, 5, 5)
+    plain.eval(), dropped.eval()
+    for a, b in zip(plain(x), dropped(x)):
+        assert torch.equal(a, b)
+    dropped.train()
+    kept = dropped.dropout(torch.ones(4, 8, 5, 5))  # [B, C, H, W]: each channel of each map all kept or all 0
+    per_channel = kept.flatten(2)
+    assert torch.all((per_channel == 0).all(-1) | (per_channel == 2.0).all(-1))  # kept ones scaled by 1 / (1 - p)
+    assert 0 < (per_channel == 0).all(-1).float().mean() < 1

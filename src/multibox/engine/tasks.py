@@ -278,7 +278,7 @@ def grid_localizer_task(cfg: Config, dataset: DetectionDataset, state: dict | No
     m = cfg.model
     shapes = distributed.from_main(lambda: fit_shapes(cfg, dataset)) if state is None else state["model"]["shapes"]
     model = build_grid_model(m.backbone, shapes, m.image_size, m.weights, m.levels, m.stride, m.conv_hidden,
-                             m.conv_depth, m.conv_head, m.feature_norm)
+                             m.conv_depth, m.conv_head, m.feature_norm, m.feature_dropout)
     cfg.model.num_boxes = int(model.num_boxes)  # the conv head's K follows its map: config.yaml records it
     extras = {"prior_match_counts": torch.zeros(model.num_boxes, dtype=torch.int64), "class_names": list(dataset.class_names)}
     windows = cached_windows(cfg, model, dataset) if cfg.train.cache_features else None

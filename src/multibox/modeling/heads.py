@@ -47,12 +47,15 @@ class ConvHead(nn.Module):
     pairs ("separable", MobileNet's factorisation: the same 3x3 context at about 1/9 of the multiply-adds,
     so the head stops costing more than the backbone at large inputs), then 1x1 convolutions to A x 4
     residuals and A logits per cell. Residuals are in units of their prior's width and height (the caller
-    scales them), so the same weights serve a training window and a whole image.
+    scales them), so the same weights serve a training window and a whole image. ``dropout``: the share of
+    input channels dropped while training (whole channels, Dropout2d), so that no few backbone channels
+    that describe the training photo carry the scores alone (docs/quality.md: more of another site's crowns).
     """
 
     def __init__(self, in_channels: int, num_shapes: int, hidden: int = 128, depth: int = 2,
-                 prior_confidence: float = 0.01, kind: str = "dense") -> None:
+                 prior_confidence: float = 0.01, kind: str = "dense", dropout: float = 0.0) -> None:
         super().__init__()
+        self.dropout = nn.Dropout2d(dropout)
         layers, c = [], in_channels
         for _ in range(depth):
             if kind == "separable":
@@ -66,7 +69,7 @@ class ConvHead(nn.Module):
         init_outputs(self.loc, self.conf, prior_confidence)
 
     def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.body(features)
+        h = self.body(self.dropout(features))
         b, _, rows, cols = h.shape
         a = self.num_shapes
         residuals = self.loc(h).view(b, a, 4, rows, cols).permute(0, 3, 4, 1, 2).reshape(b, -1, 4)  # [B, G*G*A, 4]

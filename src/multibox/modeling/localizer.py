@@ -73,15 +73,16 @@ class GridMultiBox(nn.Module):
     feature_norm: "dataset" (the head's input standardized with statistics of the training maps) or
     "image" (each image's map first standardized per channel by its own statistics, so a photo of
     another site, light or sensor reaches the head on the same scale: instance normalization against
-    domain shift; docs/quality.md measures it).
+    domain shift; docs/quality.md measures it). dropout: the head's input channel dropout while training
+    (:class:`multibox.modeling.heads.ConvHead`).
     """
 
     def __init__(self, backbone: nn.Module, shapes: Tensor, image_size: int, hidden: int = 128, depth: int = 2,
-                 head: str = "dense", feature_norm: str = "dataset") -> None:
+                 head: str = "dense", feature_norm: str = "dataset", dropout: float = 0.0) -> None:
         super().__init__()
         self.backbone, self.image_size, self.stride = backbone, image_size, backbone.stride
         self.feature_norm = feature_norm
-        self.head = ConvHead(backbone.out_channels, shapes.shape[0], hidden, depth, kind=head)
+        self.head = ConvHead(backbone.out_channels, shapes.shape[0], hidden, depth, kind=head, dropout=dropout)
         self.register_buffer("shapes", shapes.detach().clone().float())
         # Per-channel standardization of the features the head sees (set from the training maps when
         # they are cached; identity otherwise): the frozen backbone's channels differ in scale by 100x.
@@ -137,9 +138,9 @@ class GridMultiBox(nn.Module):
 
 def build_grid_model(backbone: str, shapes: Tensor, image_size: int, weights: str | None = None,
                      levels: Sequence[int] | None = None, stride: int = 16, hidden: int = 128,
-                     depth: int = 2, head: str = "dense", feature_norm: str = "dataset") -> GridMultiBox:
+                     depth: int = 2, head: str = "dense", feature_norm: str = "dataset", dropout: float = 0.0) -> GridMultiBox:
     """A conv-head localizer with the named feature-map backbone and prior shapes Tensor[A, 2] (pixels);
     levels: the backbone strides fused (None: :func:`multibox.modeling.feature_maps.default_levels`);
-    head: the ConvHead's kind ("dense" or "separable"); feature_norm: see :class:`GridMultiBox`."""
+    head: the ConvHead's kind ("dense" or "separable"); feature_norm, dropout: see :class:`GridMultiBox`."""
     return GridMultiBox(build_feature_maps(backbone, weights, levels, stride), shapes, image_size, hidden, depth,
-                        head, feature_norm)
+                        head, feature_norm, dropout)

@@ -1,0 +1,147 @@
+"""Levers that were tried on the quality protocol and did not become options: each one a patch of the
+library's training, run through bench/quality.py's protocol and recorded as its own row.
+
+These two stay here, not in the library, because neither helped the next photo (docs/quality.md gives the
+rows); this script is how the rows were made and how anyone can make them again. Each patches the
+default as it was measured: levels 4 + 8 at stride 8, no input dropout (quality.NO_DROPOUT). The third
+lever tried this way, channel dropout on the head's input, helped the next photo (and cost the same
+photo) and became an option, ``model.feature_dropout``.
+
+* ``background``: background randomization of the cached views. Half of the jittered views get a new
+  ground: outside ellipses inscribed in the ground-truth boxes (the crowns), the pixels are washed out
+  to bright sand-like tones, blended toward a random colour, or given the inverse of their brightness,
+  so that the head must rank crowns by their own look, not by the ground around them (the next photo's
+  failure: confident boxes on bright sand between shrubs).
+* ``IoU targets``: IoU-aware confidence: a positive's target is the IoU of its predicted box with its
+  ground truth instead of 1 (IoU-aware / varifocal-style scores), so better-placed boxes rank higher.
+
+    PYTHONPATH=src python bench/levers.py --lever "background" --seeds 0,1,2 --protocols sites
+    (and --lever "IoU targets"; rows go to docs/quality_runs.jsonl)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.ops import box_area
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import quality  # noqa: E402
+from multibox.data import photometric  # noqa: E402
+from multibox.engine import feature_cache  # noqa: E402
+from multibox.modeling import losses  # noqa: E402
+
+BACKGROUND_SHARE = 0.5  # share of the jittered views that get a new ground
+
+
+def ellipse_mask(boxes: np.ndarray, side: int) -> torch.Tensor:
+    """Tensor[side, side] in [0, 1]: 1 inside the ellipses inscribed in ``boxes`` (pixels), a soft edge."""
+    if len(boxes) == 0:
+        return torch.zeros(side, side)
+    b = torch.as_tensor(boxes, dtype=torch.float32)
+    center, radius = (b[:, :2] + b[:, 2:]) / 2, ((b[:, 2:] - b[:, :2]) / 2).clamp(min=1)
+    pos = torch.arange(side, dtype=torch.float32) + 0.5
+    dx = (pos[None, None, :] - center[:, 0, None, None]) / radius[:, 0, None, None]
+    dy = (pos[None, :, None] - center[:, 1, None, None]) / radius[:, 1, None, None]
+    return ((1.15 - (dx.square() + dy.square()).amin(0)).clamp(0, 0.3) / 0.3)
+
+
+def new_ground(pixels: torch.Tensor, boxes: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+    """uint8 Tensor[3, S, S] with the pixels outside the boxes' ellipses given another ground."""
+    inside = ellipse_mask(boxes, pixels.shape[-1])[None]
+    x = pixels.float()
+    gray = x.mean(0, keepdim=True)
+    kind = rng.integers(3)
+    if kind == 0:  # bright, washed-out ground (sand, dry grass)
+        ground = (gray + rng.uniform(0, 0.7) * (x - gray)) * rng.uniform(1.2, 2.2) + rng.uniform(0, 60)
+    elif kind == 1:  # toward a random ground colour
+        colour = torch.tensor(rng.uniform(60, 240, 3), dtype=torch.float32)[:, None, None]
+        share = rng.uniform(0.3, 0.8)
+        ground = (1 - share) * x + share * colour
+    else:  # brightness inverted (shadows light, light ground dark)
+        ground = x - gray + (255 - gray) * rng.uniform(0.6, 1.0)
+    return (inside * x + (1 - inside) * ground).clamp(0, 255).to(torch.uint8)
+
+
+def background_cache_image(model, dataset, index, size, kinds, device, views):
+    """feature_cache._cache_image with :func:`new_ground` before the jitter of half the jittered views."""
+    image = dataset.load_image(index)
+    record = dataset.records[index]
+    positives = record.boxes[~record.ignore] * (image.width / record.width)
+    pixels, scale = feature_cache.padded_input(image, size)
+    boxes = [feature_cache.dihedral_boxes(positives * scale, size, t) for t in kinds]
+    inputs = []
+    for t, b in zip(kinds, boxes):
+        view = feature_cache.dihedral(pixels, t)
+        if not (t == 0 and size == model.image_size):
+            rng = np.random.default_rng([views.seed, index, size, t, 7])
+            if rng.random() < BACKGROUND_SHARE:
+                view = new_ground(view, b, rng)
+            view = photometric.jitter(view, views.jitter, np.random.default_rng([views.seed, index, size, t]), views.gray)
+        inputs.append(view)
+    maps = model.features(torch.stack(inputs).to(device)).half().cpu()
+    return [feature_cache.CachedMap(maps[j], b) for j, b in enumerate(boxes)]
+
+
+def paired_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of each box of Tensor[..., 4] with the box at the same place in ``b`` (torchvision's box_iou is all
+    pairs: [B K]^2 here)."""
+    inter = (torch.minimum(a[..., 2:], b[..., 2:]) - torch.maximum(a[..., :2], b[..., :2])).clamp(min=0).prod(-1)
+    union = box_area(a.reshape(-1, 4)).view_as(inter) + box_area(b.reshape(-1, 4)).view_as(inter) - inter
+    return inter / union.clamp(min=1e-9)
+
+
+def iou_target_forward(self, outputs, targets):
+    """MultiBoxLoss.forward with each positive's confidence target = IoU(its box, its ground truth)."""
+    pred_boxes, logits = outputs["pred_boxes"], outputs["pred_logits"]
+    gt, match = targets["boxes"].to(pred_boxes), self.match(outputs, targets)
+    if gt.shape[1] == 0:
+        gt, match = pred_boxes.new_zeros(gt.shape[0], 1, 4), match.new_full((gt.shape[0], 1), -1)
+    positive, target = self.assignment(pred_boxes, gt, match)
+    goal = gt.gather(1, target[..., None].expand(-1, -1, 4))
+    iou = paired_iou(pred_boxes.detach(), goal)
+    batch = pred_boxes.shape[0]
+    conf = F.binary_cross_entropy_with_logits(logits, positive * iou, reduction="sum") / batch
+    return {"loc": (self.location(pred_boxes, goal) * positive).sum() / batch, "conf": conf}
+
+
+def apply(lever: str) -> None:
+    if lever == "background":
+        feature_cache._cache_image = background_cache_image
+    elif lever == "IoU targets":
+        losses.MultiBoxLoss.forward = iou_target_forward
+    else:
+        raise SystemExit(f"unknown lever {lever!r}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lever", required=True, help="background | IoU targets")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--protocols", default="sites")
+    parser.add_argument("--results", default="docs/quality_runs.jsonl")
+    args = parser.parse_args()
+    apply(args.lever)  # for the whole process: one lever per run of this script
+    name = f"default + {args.lever} (bench/levers.py)"
+    quality.CONFIGS[name] = ("default", quality.NO_DROPOUT)
+    done = {(r["config"], r["protocol"], r["seed"]) for r in quality.read_results(Path(args.results))}
+    with tempfile.TemporaryDirectory() as work:
+        for seed in map(int, args.seeds.split(",")):
+            for protocol in args.protocols.split(","):
+                if (name, protocol, seed) not in done:
+                    row = quality.run_one(name, protocol, seed, Path(work))
+                    with open(args.results, "a") as f:
+                        f.write(json.dumps(row) + "\n")
+                    print(quality.table([row]).splitlines()[-1], flush=True)
+
+
+if __name__ == "__main__":
+    main()
