@@ -91,6 +91,13 @@ CONFIGS: dict[str, tuple[str, dict]] = {
     "default, levels 4 + 8": ("default", NO_DROPOUT | {"model.levels": [4, 8]}),  # the default when levels began to follow the stride
     "default, levels 4 + 8, feature dropout 0.3": ("default", {"model.levels": [4, 8], "model.feature_dropout": 0.3}),
     "default, levels 8": ("default", NO_DROPOUT | {"model.levels": [8]}),
+    # with levels 4 + 8: the location weight, the head's size, the input and the map's stride
+    "default, alpha 4": ("default", NO_DROPOUT | {"model.levels": [4, 8], "train.alpha": 4.0}),
+    "default, head depth 2": ("default", NO_DROPOUT | {"model.levels": [4, 8], "model.conv_depth": 2}),
+    "default, head depth 5": ("default", NO_DROPOUT | {"model.levels": [4, 8], "model.conv_depth": 5}),
+    "default, head 128 channels": ("default", NO_DROPOUT | {"model.levels": [4, 8], "model.conv_hidden": 128}),
+    "default, 416 px": ("default", NO_DROPOUT | {"model.levels": [4, 8], "model.image_size": 416, "model.stride": 8}),
+    "default, stride 4": ("default", NO_DROPOUT | {"model.levels": [4, 8], "model.image_size": 320, "model.stride": 4}),
     "default, levels 2 + 4 + 8": ("default", NO_DROPOUT | {"model.levels": [2, 4, 8]}),
     "default, levels 4 + 8 + 16": ("default", NO_DROPOUT | {"model.levels": [4, 8, 16]}),
     "default, levels 8 + 16 + 32": ("default", NO_DROPOUT | {"model.levels": [8, 16, 32]}),
