@@ -96,6 +96,8 @@ CONFIGS: dict[str, tuple[str, dict]] = {
     # the default since (feature dropout doubled the default run length on small data)
     "default, levels 4 + 8, feature dropout 0.3, 3,000 head steps": (
         "default", {"model.levels": [4, 8], "model.feature_dropout": 0.3, "train.steps": 3000}),
+    "default, feature dropout 0.5": ("default", {"model.levels": [4, 8], "model.feature_dropout": 0.5, "train.steps": 3000}),
+    "default, 6,000 head steps": ("default", {"model.levels": [4, 8], "model.feature_dropout": 0.3, "train.steps": 6000}),
     "default, levels 8": ("default", NO_DROPOUT | {"model.levels": [8]}),
     # with levels 4 + 8: the location weight, the head's size, the input and the map's stride
     "default, alpha 4": ("default", NO_DROPOUT | {"model.levels": [4, 8], "train.alpha": 4.0}),
