@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torchvision.ops import box_area
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -99,25 +98,16 @@ def paired_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / union.clamp(min=1e-9)
 
 
-def iou_target_forward(self, outputs, targets):
-    """MultiBoxLoss.forward with each positive's confidence target = IoU(its box, its ground truth)."""
-    pred_boxes, logits = outputs["pred_boxes"], outputs["pred_logits"]
-    gt, match = targets["boxes"].to(pred_boxes), self.match(outputs, targets)
-    if gt.shape[1] == 0:
-        gt, match = pred_boxes.new_zeros(gt.shape[0], 1, 4), match.new_full((gt.shape[0], 1), -1)
-    positive, target = self.assignment(pred_boxes, gt, match)
-    goal = gt.gather(1, target[..., None].expand(-1, -1, 4))
-    iou = paired_iou(pred_boxes.detach(), goal)
-    batch = pred_boxes.shape[0]
-    conf = F.binary_cross_entropy_with_logits(logits, positive * iou, reduction="sum") / batch
-    return {"loc": (self.location(pred_boxes, goal) * positive).sum() / batch, "conf": conf}
+def iou_targets(self, positive: torch.Tensor, pred_boxes: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+    """MultiBoxLoss.confidence_targets graded: each positive's target = IoU(its box, its ground truth)."""
+    return positive * paired_iou(pred_boxes.detach(), goal)
 
 
 def apply(lever: str) -> None:
     if lever == "background":
         feature_cache._cache_image = background_cache_image
     elif lever == "IoU targets":
-        losses.MultiBoxLoss.forward = iou_target_forward
+        losses.MultiBoxLoss.confidence_targets = iou_targets
     else:
         raise SystemExit(f"unknown lever {lever!r}")
 

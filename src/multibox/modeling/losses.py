@@ -102,8 +102,14 @@ class MultiBoxLoss(nn.Module):
         goal = gt.gather(1, target[..., None].expand(-1, -1, 4))  # [B, K, 4]: each prediction's ground truth
         loc = self.location(pred_boxes, goal)  # [B, K]
         batch = pred_boxes.shape[0]
-        conf = F.binary_cross_entropy_with_logits(logits, positive.to(logits.dtype), reduction="sum") / batch
+        conf = F.binary_cross_entropy_with_logits(logits, self.confidence_targets(positive, pred_boxes, goal).to(logits),
+                                                  reduction="sum") / batch
         return {"loc": (loc * positive).sum() / batch, "conf": conf}
+
+    def confidence_targets(self, positive: Tensor, pred_boxes: Tensor, goal: Tensor) -> Tensor:
+        """Eq. 2's x_i, Tensor[B, K]: 1 for a positive, 0 otherwise (``pred_boxes`` and each prediction's
+        ground truth ``goal`` Tensor[B, K, 4] are there for targets that grade the positives)."""
+        return positive
 
     def location(self, pred: Tensor, goal: Tensor) -> Tensor:
         """Per-prediction location error Tensor[B, K] of pred vs goal Tensor[B, K, 4]."""
