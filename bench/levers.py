@@ -1,11 +1,12 @@
 """Levers that were tried on the quality protocol and did not become options: each one a patch of the
 library's training, run through bench/quality.py's protocol and recorded as its own row.
 
-These two stay here, not in the library, because neither helped the next photo (docs/quality.md gives the
-rows); this script is how the rows were made and how anyone can make them again. Each patches the
-default as it was measured: levels 4 + 8 at stride 8, no input dropout (quality.NO_DROPOUT). The third
-lever tried this way, channel dropout on the head's input, helped the next photo (and cost the same
-photo) and became an option, ``model.feature_dropout``.
+They stay here, not in the library, because none helped the next photo (docs/quality.md gives the rows);
+this script is how the rows were made and how anyone can make them again. Each patches the default it
+was measured against (``BASES``): the first two, levels 4 + 8 at stride 8 without input dropout
+(quality.NO_DROPOUT); the last two, the same with input dropout 0.3 and 3,000 head steps (quality.D03).
+Another lever tried this way, channel dropout on the head's input, helped the next photo and became an
+option, ``model.feature_dropout``.
 
 * ``background``: background randomization of the cached views. Half of the jittered views get a new
   ground: outside ellipses inscribed in the ground-truth boxes (the crowns), the pixels are washed out
@@ -14,9 +15,14 @@ photo) and became an option, ``model.feature_dropout``.
   failure: confident boxes on bright sand between shrubs).
 * ``IoU targets``: IoU-aware confidence: a positive's target is the IoU of its predicted box with its
   ground truth instead of 1 (IoU-aware / varifocal-style scores), so better-placed boxes rank higher.
+* ``feature style``: augmentation in feature space (DSU, Li et al. ICLR 2022): on half of the steps each
+  window's per-channel mean and standard deviation are resampled around their values, with the spread
+  they have over the batch, before the head's input dropout: the same crowns under other "styles".
+* ``focal``: the confidence term's cross-entropy replaced by the focal loss (RetinaNet: alpha 0.25,
+  gamma 2), so that the many easy negatives weigh less than the hard ones.
 
     PYTHONPATH=src python bench/levers.py --lever "background" --seeds 0,1,2 --protocols sites
-    (and --lever "IoU targets"; rows go to docs/quality_runs.jsonl)
+    (and --lever "IoU targets" | "feature style" | focal; rows go to docs/quality_runs.jsonl)
 """
 
 from __future__ import annotations
@@ -29,16 +35,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.ops import box_area
+from torchvision.ops import box_area, sigmoid_focal_loss
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 import quality  # noqa: E402
 from multibox.data import photometric  # noqa: E402
 from multibox.engine import feature_cache  # noqa: E402
-from multibox.modeling import losses  # noqa: E402
+from multibox.modeling import heads, losses  # noqa: E402
 
 BACKGROUND_SHARE = 0.5  # share of the jittered views that get a new ground
+STYLE_SHARE = 0.5  # share of the steps whose windows get new feature statistics (DSU's p)
+STYLE_STRENGTH = 1.0  # the statistics' noise, in units of their spread over the batch
+conv_forward = heads.ConvHead.forward
+FOCAL_ALPHA, FOCAL_GAMMA = 0.25, 2.0  # RetinaNet's
 
 
 def ellipse_mask(boxes: np.ndarray, side: int) -> torch.Tensor:
@@ -103,25 +113,70 @@ def iou_targets(self, positive: torch.Tensor, pred_boxes: torch.Tensor, goal: to
     return positive * paired_iou(pred_boxes.detach(), goal)
 
 
+def style_jitter(features: torch.Tensor) -> torch.Tensor:
+    """Tensor[B, C, H, W] with each window's channel statistics resampled (DSU, Li et al. ICLR 2022): the
+    per-channel mean and standard deviation of a window move by Gaussian noise scaled by how much those
+    statistics vary over the batch, so the head sees the same crowns under other feature "styles"."""
+    mu = features.mean((2, 3), keepdim=True)
+    sigma = (features.var((2, 3), keepdim=True) + 1e-6).sqrt()
+    spread_mu = (mu.var(0, keepdim=True) + 1e-6).sqrt()
+    spread_sigma = (sigma.var(0, keepdim=True) + 1e-6).sqrt()
+    new_mu = mu + STYLE_STRENGTH * torch.randn_like(mu) * spread_mu
+    new_sigma = sigma + STYLE_STRENGTH * torch.randn_like(sigma) * spread_sigma
+    return (features - mu) / sigma * new_sigma + new_mu
+
+
+def style_forward(self, features: torch.Tensor):
+    if self.training and torch.rand(()) < STYLE_SHARE:
+        features = style_jitter(features)
+    return conv_forward(self, features)
+
+
+# the default each lever was measured against (the others: before the head's input dropout)
+BASES = {"feature style": quality.D03, "focal": quality.D03}
+
+
+class FocalFunctional:
+    """torch.nn.functional with the binary cross-entropy replaced by the focal loss (RetinaNet, Lin et al.
+    2017: easy negatives weigh (p)^gamma less, so the hard ones, like the next photo's bright sand, count)."""
+
+    def __getattr__(self, name: str):
+        return getattr(torch.nn.functional, name)
+
+    @staticmethod
+    def binary_cross_entropy_with_logits(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "sum"):
+        return sigmoid_focal_loss(logits, targets, alpha=FOCAL_ALPHA, gamma=FOCAL_GAMMA, reduction=reduction)
+
+
 def apply(lever: str) -> None:
     if lever == "background":
         feature_cache._cache_image = background_cache_image
     elif lever == "IoU targets":
         losses.MultiBoxLoss.confidence_targets = iou_targets
+    elif lever == "focal":
+        losses.F = FocalFunctional()
+    elif lever == "feature style":
+        heads.ConvHead.forward = style_forward
     else:
         raise SystemExit(f"unknown lever {lever!r}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lever", required=True, help="background | IoU targets")
+    parser.add_argument("--lever", required=True, help="background | IoU targets | feature style | focal")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--protocols", default="sites")
     parser.add_argument("--results", default="docs/quality_runs.jsonl")
+    parser.add_argument("--base", help="a bench/quality.py configuration to add the lever to (default: BASES)")
     args = parser.parse_args()
+    if args.base is not None and args.base not in quality.CONFIGS:
+        raise SystemExit(f"unknown --base {args.base!r}: one of bench/quality.py's CONFIGS")
     apply(args.lever)  # for the whole process: one lever per run of this script
-    name = f"default + {args.lever} (bench/levers.py)"
-    quality.CONFIGS[name] = ("default", quality.NO_DROPOUT)
+    if args.base is None:
+        name, base = f"default + {args.lever} (bench/levers.py)", BASES.get(args.lever, quality.NO_DROPOUT)
+    else:
+        name, base = f"{args.base} + {args.lever} (bench/levers.py)", quality.CONFIGS[args.base][1]
+    quality.CONFIGS[name] = ("default", base)
     done = {(r["config"], r["protocol"], r["seed"]) for r in quality.read_results(Path(args.results))}
     with tempfile.TemporaryDirectory() as work:
         for seed in map(int, args.seeds.split(",")):

@@ -50,6 +50,8 @@ BEFORE = NO_DROPOUT | OLD_LOSS | {"data.cache_jitter": 0.0, "model.conv_head": "
 # Rows measured when every map fused the backbone's stride-8 and stride-16 levels (before levels followed
 # the map's stride, feature_maps.default_levels) keep them, so that they still mean what they measured.
 L816 = NO_DROPOUT | {"model.levels": [8, 16]}
+# The default when input dropout came (0.3, the default run on small data doubled to 3,000 head steps).
+D03 = {"model.levels": [4, 8], "model.feature_dropout": 0.3, "train.steps": 3000}
 CONFIGS: dict[str, tuple[str, dict]] = {
     # the default of the previous release: Eq. 1 loss, §3 positives only, no jitter, dense head, S from the rule
     "before": ("default", BEFORE),
@@ -97,6 +99,15 @@ CONFIGS: dict[str, tuple[str, dict]] = {
     "default, levels 4 + 8, feature dropout 0.3, 3,000 head steps": (
         "default", {"model.levels": [4, 8], "model.feature_dropout": 0.3, "train.steps": 3000}),
     "default, feature dropout 0.5": ("default", {"model.levels": [4, 8], "model.feature_dropout": 0.5, "train.steps": 3000}),
+    "default, feature dropout 0.4": ("default", {"model.levels": [4, 8], "model.feature_dropout": 0.4, "train.steps": 3000}),
+    "default, feature dropout 0.5, 4,500 head steps": ("default", {"model.levels": [4, 8], "model.feature_dropout": 0.5,
+                                                                    "train.steps": 4500}),
+    "default, feature dropout 0.5, 6,000 head steps": ("default", {"model.levels": [4, 8], "model.feature_dropout": 0.5,
+                                                                    "train.steps": 6000}),
+    "default, feature dropout 0.6, 4,500 head steps": ("default", {"model.levels": [4, 8], "model.feature_dropout": 0.6,
+                                                                    "train.steps": 4500}),
+    "default, weight decay 0.05": ("default", {"model.levels": [4, 8], "model.feature_dropout": 0.3, "train.steps": 3000,
+                                               "train.weight_decay": 0.05}),
     "default, 6,000 head steps": ("default", {"model.levels": [4, 8], "model.feature_dropout": 0.3, "train.steps": 6000}),
     "default, levels 8": ("default", NO_DROPOUT | {"model.levels": [8]}),
     # with levels 4 + 8: the location weight, the head's size, the input and the map's stride

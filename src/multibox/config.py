@@ -63,7 +63,7 @@ class ModelConfig:
     levels: list[int] | None = None  # conv head: backbone strides fused into the map (None: the map's stride and the next finer one)
     conv_hidden: int = 256  # conv head: channels of its 3x3 convolutions
     conv_depth: int = 3  # conv head: number of 3x3 convolutions
-    feature_dropout: float = 0.3  # conv head: share of the head's input channels dropped while training (whole channels; with it the default run is twice as long; 0: off)
+    feature_dropout: float = 0.5  # conv head: share of the head's input channels dropped while training (whole channels; the default run on small data grows with it, engine.tasks.cached_steps; 0: off)
     feature_norm: str = "dataset"  # conv head: standardize features with the training maps' statistics ("dataset") or each image's own ("image")
     conv_head: str = "separable"  # conv head: "separable" (depthwise 3x3 + 1x1: ~10x fewer FLOPs than "dense" 3x3 convolutions)
     windows: str = "whole"  # what the localizer looks at in an image, one of WINDOW_MODES ("center": §4.1, the paper's)
