@@ -4,7 +4,8 @@ library's training, run through bench/quality.py's protocol and recorded as its 
 They stay here, not in the library, because none helped the next photo (docs/quality.md gives the rows);
 this script is how the rows were made and how anyone can make them again. Each patches the default it
 was measured against (``BASES``): the first two, levels 4 + 8 at stride 8 without input dropout
-(quality.NO_DROPOUT); the last two, the same with input dropout 0.3 and 3,000 head steps (quality.D03).
+(quality.NO_DROPOUT); the last two, the same with input dropout 0.3 and 3,000 head steps (quality.D03);
+``--base NAME`` adds a lever to one of bench/quality.py's configurations instead (the row is "NAME + lever").
 Another lever tried this way, channel dropout on the head's input, helped the next photo and became an
 option, ``model.feature_dropout``.
 
@@ -23,6 +24,7 @@ option, ``model.feature_dropout``.
 
     PYTHONPATH=src python bench/levers.py --lever "background" --seeds 0,1,2 --protocols sites
     (and --lever "IoU targets" | "feature style" | focal; rows go to docs/quality_runs.jsonl)
+    PYTHONPATH=src python bench/levers.py --lever focal --base "default, feature dropout 0.5, 4,500 head steps"
 """
 
 from __future__ import annotations

@@ -44,14 +44,18 @@ PROTOCOLS = {"same": ("train", "val"), "sites": ("train_yell", "val_sites")}
 # default as it is now; the others change one thing (or say what they add) relative to the defaults
 # they were measured against (docs/quality.md keeps the history).
 OLD_LOSS = {"train.box_loss": "image", "train.positive_iou": None, "train.alpha": 0.3}
+# Rows measured when a third of the jittered views were grey (before half were) keep that.
+GRAY03 = {"data.cache_gray": 0.3}
 # Rows measured before the head's input dropout (model.feature_dropout) keep it off.
-NO_DROPOUT = {"model.feature_dropout": 0.0}
+NO_DROPOUT = GRAY03 | {"model.feature_dropout": 0.0}
 BEFORE = NO_DROPOUT | OLD_LOSS | {"data.cache_jitter": 0.0, "model.conv_head": "dense", "model.image_size": None, "model.stride": 16}
 # Rows measured when every map fused the backbone's stride-8 and stride-16 levels (before levels followed
 # the map's stride, feature_maps.default_levels) keep them, so that they still mean what they measured.
 L816 = NO_DROPOUT | {"model.levels": [8, 16]}
 # The default when input dropout came (0.3, the default run on small data doubled to 3,000 head steps).
-D03 = {"model.levels": [4, 8], "model.feature_dropout": 0.3, "train.steps": 3000}
+D03 = GRAY03 | {"model.levels": [4, 8], "model.feature_dropout": 0.3, "train.steps": 3000}
+# Input dropout 0.5 and 4,500 head steps on small data (a third of the views grey; half since).
+D05 = GRAY03 | {"model.levels": [4, 8], "model.feature_dropout": 0.5, "train.steps": 4500}
 CONFIGS: dict[str, tuple[str, dict]] = {
     # the default of the previous release: Eq. 1 loss, §3 positives only, no jitter, dense head, S from the rule
     "before": ("default", BEFORE),
@@ -91,24 +95,26 @@ CONFIGS: dict[str, tuple[str, dict]] = {
     "default, §3 positives only": ("default", L816 | {"train.positive_iou": None}),
     # the levels fused at stride 8 (levels 8 + 16 at stride 8 is the "... + strong jitter" row)
     "default, levels 4 + 8": ("default", NO_DROPOUT | {"model.levels": [4, 8]}),  # the default when levels began to follow the stride
-    "default, levels 4 + 8, feature dropout 0.3": ("default", {"model.levels": [4, 8], "model.feature_dropout": 0.3,
+    "default, levels 4 + 8, feature dropout 0.3": ("default", GRAY03 | {"model.levels": [4, 8], "model.feature_dropout": 0.3,
                                                                "train.steps": 1500}),
-    "default, levels 4 + 8, feature dropout 0.15": ("default", {"model.levels": [4, 8], "model.feature_dropout": 0.15,
+    "default, levels 4 + 8, feature dropout 0.15": ("default", GRAY03 | {"model.levels": [4, 8], "model.feature_dropout": 0.15,
                                                                 "train.steps": 1500}),
     # the default since (feature dropout doubled the default run length on small data)
-    "default, levels 4 + 8, feature dropout 0.3, 3,000 head steps": (
-        "default", {"model.levels": [4, 8], "model.feature_dropout": 0.3, "train.steps": 3000}),
-    "default, feature dropout 0.5": ("default", {"model.levels": [4, 8], "model.feature_dropout": 0.5, "train.steps": 3000}),
-    "default, feature dropout 0.4": ("default", {"model.levels": [4, 8], "model.feature_dropout": 0.4, "train.steps": 3000}),
-    "default, feature dropout 0.5, 4,500 head steps": ("default", {"model.levels": [4, 8], "model.feature_dropout": 0.5,
+    "default, levels 4 + 8, feature dropout 0.3, 3,000 head steps": ("default", D03),
+    "default, feature dropout 0.5": ("default", GRAY03 | {"model.levels": [4, 8], "model.feature_dropout": 0.5, "train.steps": 3000}),
+    "default, feature dropout 0.4": ("default", GRAY03 | {"model.levels": [4, 8], "model.feature_dropout": 0.4, "train.steps": 3000}),
+    "default, feature dropout 0.5, 4,500 head steps": ("default", GRAY03 | {"model.levels": [4, 8], "model.feature_dropout": 0.5,
                                                                     "train.steps": 4500}),
-    "default, feature dropout 0.5, 6,000 head steps": ("default", {"model.levels": [4, 8], "model.feature_dropout": 0.5,
+    "default, feature dropout 0.5, 6,000 head steps": ("default", GRAY03 | {"model.levels": [4, 8], "model.feature_dropout": 0.5,
                                                                     "train.steps": 6000}),
-    "default, feature dropout 0.6, 4,500 head steps": ("default", {"model.levels": [4, 8], "model.feature_dropout": 0.6,
+    "default, feature dropout 0.6, 4,500 head steps": ("default", GRAY03 | {"model.levels": [4, 8], "model.feature_dropout": 0.6,
                                                                     "train.steps": 4500}),
-    "default, weight decay 0.05": ("default", {"model.levels": [4, 8], "model.feature_dropout": 0.3, "train.steps": 3000,
+    # with input dropout 0.5 and 4,500 head steps (D05); half the views grey became the default
+    "default, IoU positives 0.4": ("default", D05 | {"train.positive_iou": 0.4}),
+    "default, half the views grey": ("default", D05 | {"data.cache_gray": 0.5}),
+    "default, weight decay 0.05": ("default", GRAY03 | {"model.levels": [4, 8], "model.feature_dropout": 0.3, "train.steps": 3000,
                                                "train.weight_decay": 0.05}),
-    "default, 6,000 head steps": ("default", {"model.levels": [4, 8], "model.feature_dropout": 0.3, "train.steps": 6000}),
+    "default, 6,000 head steps": ("default", GRAY03 | {"model.levels": [4, 8], "model.feature_dropout": 0.3, "train.steps": 6000}),
     "default, levels 8": ("default", NO_DROPOUT | {"model.levels": [8]}),
     # with levels 4 + 8: the location weight, the head's size, the input and the map's stride
     "default, alpha 4": ("default", NO_DROPOUT | {"model.levels": [4, 8], "train.alpha": 4.0}),

@@ -86,7 +86,7 @@ class DataConfig:
     rotate: bool = True  # cached features: also the 90-degree rotations (objects at any of 4 orientations; off where "up" matters)
     cache_scales: list[float] = field(default_factory=lambda: [0.6, 0.8, 1.0, 1.25, 1.5])  # cached features: input sizes, x S
     cache_jitter: float = 1.0  # cached features: photometric jitter strength of each cached view (0: off), multibox.data.photometric
-    cache_gray: float = 0.3  # cached features: share of the jittered views turned grey (dead crowns, other seasons)
+    cache_gray: float = 0.5  # cached features: share of the jittered views turned grey (dead crowns, other seasons; docs/quality.md)
     num_workers: int = 2  # DataLoader worker processes (0: load in the training process)
     exclude_classes: list[str] = field(default_factory=list)  # §4.4.2 unseen classes: training images holding them are dropped
     negatives_per_positive: float = 2.0  # classifier crops: background crops per object crop (§4.2.1: 20 M to 10 M)
