@@ -37,13 +37,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.ops import box_area, sigmoid_focal_loss
+from torchvision.ops import sigmoid_focal_loss
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 import quality  # noqa: E402
 from multibox.data import photometric  # noqa: E402
 from multibox.engine import feature_cache  # noqa: E402
+from multibox.evaluation import overlaps  # noqa: E402
 from multibox.modeling import heads, losses  # noqa: E402
 
 BACKGROUND_SHARE = 0.5  # share of the jittered views that get a new ground
@@ -103,11 +104,9 @@ def background_cache_image(model, dataset, index, size, kinds, device, views):
 
 
 def paired_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of each box of Tensor[..., 4] with the box at the same place in ``b`` (torchvision's box_iou is all
-    pairs: [B K]^2 here)."""
-    inter = (torch.minimum(a[..., 2:], b[..., 2:]) - torch.maximum(a[..., :2], b[..., :2])).clamp(min=0).prod(-1)
-    union = box_area(a.reshape(-1, 4)).view_as(inter) + box_area(b.reshape(-1, 4)).view_as(inter) - inter
-    return inter / union.clamp(min=1e-9)
+    """IoU of each box of Tensor[..., 4] with the box at the same place in ``b`` (the library's row-wise
+    IoU; 0, not NaN, where both boxes are empty: the padding ground truth against an empty box)."""
+    return overlaps.paired_iou(a.reshape(-1, 4), b.reshape(-1, 4)).view(a.shape[:-1]).nan_to_num(0.0)
 
 
 def iou_targets(self, positive: torch.Tensor, pred_boxes: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:

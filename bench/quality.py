@@ -52,10 +52,18 @@ BEFORE = NO_DROPOUT | OLD_LOSS | {"data.cache_jitter": 0.0, "model.conv_head": "
 # Rows measured when every map fused the backbone's stride-8 and stride-16 levels (before levels followed
 # the map's stride, feature_maps.default_levels) keep them, so that they still mean what they measured.
 L816 = NO_DROPOUT | {"model.levels": [8, 16]}
+
+
+def dropout_row(p: float, steps: int) -> dict:
+    """Levels 4 + 8 with input dropout ``p`` for ``steps`` head steps (a third of the views grey): the
+    dropout rows, each pinned to the run length it measured."""
+    return GRAY03 | {"model.levels": [4, 8], "model.feature_dropout": p, "train.steps": steps}
+
+
 # The default when input dropout came (0.3, the default run on small data doubled to 3,000 head steps).
-D03 = GRAY03 | {"model.levels": [4, 8], "model.feature_dropout": 0.3, "train.steps": 3000}
+D03 = dropout_row(0.3, 3000)
 # Input dropout 0.5 and 4,500 head steps on small data (a third of the views grey; half since).
-D05 = GRAY03 | {"model.levels": [4, 8], "model.feature_dropout": 0.5, "train.steps": 4500}
+D05 = dropout_row(0.5, 4500)
 CONFIGS: dict[str, tuple[str, dict]] = {
     # the default of the previous release: Eq. 1 loss, §3 positives only, no jitter, dense head, S from the rule
     "before": ("default", BEFORE),
@@ -95,26 +103,20 @@ CONFIGS: dict[str, tuple[str, dict]] = {
     "default, §3 positives only": ("default", L816 | {"train.positive_iou": None}),
     # the levels fused at stride 8 (levels 8 + 16 at stride 8 is the "... + strong jitter" row)
     "default, levels 4 + 8": ("default", NO_DROPOUT | {"model.levels": [4, 8]}),  # the default when levels began to follow the stride
-    "default, levels 4 + 8, feature dropout 0.3": ("default", GRAY03 | {"model.levels": [4, 8], "model.feature_dropout": 0.3,
-                                                               "train.steps": 1500}),
-    "default, levels 4 + 8, feature dropout 0.15": ("default", GRAY03 | {"model.levels": [4, 8], "model.feature_dropout": 0.15,
-                                                                "train.steps": 1500}),
+    "default, levels 4 + 8, feature dropout 0.3": ("default", dropout_row(0.3, 1500)),
+    "default, levels 4 + 8, feature dropout 0.15": ("default", dropout_row(0.15, 1500)),
     # the default since (feature dropout doubled the default run length on small data)
     "default, levels 4 + 8, feature dropout 0.3, 3,000 head steps": ("default", D03),
-    "default, feature dropout 0.5": ("default", GRAY03 | {"model.levels": [4, 8], "model.feature_dropout": 0.5, "train.steps": 3000}),
-    "default, feature dropout 0.4": ("default", GRAY03 | {"model.levels": [4, 8], "model.feature_dropout": 0.4, "train.steps": 3000}),
-    "default, feature dropout 0.5, 4,500 head steps": ("default", GRAY03 | {"model.levels": [4, 8], "model.feature_dropout": 0.5,
-                                                                    "train.steps": 4500}),
-    "default, feature dropout 0.5, 6,000 head steps": ("default", GRAY03 | {"model.levels": [4, 8], "model.feature_dropout": 0.5,
-                                                                    "train.steps": 6000}),
-    "default, feature dropout 0.6, 4,500 head steps": ("default", GRAY03 | {"model.levels": [4, 8], "model.feature_dropout": 0.6,
-                                                                    "train.steps": 4500}),
+    "default, feature dropout 0.5": ("default", dropout_row(0.5, 3000)),
+    "default, feature dropout 0.4": ("default", dropout_row(0.4, 3000)),
+    "default, feature dropout 0.5, 4,500 head steps": ("default", D05),
+    "default, feature dropout 0.5, 6,000 head steps": ("default", dropout_row(0.5, 6000)),
+    "default, feature dropout 0.6, 4,500 head steps": ("default", dropout_row(0.6, 4500)),
     # with input dropout 0.5 and 4,500 head steps (D05); half the views grey became the default
     "default, IoU positives 0.4": ("default", D05 | {"train.positive_iou": 0.4}),
     "default, half the views grey": ("default", D05 | {"data.cache_gray": 0.5}),
-    "default, weight decay 0.05": ("default", GRAY03 | {"model.levels": [4, 8], "model.feature_dropout": 0.3, "train.steps": 3000,
-                                               "train.weight_decay": 0.05}),
-    "default, 6,000 head steps": ("default", GRAY03 | {"model.levels": [4, 8], "model.feature_dropout": 0.3, "train.steps": 6000}),
+    "default, weight decay 0.05": ("default", D03 | {"train.weight_decay": 0.05}),
+    "default, 6,000 head steps": ("default", dropout_row(0.3, 6000)),
     "default, levels 8": ("default", NO_DROPOUT | {"model.levels": [8]}),
     # with levels 4 + 8: the location weight, the head's size, the input and the map's stride
     "default, alpha 4": ("default", NO_DROPOUT | {"model.levels": [4, 8], "train.alpha": 4.0}),
