@@ -67,6 +67,7 @@ class ModelConfig:
     feature_norm: str = "dataset"  # conv head: standardize features with the training maps' statistics ("dataset") or each image's own ("image")
     conv_head: str = "separable"  # conv head: "separable" (depthwise 3x3 + 1x1: ~10x fewer FLOPs than "dense" 3x3 convolutions)
     windows: str = "whole"  # what the localizer looks at in an image, one of WINDOW_MODES ("center": §4.1, the paper's)
+    nms_iou: float | None = None  # NMS overlap threshold of the localizer's boxes (§4.1: 0.5); None: from the training boxes (engine.nms_rule)
     classifier_region: str = "max"  # classifier input around a box: "max" (§4.2.2) or "min" (§4.4.1) square, see multibox.data.regions
 
 
@@ -130,7 +131,7 @@ class TrainConfig:
 # fully connected head, 220 x 220, center crop, Adagrad), the configuration of the paper's experiments.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "default": {},
-    "paper": {"model": {"backbone": "alexnet", "head": "fc", "image_size": 220, "windows": "center"},
+    "paper": {"model": {"backbone": "alexnet", "head": "fc", "image_size": 220, "windows": "center", "nms_iou": 0.5},
               "data": {"rotate": False},
               "train": {"optimizer": "adagrad", "lr": 0.01, "batch_size": 32, "weight_decay": 0.0, "warmup_steps": 0,
                         "schedule": "constant", "cache_features": False, "alpha": 0.3, "box_loss": "image",
@@ -241,6 +242,7 @@ FIELD_RANGES: dict[tuple[str, str], Range] = {
     ("model", "num_boxes"): POSITIVE, ("model", "image_size"): IMAGE_SIZE, ("model", "hidden_dim"): NON_NEGATIVE,
     ("model", "grid"): POSITIVE, ("model", "shapes_per_cell"): POSITIVE, ("model", "stride"): Range(2, 64),
     ("model", "levels"): Range(2, 64), ("model", "conv_hidden"): POSITIVE, ("model", "conv_depth"): POSITIVE, ("model", "feature_dropout"): Range(0, 0.9),
+    ("model", "nms_iou"): Range(0, 1, open_low=True),
     ("data", "holdout"): Range(0, 0.9), ("data", "val_images"): NON_NEGATIVE, ("data", "synthetic_sizes"): NON_NEGATIVE,
     ("data", "synthetic_image_size"): Range(16, 4096), ("data", "synthetic_seed"): NON_NEGATIVE,
     ("data", "cache_scales"): ABOVE_ZERO, ("data", "num_workers"): NON_NEGATIVE,

@@ -31,6 +31,7 @@ def test_the_summary_names_the_data_the_input_the_network_and_the_length(tmp_pat
     assert f"input: {cfg.model.image_size} px (from the data: median box" in lines["input"]
     k = (cfg.model.image_size // 16) ** 2 * 2
     assert f"K = {k} priors" in lines["model"] and "frozen: features cached" in lines["model"]
+    assert 0.3 <= cfg.model.nms_iou <= 0.5 and lines["model"].endswith(f", NMS at IoU {cfg.model.nms_iou:g}")
     assert "2 steps" in lines["training"] and "at most 5 min" in lines["training"]
 
 

@@ -265,7 +265,8 @@ def add_detect(sub, device: Parser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping the images done")
     p.add_argument("--exist-ok", action="store_true", help="start over in an --out that holds a detect run")
     p.add_argument("--iou", type=at_most_one(positive_float), metavar="NMS_IOU",
-                   help="NMS threshold in (0, 1] (default: from --mode, 0.5 for voc, 0.4 for ilsvrc)")
+                   help="NMS threshold in (0, 1] (default: from the model, set by its training boxes' overlaps, 0.3-0.5; "
+                        "with --classifier from --mode, 0.5 for voc, 0.4 for ilsvrc)")
     p.add_argument("--classifier", help="classifier checkpoint: label and score each box (§4.2.2)")
     p.add_argument("--format", metavar="LIST",
                    help="annotation files for labelling tools, comma-separated: voc,coco,coco-results,labelstudio,yolo "

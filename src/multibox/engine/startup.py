@@ -51,7 +51,8 @@ def model_lines(cfg: Config, task: Task, dataset: DetectionDataset, given: tuple
     frozen = ", frozen: features cached" if task.net is not None else ""
     if task.net is not None and cfg.train.tune_backbone:
         frozen = ", frozen up to its finest level (cached), tuned after it"
-    lines.append(f"model: {m.kind}, {m.backbone} backbone{frozen}, {head}, K = {k} priors")
+    nms = f", NMS at IoU {m.nms_iou:g}" if m.nms_iou is not None else ""  # set from the boxes' overlaps (engine.nms_rule)
+    lines.append(f"model: {m.kind}, {m.backbone} backbone{frozen}, {head}, K = {k} priors{nms}")
     lines.append(f"training: {length(cfg, task)}, batch {t.batch_size}, {t.optimizer} lr {t.lr:g}, seed {t.seed}")
     return lines
 

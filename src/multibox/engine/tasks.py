@@ -21,6 +21,7 @@ from multibox.data.transforms import crop_resize
 from multibox.engine import distributed
 from multibox.engine.checkpoint import checkpoint_kind
 from multibox.engine.feature_cache import cached_windows
+from multibox.engine.nms_rule import auto_nms_iou
 from multibox.errors import UserError
 from multibox.modeling.classifier import build_classifier
 from multibox.modeling.feature_maps import default_levels
@@ -189,7 +190,8 @@ def auto_geometry(dataset: DetectionDataset, image_size: int | None, stride: int
 
 def resolve_config(cfg: Config, dataset: DetectionDataset) -> Config:
     """The settings left to the data, filled in (the run saves the resolved config): the input size,
-    the conv head's stride and the levels it fuses (the classifier's size is set by :func:`classifier_task`)."""
+    the conv head's stride and the levels it fuses, the localizer's NMS threshold (the classifier's size
+    is set by :func:`classifier_task`)."""
     m = cfg.model
     if m.head != "conv":
         m.image_size = m.image_size or PAPER_IMAGE_SIZE
@@ -198,6 +200,8 @@ def resolve_config(cfg: Config, dataset: DetectionDataset) -> Config:
         m.image_size, m.stride = auto_geometry(dataset, m.image_size, m.stride)
     if m.head == "conv" and m.levels is None:
         m.levels = list(default_levels(m.stride))
+    if m.nms_iou is None:
+        m.nms_iou = auto_nms_iou(dataset)
     return cfg
 
 

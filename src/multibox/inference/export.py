@@ -129,12 +129,12 @@ METADATA_KEY = "multibox"  # the .onnx metadata_props entry holding :func:`expor
 
 
 def export_metadata(image_size: int, num_boxes: int, windows: str, config: dict, priors: Tensor,
-                    match_counts: Tensor) -> dict[str, Any]:
+                    match_counts: Tensor, nms_iou: float = NMS_IOU) -> dict[str, Any]:
     """What running an export needs besides the graph (:class:`multibox.inference.onnx_localizer.OnnxLocalizer`):
-    S, K, the NMS threshold, the window mode trained with, the training config, and for `evaluate`'s
+    S, K, the NMS threshold (the model's, ``nms_iou``), the window mode trained with, the training config, and for `evaluate`'s
     priors baseline the priors Tensor[K, 4] and their match counts Tensor[K] (as base64 float32 /
     int64 bytes: a conv head has K in the ten thousands)."""
-    return {"image_size": image_size, "num_boxes": num_boxes, "nms_iou": NMS_IOU, "windows": windows,
+    return {"image_size": image_size, "num_boxes": num_boxes, "nms_iou": nms_iou, "windows": windows,
             "config": config, "priors": encode_array(priors.detach().cpu().float().numpy()),
             "prior_match_counts": encode_array(match_counts.detach().cpu().to(torch.int64).numpy())}
 

@@ -21,6 +21,7 @@ from multibox.config import TTA_MODES, WINDOW_MODES
 from multibox.data import DetectionDataset
 from multibox.data.transforms import to_pil
 from multibox.engine.checkpoint import load_checkpoint, model_from_checkpoint
+from multibox.engine.nms_rule import configured_nms_iou
 from multibox.engine.precision import resolve_device
 from multibox.errors import UserError
 from multibox.inference.postprocess import check_options, fewest, merge_windows
@@ -133,8 +134,8 @@ class Localizer:
         "cuda", "cuda:0", ...); ``windows`` defaults to the mode it was trained with, ``tile`` (pixels)
         and ``overlap`` (fraction of a tile) serve windows="tiles"; ``tta`` as the class."""
         model, cfg = model_from_checkpoint(load_checkpoint(path))
-        return cls(model, cfg.model.image_size, device, windows=windows or cfg.model.windows, tile=tile,
-                   overlap=overlap, tta=tta, fuse=True)
+        return cls(model, cfg.model.image_size, device, configured_nms_iou(cfg), windows or cfg.model.windows,
+                   tile=tile, overlap=overlap, tta=tta, fuse=True)
 
     def image_windows(self, width: float, height: float) -> Tensor:
         """This localizer's windows Tensor[W, 4] of a width x height image."""

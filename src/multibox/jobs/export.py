@@ -17,11 +17,11 @@ from multibox.data.build import load_split
 from multibox.data.transforms import to_pil
 from multibox.data.yolo import IMAGE_SUFFIXES
 from multibox.engine.checkpoint import load_checkpoint, model_from_checkpoint
+from multibox.engine.nms_rule import configured_nms_iou
 from multibox.errors import JobFailed, UserError
 from multibox.inference.export import (
     BOX_TOLERANCE_PX,
     CONTRACT,
-    NMS_IOU,
     SCORE_TOLERANCE,
     DecodedLocalizer,
     embed_metadata,
@@ -77,7 +77,7 @@ def export_job(model_path: str | Path, fmt: str, out: str | Path | None = None, 
         diffs = output_differences(net, load_exported(tmp, fmt), size)
         bar.update(1)
         check_differences(out, diffs)
-    info = {"format": fmt, "file": out.name, "image_size": size, "num_boxes": model.num_boxes, "nms_iou": NMS_IOU,
+    info = {"format": fmt, "file": out.name, "image_size": size, "num_boxes": model.num_boxes, "nms_iou": configured_nms_iou(cfg),
             "windows": export_windows(cfg.model.windows), "backbone": cfg.model.backbone,
             "max_box_diff_px": diffs["boxes_px"], "max_score_diff": diffs["scores"], **CONTRACT}
     write_text_atomic(f"{out}.json", json.dumps(info, indent=1))
@@ -125,7 +125,7 @@ def export_int8(fp32: Path, net, cfg, images: list[Image.Image], source: str, me
         embed_metadata(tmp, metadata)
         diffs = output_differences(net, load_exported(tmp, "onnx"), size, images=torch.cat(inputs))
     info = {"format": "onnx int8", "file": out.name, "image_size": size, "num_boxes": metadata["num_boxes"],
-            "nms_iou": NMS_IOU, "windows": windows, "calibration_images": len(inputs),
+            "nms_iou": metadata["nms_iou"], "windows": windows, "calibration_images": len(inputs),
             "calibration": source,
             "max_box_diff_px": diffs["boxes_px"], "max_score_diff": diffs["scores"], **CONTRACT}
     write_text_atomic(f"{out}.json", json.dumps(info, indent=1))
@@ -136,7 +136,7 @@ def run_metadata(state: dict, model, cfg) -> dict:
     """The metadata an .onnx carries (:func:`multibox.inference.export.export_metadata`) for this checkpoint."""
     counts = state.get("prior_match_counts", torch.zeros(model.num_boxes, dtype=torch.int64))
     return export_metadata(cfg.model.image_size, model.num_boxes, cfg.model.windows, cfg.to_dict(),
-                           model.priors, counts) | {"class_names": state.get("class_names")}  # for `serve`'s /v1/model
+                           model.priors, counts, configured_nms_iou(cfg)) | {"class_names": state.get("class_names")}  # for `serve`'s /v1/model
 
 
 def check_differences(out: Path, diffs: dict[str, float]) -> None:
