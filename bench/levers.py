@@ -4,8 +4,9 @@ library's training, run through bench/quality.py's protocol and recorded as its 
 They stay here, not in the library, because none helped the next photo (docs/quality.md gives the rows);
 this script is how the rows were made and how anyone can make them again. Each patches the default it
 was measured against (``BASES``): the first two, levels 4 + 8 at stride 8 without input dropout
-(quality.NO_DROPOUT); the last two, the same with input dropout 0.3 and 3,000 head steps (quality.D03);
-``--base NAME`` adds a lever to one of bench/quality.py's configurations instead (the row is "NAME + lever").
+(quality.NO_DROPOUT); the next two (feature style, focal), the same with input dropout 0.3 and 3,000 head steps (quality.D03);
+``--base NAME`` adds a lever to one of bench/quality.py's configurations instead (the row is "NAME + lever";
+``EMA`` and ``GIoU`` were measured so, on "default, NMS threshold from the data").
 Another lever tried this way, channel dropout on the head's input, helped the next photo and became an
 option, ``model.feature_dropout``.
 
@@ -21,6 +22,12 @@ option, ``model.feature_dropout``.
   they have over the batch, before the head's input dropout: the same crowns under other "styles".
 * ``focal``: the confidence term's cross-entropy replaced by the focal loss (RetinaNet: alpha 0.25,
   gamma 2), so that the many easy negatives weigh less than the hard ones.
+* ``EMA``: the weights scored are an exponential moving average of the trained ones (decay 0.998,
+  about the last 500 steps, warmed up as (1 + n) / (10 + n); Ultralytics' ModelEMA), a flatter
+  solution than the last step's.
+* ``GIoU``: the location term gets 1 - GIoU of each positive's box with its ground truth besides the
+  smooth L1 (DETR's pair of box losses), so that boxes are pulled toward overlap, the quantity the
+  detection rate counts, not only toward each coordinate.
 
     PYTHONPATH=src python bench/levers.py --lever "background" --seeds 0,1,2 --protocols sites
     (and --lever "IoU targets" | "feature style" | focal; rows go to docs/quality_runs.jsonl)
@@ -37,13 +44,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.ops import sigmoid_focal_loss
+from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 import quality  # noqa: E402
 from multibox.data import photometric  # noqa: E402
-from multibox.engine import feature_cache  # noqa: E402
+from multibox.engine import feature_cache, trainer  # noqa: E402
 from multibox.evaluation import overlaps  # noqa: E402
 from multibox.modeling import heads, losses  # noqa: E402
 
@@ -52,6 +59,10 @@ STYLE_SHARE = 0.5  # share of the steps whose windows get new feature statistics
 STYLE_STRENGTH = 1.0  # the statistics' noise, in units of their spread over the batch
 conv_forward = heads.ConvHead.forward
 FOCAL_ALPHA, FOCAL_GAMMA = 0.25, 2.0  # RetinaNet's
+EMA_DECAY = 0.998  # averages about the last 1 / (1 - decay) = 500 steps
+train_step, fit = trainer.train_step, trainer.fit
+GIOU_WEIGHT = 1.0  # beside the smooth L1 in ground-truth sizes (4 coordinates, each ~0.1-0.3 when trained)
+location = losses.MultiBoxLoss.location
 
 
 def ellipse_mask(boxes: np.ndarray, side: int) -> torch.Tensor:
@@ -149,6 +160,34 @@ class FocalFunctional:
         return sigmoid_focal_loss(logits, targets, alpha=FOCAL_ALPHA, gamma=FOCAL_GAMMA, reduction=reduction)
 
 
+def ema_train_step(run, images, targets):
+    """trainer.train_step, then the moving average of run.model's floating-point weights and buffers."""
+    terms = train_step(run, images, targets)
+    state = run.model.state_dict()
+    if not hasattr(run, "ema"):
+        run.ema, run.ema_updates = {k: v.detach().clone() for k, v in state.items() if v.is_floating_point()}, 0
+    run.ema_updates += 1
+    decay = min(EMA_DECAY, (1 + run.ema_updates) / (10 + run.ema_updates))
+    with torch.no_grad():
+        for k, v in run.ema.items():
+            v.mul_(decay).add_(state[k].detach(), alpha=1 - decay)
+    return terms
+
+
+def ema_fit(run, *args, **kwargs):
+    """trainer.fit, then last.pt rewritten with the averaged weights (the file the protocol scores)."""
+    path = fit(run, *args, **kwargs)
+    if hasattr(run, "ema"):
+        run.model.load_state_dict(run.ema, strict=False)
+        path = run.save()
+    return path
+
+
+def giou_location(self, pred: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+    """MultiBoxLoss.location + GIOU_WEIGHT x (1 - GIoU), Tensor[B, K] (the loss masks the positives)."""
+    return location(self, pred, goal) + GIOU_WEIGHT * generalized_box_iou_loss(pred, goal, reduction="none")
+
+
 def apply(lever: str) -> None:
     if lever == "background":
         feature_cache._cache_image = background_cache_image
@@ -158,13 +197,17 @@ def apply(lever: str) -> None:
         losses.F = FocalFunctional()
     elif lever == "feature style":
         heads.ConvHead.forward = style_forward
+    elif lever == "GIoU":
+        losses.MultiBoxLoss.location = giou_location
+    elif lever == "EMA":
+        trainer.train_step, trainer.fit = ema_train_step, ema_fit
     else:
         raise SystemExit(f"unknown lever {lever!r}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lever", required=True, help="background | IoU targets | feature style | focal")
+    parser.add_argument("--lever", required=True, help="background | IoU targets | feature style | focal | EMA | GIoU")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--protocols", default="sites")
     parser.add_argument("--results", default="docs/quality_runs.jsonl")

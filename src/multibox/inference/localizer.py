@@ -64,7 +64,8 @@ class Localizer:
     padded to a square), "center" (§4.1), "multiscale" (§4.3) or "tiles" of ``tile`` pixels overlapping
     by ``overlap``. tta: None, or "flip" / "dihedral" to also look at mirrored (and rotated) copies of
     every window, all boxes merged by one NMS (:mod:`multibox.inference.tta`; 2 or 8 forward passes).
-    fuse: on the CPU, run the network as :func:`multibox.modeling.inference_fusion.fuse_for_inference`
+    nms_iou: the NMS threshold (:meth:`from_checkpoint`: the model's, set from its training boxes by
+    :mod:`multibox.engine.nms_rule`; §4.1's 0.5 for a checkpoint from before). fuse: on the CPU, run the network as :func:`multibox.modeling.inference_fusion.fuse_for_inference`
     rewrites it (faster, same outputs to float rounding; ``model`` is changed in place, so for a model
     the localizer owns: :meth:`from_checkpoint` and the loaders ask for it).
 
@@ -177,7 +178,8 @@ class Localizer:
         top_k / max_det: the most boxes kept per image (for a localizer alone both cap the same count;
         :class:`multibox.inference.detector.Detector` keeps top_k localizer boxes and at most max_det
         detections); min_score: the lowest confidence kept; iou: the NMS threshold (default: the
-        localizer's, 0.5 as §4.2.2). Boxes under 1 pixel wide or tall are never returned.
+        localizer's: from a checkpoint, the model's ``model.nms_iou``, set from its training boxes). Boxes
+        under 1 pixel wide or tall are never returned.
         """
         check_options(min_score, iou, top_k, max_det)
         pils = [to_pil(im) for im in image_list(images)]
