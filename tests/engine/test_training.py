@@ -25,6 +25,8 @@ def test_overfits_one_small_batch(tiny_cfg, tmp_path):
     metrics = evaluate(path, tmp_path / "eval", split="train", device="cpu")
     assert metrics["num_objects"] > 0
     assert metrics["detection_rate"]["10"] == 1.0, metrics["detection_rate"]
+    trained_nms = load_checkpoint(path)["config"]["model"]["nms_iou"]  # resolved from the data when it trained
+    assert 0.3 <= trained_nms <= 0.5 and metrics["nms_iou"] == trained_nms  # metrics.json says what it ran with
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert log[-1]["loss"] < log[0]["loss"] / 3
     assert {"loc", "conf", "loss", "images_per_s", "step"} <= set(log[0])

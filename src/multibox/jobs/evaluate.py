@@ -65,7 +65,7 @@ def evaluate(model_path: str | Path, out_dir: str | Path | None = None, data: st
     out_dir = output_dir(out_dir, "evaluate")
     detections = predict_dataset(localizer, dataset, batch_size, cfg.data.num_workers, progress=f"{dataset.name}")
     inputs = BaselineInputs(num_boxes or k, seed, record.priors, record.match_counts)
-    source = {"method": "DeepMultiBox", "model": str(model_path)}
+    source = {"method": "DeepMultiBox", "model": str(model_path), "nms_iou": localizer.nms_iou}  # the numbers depend on it
     targets = restrict_targets(dataset_targets(dataset), dataset, classes)
     return report_run(dataset, detections, k, source, out_dir, resolve_baselines(baselines, True), inputs,
                       targets=targets, extra=lambda dets, tgts: subset_metrics(dets, tgts, classes, windows))
