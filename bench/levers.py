@@ -28,6 +28,10 @@ option, ``model.feature_dropout``.
 * ``GIoU``: the location term gets 1 - GIoU of each positive's box with its ground truth besides the
   smooth L1 (DETR's pair of box losses), so that boxes are pulled toward overlap, the quantity the
   detection rate counts, not only toward each coordinate.
+* ``aspect``: the cached views at the input scales other than S (0.6, 0.8, 1.25, 1.5 x S) are also
+  stretched, width x sqrt(a) and height / sqrt(a), a log-uniform in [0.75, 1.33] per image and scale,
+  so that a crown's box must come from its own extent, not from the shapes the training photo's crowns
+  have (the next photo's boxes come out 13-28 % too wide: bench/box_errors.py).
 
     PYTHONPATH=src python bench/levers.py --lever "background" --seeds 0,1,2 --protocols sites
     (and --lever "IoU targets" | "feature style" | focal; rows go to docs/quality_runs.jsonl)
@@ -37,10 +41,12 @@ option, ``model.feature_dropout``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -61,6 +67,8 @@ conv_forward = heads.ConvHead.forward
 FOCAL_ALPHA, FOCAL_GAMMA = 0.25, 2.0  # RetinaNet's
 EMA_DECAY = 0.998  # averages about the last 1 / (1 - decay) = 500 steps
 train_step, fit = trainer.train_step, trainer.fit
+cache_image = feature_cache._cache_image
+ASPECT_RANGE = (0.75, 4 / 3)  # a = new width / height ratio over the old one
 GIOU_WEIGHT = 1.0  # beside the smooth L1 in ground-truth sizes (4 coordinates, each ~0.1-0.3 when trained)
 location = losses.MultiBoxLoss.location
 
@@ -188,6 +196,20 @@ def giou_location(self, pred: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
     return location(self, pred, goal) + GIOU_WEIGHT * generalized_box_iou_loss(pred, goal, reduction="none")
 
 
+def aspect_cache_image(model, dataset, index, size, kinds, device, views):
+    """feature_cache._cache_image of the image stretched by a random aspect (the plain size S: unstretched)."""
+    if size == model.image_size:
+        return cache_image(model, dataset, index, size, kinds, device, views)
+    rng = np.random.default_rng([views.seed, index, size, 99])
+    root = float(np.exp(rng.uniform(*np.log(ASPECT_RANGE)))) ** 0.5
+    image, record = dataset.load_image(index), dataset.records[index]  # trees-dev: every image reads
+    wide = image.resize((max(1, round(image.width * root)), max(1, round(image.height / root))))
+    factors = np.array([wide.width / record.width, wide.height / record.height] * 2, np.float32)
+    stretched = dataclasses.replace(record, boxes=record.boxes * factors, width=wide.width, height=wide.height)
+    proxy = SimpleNamespace(load_image=lambda i: wide, records={index: stretched})
+    return cache_image(model, proxy, index, size, kinds, device, views)
+
+
 def apply(lever: str) -> None:
     if lever == "background":
         feature_cache._cache_image = background_cache_image
@@ -197,6 +219,8 @@ def apply(lever: str) -> None:
         losses.F = FocalFunctional()
     elif lever == "feature style":
         heads.ConvHead.forward = style_forward
+    elif lever == "aspect":
+        feature_cache._cache_image = aspect_cache_image
     elif lever == "GIoU":
         losses.MultiBoxLoss.location = giou_location
     elif lever == "EMA":
@@ -207,7 +231,7 @@ def apply(lever: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lever", required=True, help="background | IoU targets | feature style | focal | EMA | GIoU")
+    parser.add_argument("--lever", required=True, help="background | IoU targets | feature style | focal | EMA | GIoU | aspect")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--protocols", default="sites")
     parser.add_argument("--results", default="docs/quality_runs.jsonl")
