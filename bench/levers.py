@@ -6,7 +6,7 @@ this script is how the rows were made and how anyone can make them again. Each p
 was measured against (``BASES``): the first two, levels 4 + 8 at stride 8 without input dropout
 (quality.NO_DROPOUT); the next two (feature style, focal), the same with input dropout 0.3 and 3,000 head steps (quality.D03);
 ``--base NAME`` adds a lever to one of bench/quality.py's configurations instead (the row is "NAME + lever";
-``EMA`` and ``GIoU`` were measured so, on "default, NMS threshold from the data").
+``EMA``, ``GIoU`` and ``aspect`` were measured so, on "default, NMS threshold from the data").
 Another lever tried this way, channel dropout on the head's input, helped the next photo and became an
 option, ``model.feature_dropout``.
 
