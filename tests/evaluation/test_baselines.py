@@ -84,7 +84,8 @@ def test_priors_baseline_is_the_checkpoints_priors(tiny_model, tmp_path, capsys)
         assert np.array_equal(np.array(entry["boxes"], np.float32), det["boxes"][:5].numpy())
         assert inside(entry["boxes"], entry["width"], entry["height"])
     evaluated = evaluate(model, tmp_path / "eval", split="test", device="cpu")
-    assert set(metrics) >= set(evaluated) - {"model"}  # same keys as evaluate
+    assert set(metrics) >= set(evaluated) - {"model", "nms_iou"}  # same keys as evaluate but the model's own
+    assert evaluated["nms_iou"] == cfg.model.nms_iou and "nms_iou" not in metrics
     assert metrics["max_boxes"] == 5 and metrics["curve"] == evaluated["baselines"]["priors"]["curve"][:5]
     assert metrics["detection_rate"] == {k: evaluated["baselines"]["priors"]["detection_rate"][k] for k in ("1", "5")}
     assert main(["baseline", "priors", "--out", str(tmp_path / "p2")]) == 2
