@@ -123,7 +123,7 @@ class Detector:
         cls_model, cls_state = _load_kind(classifier, "classifier")
         loc_cfg, cls_cfg = (checkpoint_config(s) for s in (loc_state, cls_state))
         windows = "multiscale" if multiscale else loc_cfg.model.windows
-        located = located or Localizer(loc_model, loc_cfg.model.image_size, device, windows=windows, fuse=True)
+        located = located or Localizer.for_config(loc_model, loc_cfg, device, windows, fuse=True)  # NMS: the mode's, below
         return cls(located, cls_model, cls_state["class_names"], cls_cfg.model.image_size,
                    region or cls_cfg.model.classifier_region, top_n, mode)
 

@@ -42,10 +42,11 @@ from PIL import Image
 from torch import Tensor, nn
 
 from multibox.data.transforms import resize_crop
+from multibox.engine.nms_rule import PAPER_NMS_IOU
 from multibox.errors import UserError
 from multibox.modeling.localizer import MultiBox
 
-NMS_IOU = 0.5  # §4.1
+NMS_IOU = PAPER_NMS_IOU  # §4.1 (an export carries its model's own, engine.nms_rule)
 # What an export may differ from the eager model by, on what users consume: boxes in pixels of the S x S
 # input (fused BN and reordered float sums in the runtime move a box by far less than a pixel) and
 # probabilities (sigmoid of the logits). Absolute differences of the raw [0, 1] outputs said nothing about

@@ -14,7 +14,6 @@ from torch import Tensor
 
 from multibox.config import Config
 from multibox.engine.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
-from multibox.engine.nms_rule import configured_nms_iou
 from multibox.engine.precision import resolve_device
 from multibox.errors import UserError
 from multibox.inference.export import decode_array
@@ -66,8 +65,8 @@ def load_with_record(path: str | Path, device: str = "auto", *, spinning: bool =
     state = load_checkpoint(path)
     model, cfg = model_from_checkpoint(state)
     counts = state.get("prior_match_counts", torch.zeros(model.num_boxes, dtype=torch.int64))
-    loc = Localizer(model, cfg.model.image_size, resolve_device(device), configured_nms_iou(cfg), windows or cfg.model.windows,
-                    tile=tile, overlap=overlap, tta=tta, fuse=True)
+    loc = Localizer.for_config(model, cfg, resolve_device(device), windows, tile=tile, overlap=overlap, tta=tta,
+                               fuse=True)
     return loc, ModelRecord(cfg, model.priors.detach().cpu(), counts)
 
 

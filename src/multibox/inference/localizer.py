@@ -17,11 +17,11 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from multibox.config import TTA_MODES, WINDOW_MODES
+from multibox.config import TTA_MODES, WINDOW_MODES, Config
 from multibox.data import DetectionDataset
 from multibox.data.transforms import to_pil
 from multibox.engine.checkpoint import load_checkpoint, model_from_checkpoint
-from multibox.engine.nms_rule import configured_nms_iou
+from multibox.engine.nms_rule import PAPER_NMS_IOU, configured_nms_iou
 from multibox.engine.precision import resolve_device
 from multibox.errors import UserError
 from multibox.inference.postprocess import check_options, fewest, merge_windows
@@ -79,7 +79,7 @@ class Localizer:
     >>> boxes, scores = loc.predict(array, min_score=0.3, iou=0.45)   # numpy [H, W, 3] uint8
     """
 
-    def __init__(self, model: MultiBox, image_size: int, device: str | torch.device = "cpu", nms_iou: float = 0.5,
+    def __init__(self, model: MultiBox, image_size: int, device: str | torch.device = "cpu", nms_iou: float = PAPER_NMS_IOU,
                  windows: str = "whole", tile: float | None = None, overlap: float = 0.2,
                  tta: str | None = None, fuse: bool = False) -> None:
         device = resolve_device(device) if isinstance(device, (str, int)) else device  # "cuda" without a GPU: one line
@@ -135,8 +135,15 @@ class Localizer:
         "cuda", "cuda:0", ...); ``windows`` defaults to the mode it was trained with, ``tile`` (pixels)
         and ``overlap`` (fraction of a tile) serve windows="tiles"; ``tta`` as the class."""
         model, cfg = model_from_checkpoint(load_checkpoint(path))
-        return cls(model, cfg.model.image_size, device, configured_nms_iou(cfg), windows or cfg.model.windows,
-                   tile=tile, overlap=overlap, tta=tta, fuse=True)
+        return cls.for_config(model, cfg, device, windows, tile=tile, overlap=overlap, tta=tta, fuse=True)
+
+    @classmethod
+    def for_config(cls, model: MultiBox, cfg: Config, device: str | torch.device = "cpu", windows: str | None = None,
+                   **options) -> Localizer:
+        """The localizer of ``model`` as ``cfg`` trained it: its input size, its NMS threshold
+        (model.nms_iou, :func:`multibox.engine.nms_rule.configured_nms_iou`) and its windows unless
+        ``windows`` is given; ``options``: tile, overlap, tta, fuse as the class."""
+        return cls(model, cfg.model.image_size, device, configured_nms_iou(cfg), windows or cfg.model.windows, **options)
 
     def image_windows(self, width: float, height: float) -> Tensor:
         """This localizer's windows Tensor[W, 4] of a width x height image."""

@@ -17,7 +17,6 @@ from pathlib import Path
 from multibox.data.build import validation_images
 from multibox.engine.checkpoint import (checkpoint_config, checkpoint_kind, load_checkpoint, model_from_checkpoint,
                                        save_checkpoint)
-from multibox.engine.nms_rule import configured_nms_iou
 from multibox.evaluation.calibration import expected_calibration_error, fit_platt, outcomes, platt
 from multibox.evaluation.scoring import dataset_targets, drop_unreadable
 from multibox.inference.localizer import Localizer
@@ -39,7 +38,7 @@ def calibrate_checkpoint(path: str | Path) -> dict | None:
         print("calibration: no validation images, the scores stay as trained", file=sys.stderr)
         return None
     model.calibration.set(1.0, 0.0)  # fit on the raw logits (a resumed run's best.pt may hold an older fit)
-    localizer = Localizer(model, run_cfg.model.image_size, "cpu", configured_nms_iou(run_cfg), run_cfg.model.windows)
+    localizer = Localizer.for_config(model, run_cfg, "cpu")
     detections = predict_dataset(localizer, dataset, num_workers=0)
     _, detections, targets = drop_unreadable(dataset, detections, dataset_targets(dataset))
     scores, right = outcomes(detections, targets, MAX_DET)

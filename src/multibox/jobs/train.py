@@ -21,7 +21,6 @@ from multibox.data.build import load_split, training_split, validation_images
 from multibox.data.problems import write_problems_log
 from multibox.engine import distributed
 from multibox.engine.checkpoint import save_checkpoint
-from multibox.engine.nms_rule import configured_nms_iou
 from multibox.engine.tasks import (
     PAPER_IMAGE_SIZE,
     check_classifier_config,
@@ -92,7 +91,7 @@ def detection_score(model: torch.nn.Module, cfg: Config, dataset: DetectionDatas
     """The detection rate of ``model`` on ``dataset`` at VALIDATION_KS boxes ("dr@K") and their mean
     ("score"), with the windows the model is configured for."""
     device = next(model.parameters()).device
-    localizer = Localizer(model, cfg.model.image_size, device, configured_nms_iou(cfg), cfg.model.windows)
+    localizer = Localizer.for_config(model, cfg, device)
     detections = predict_dataset(localizer, dataset, num_workers=0)
     _, detections, targets = drop_unreadable(dataset, detections, dataset_targets(dataset))
     rates = detection_rate(detections, targets, max_k=100)["detection_rate"]
