@@ -17,12 +17,13 @@ def random_boxes(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat([xy, xy + wh], 1), torch.rand(n, generator=g)
 
 
+@pytest.mark.parametrize("iou", [0.5, 0.3])
 @pytest.mark.parametrize("n,k,pre,seed", [(3000, 100, 50, 0), (3000, 5, 20, 1), (500, 400, 30, 2), (40, 100, 10, 3)])
-def test_equals_the_full_nms(monkeypatch, n, k, pre, seed):
+def test_equals_the_full_nms(monkeypatch, n, k, pre, seed, iou):
     monkeypatch.setattr(postprocess, "PRE_NMS", pre)  # small, so the growing loop is exercised
     boxes, scores = random_boxes(n, seed)
-    full = nms(boxes, scores, 0.5)[:k]
-    fast = nms_top_k(boxes, scores, torch.arange(n), 0.5, k)
+    full = nms(boxes, scores, iou)[:k]
+    fast = nms_top_k(boxes, scores, torch.arange(n), iou, k)
     assert torch.equal(fast, full)
 
 
